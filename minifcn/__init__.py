@@ -1,0 +1,11 @@
+"""minifcn: a from-scratch engine for Fully Convolutional Networks.
+
+Start reading at autograd.py (Tensor and backward), then functions/conv.py (how a
+convolution becomes im2col + GEMM), then models/fcn.py and train.py.
+"""
+from . import functions
+from .autograd import Tensor, is_grad_enabled, no_grad
+from .backend import gpu_available, seed
+
+__version__ = "0.1.0"
+__all__ = ["Tensor", "functions", "gpu_available", "is_grad_enabled", "no_grad", "seed"]

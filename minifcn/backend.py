@@ -1,0 +1,157 @@
+"""Where arrays live and which kernels run on them.
+
+Every op asks `get_array_module(array)` for `numpy` or `cupy` and writes one code path
+against it where the array API allows. CuPy is optional: it is imported on first use
+of the GPU, and a clear error says what is missing when it cannot be.
+
+The CPU hot paths (im2col, col2im, pooling, loss) have two implementations: plain NumPy,
+kept because readers learn from it, and numba kernels in `minifcn/cpu/`. `cpu_kernels()`
+says which one runs: numba when it imports, unless the environment variable
+`MINIFCN_CPU_KERNELS=numpy` (or `use_cpu_kernels("numpy")`) asks for the NumPy path.
+"""
+import contextlib
+import os
+
+import numpy
+
+_cupy = None
+_cpu_kernels = os.environ.get("MINIFCN_CPU_KERNELS", "auto")
+if _cpu_kernels not in ("auto", "numba", "numpy"):
+    raise ValueError(f"MINIFCN_CPU_KERNELS must be auto, numba or numpy, not {_cpu_kernels!r}")
+
+
+def cupy_or_none():
+    """The cupy module if it imports, else None (never raises)."""
+    global _cupy
+    if _cupy is None:
+        try:
+            import cupy
+            _cupy = cupy
+        except Exception:  # not installed, or no CUDA driver
+            _cupy = False
+    return _cupy or None
+
+
+def require_cupy():
+    cupy = cupy_or_none()
+    if cupy is None:
+        raise RuntimeError("the GPU backend needs CuPy: pip install 'minifcn[cuda]' on a "
+                           "machine with an NVIDIA GPU and its driver")
+    try:
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:
+        raise RuntimeError(f"CuPy is installed but no CUDA GPU can be used: {error}") from None
+    return cupy
+
+
+def gpu_available():
+    cupy = cupy_or_none()
+    if cupy is None:
+        return False
+    try:
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def is_cupy_array(array):
+    return _cupy is not None and _cupy is not False and isinstance(array, _cupy.ndarray)
+
+
+def get_array_module(array):
+    """numpy for a NumPy array, cupy for a CuPy one."""
+    return _cupy if is_cupy_array(array) else numpy
+
+
+def as_array(data):
+    """An ndarray (NumPy or CuPy) from whatever array-like `data` is."""
+    if isinstance(data, numpy.ndarray) or is_cupy_array(data):
+        return data
+    if type(data).__module__.startswith("cupy"):  # a cupy array before we imported cupy
+        cupy_or_none()
+        return data
+    return numpy.asarray(data)
+
+
+def device_of(array):
+    return "cuda" if is_cupy_array(array) else "cpu"
+
+
+def check_device(device):
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
+    return device
+
+
+def to_device(array, device):
+    """`array` on "cpu" (NumPy) or "cuda" (CuPy); no copy if it is already there."""
+    if check_device(device) == "cuda":
+        return require_cupy().asarray(array)
+    return to_numpy(array)
+
+
+def to_numpy(array):
+    return array.get() if is_cupy_array(array) else numpy.asarray(array)
+
+
+# ----------------------------------------------------------------------------- random
+_rng = numpy.random.default_rng(1337)
+
+
+def seed(value):
+    """Seed every random draw minifcn makes (dropout masks, data shuffling)."""
+    global _rng
+    _rng = numpy.random.default_rng(value)
+
+
+def rng():
+    """The generator dropout and the data pipeline draw from."""
+    return _rng
+
+
+def rng_state():
+    return _rng.bit_generator.state
+
+
+def set_rng_state(state):
+    _rng.bit_generator.state = state
+
+
+# ---------------------------------------------------------------------- CPU kernel set
+def cpu_kernels():
+    """"numba" or "numpy": which implementation the CPU hot paths use now."""
+    global _cpu_kernels
+    if _cpu_kernels == "auto":
+        try:
+            import numba  # noqa: F401
+            _cpu_kernels = "numba"
+        except ImportError:
+            _cpu_kernels = "numpy"
+    return _cpu_kernels
+
+
+@contextlib.contextmanager
+def use_cpu_kernels(name):
+    """Run a block with the "numpy" or "numba" CPU kernels (tests compare the two)."""
+    global _cpu_kernels
+    if name not in ("numba", "numpy"):
+        raise ValueError(f"use_cpu_kernels: expected 'numba' or 'numpy', not {name!r}")
+    previous, _cpu_kernels = _cpu_kernels, name
+    try:
+        yield
+    finally:
+        _cpu_kernels = previous
+
+
+def kernel(name, array, numpy_version):
+    """The implementation of hot path `name` for `array`: the CUDA kernel for a CuPy array,
+    the numba kernel on the CPU when numba is active, else `numpy_version` (which is
+    written against the array API and so also runs on CuPy). A kernel set that does
+    not (yet) have `name` falls back to `numpy_version`."""
+    if is_cupy_array(array):
+        from . import cuda
+        return getattr(cuda, name, numpy_version)
+    if cpu_kernels() == "numba":
+        from . import cpu
+        return getattr(cpu, name, numpy_version)
+    return numpy_version

@@ -1,0 +1,165 @@
+"""Ops that move or combine values without learning anything.
+
+    add        y = a + b                     ga = gy, gb = gy (same shapes; no broadcasting)
+    scale      y = c x                       gx = c gy
+    reshape    y = x viewed as `shape`       gx = gy viewed as x's shape
+    sum_all    y = sum x                     gx = gy everywhere
+    crop       y = x[:, :, oy:oy+h, ox:ox+w] gx = zeros with gy placed back at the offset
+    concat     y = [x_1, ..., x_k] on axis   gx_i = the slice of gy that x_i filled
+"""
+import numbers
+
+from ..autograd import Function, Tensor
+from .. import backend
+from .validate import float_tensor, pair, same_device, same_dtype, tensor_arg
+
+
+class Add(Function):
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, gy):
+        return gy, gy
+
+
+def add(a, b):
+    a, b = tensor_arg("add", "a", a), tensor_arg("add", "b", b)
+    if a.shape != b.shape:
+        raise ValueError(f"add: shapes must match (nothing broadcasts), got {a.shape} and {b.shape}")
+    same_dtype("add", a=a, b=b)
+    same_device("add", a=a, b=b)
+    return Add()(a, b)
+
+
+class Scale(Function):
+    def __init__(self, factor):
+        self.factor = factor
+
+    def forward(self, x):
+        return x * x.dtype.type(self.factor)
+
+    def backward(self, gy):
+        return gy * gy.dtype.type(self.factor)
+
+
+def scale(x, factor):
+    """x times a Python scalar."""
+    if not isinstance(factor, numbers.Real) or isinstance(factor, bool):
+        raise TypeError(f"scale: a Tensor is multiplied only by a Python scalar, got "
+                        f"{type(factor).__name__}")
+    return Scale(float(factor))(float_tensor("scale", "x", x))
+
+
+class Reshape(Function):
+    def __init__(self, shape):
+        self.shape = shape
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return x.reshape(self.shape)
+
+    def backward(self, gy):
+        return gy.reshape(self.in_shape)
+
+
+def reshape(x, shape):
+    x = tensor_arg("reshape", "x", x)
+    try:
+        backend.get_array_module(x.data).empty(x.shape, dtype=bool).reshape(shape)
+    except (ValueError, TypeError):
+        raise ValueError(f"reshape: cannot view shape {x.shape} as {tuple(shape)}") from None
+    return Reshape(tuple(shape))(x)
+
+
+class SumAll(Function):
+    def forward(self, x):
+        self.in_shape = x.shape
+        return x.sum().reshape(())
+
+    def backward(self, gy):
+        xp = backend.get_array_module(gy)
+        return xp.broadcast_to(gy, self.in_shape)
+
+
+def sum_all(x):
+    return SumAll()(float_tensor("sum", "x", x))
+
+
+class Crop(Function):
+    def __init__(self, offset, size):
+        self.offset, self.size = offset, size
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        (oy, ox), (h, w) = self.offset, self.size
+        return backend.kernel("crop_forward", x, crop_forward_numpy)(x, oy, ox, h, w)
+
+    def backward(self, gy):
+        (oy, ox) = self.offset
+        return backend.kernel("crop_backward", gy, crop_backward_numpy)(gy, *self.in_shape[2:], oy, ox)
+
+
+def crop_forward_numpy(x, oy, ox, h, w):
+    """x (N, C, H, W) -> x[:, :, oy:oy+h, ox:ox+w] as a contiguous array."""
+    xp = backend.get_array_module(x)
+    return xp.ascontiguousarray(x[:, :, oy: oy + h, ox: ox + w])
+
+
+def crop_backward_numpy(gy, height, width, oy, ox):
+    """gy (N, C, h, w) placed at (oy, ox) inside zeros (N, C, height, width)."""
+    xp = backend.get_array_module(gy)
+    gx = xp.zeros(gy.shape[:2] + (height, width), dtype=gy.dtype)
+    gx[:, :, oy: oy + gy.shape[2], ox: ox + gy.shape[3]] = gy
+    return gx
+
+
+def crop(x, reference, offset):
+    """Caffe Crop on axes 2, 3: x[:, :, oy:oy+H_ref, ox:ox+W_ref]."""
+    x = float_tensor("crop", "x", x, ndim=4)
+    if isinstance(reference, Tensor):
+        if reference.ndim != 4:
+            raise ValueError(f"crop: reference must be (N, C, H, W) or an (H, W) pair, "
+                             f"got shape {reference.shape}")
+        size = tuple(reference.shape[2:])
+    else:
+        size = pair("crop", "reference size", reference)
+    oy, ox = pair("crop", "offset", offset, minimum=0)
+    if oy + size[0] > x.shape[2] or ox + size[1] > x.shape[3]:
+        raise ValueError(f"crop: a {size[0]}x{size[1]} window at offset ({oy}, {ox}) does not "
+                         f"fit in x {x.shape}")
+    return Crop((oy, ox), size)(x)
+
+
+class Concat(Function):
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, *xs):
+        self.sections = [x.shape[self.axis] for x in xs]
+        return backend.get_array_module(xs[0]).concatenate(xs, axis=self.axis)
+
+    def backward(self, gy):
+        grads, start = [], 0
+        for width in self.sections:
+            index = [slice(None)] * gy.ndim
+            index[self.axis] = slice(start, start + width)
+            grads.append(gy[tuple(index)])
+            start += width
+        return tuple(grads)
+
+
+def concat(xs, axis=1):
+    xs = [tensor_arg("concat", f"xs[{i}]", x) for i, x in enumerate(xs)]
+    if not xs:
+        raise ValueError("concat: needs at least one tensor")
+    ndim = xs[0].ndim
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"concat: axis {axis} out of range for {ndim}-d tensors")
+    axis %= ndim
+    shapes = [x.shape for x in xs]
+    for x in xs:
+        if x.ndim != ndim or x.shape[:axis] + x.shape[axis + 1:] != xs[0].shape[:axis] + xs[0].shape[axis + 1:]:
+            raise ValueError(f"concat: shapes must match except on axis {axis}, got {shapes}")
+    same_dtype("concat", **{f"xs[{i}]": x for i, x in enumerate(xs)})
+    same_device("concat", **{f"xs[{i}]": x for i, x in enumerate(xs)})
+    return Concat(axis)(*xs)

@@ -1,0 +1,234 @@
+"""Convolution, transposed convolution (Caffe "Deconvolution") and linear layers.
+
+conv2d, cross-correlation with weight W (C_out, C_in/g, kh, kw), per image and group:
+
+    forward      y   = W_mat @ im2col(x)                 (C_out/g, out_h*out_w)
+    backward x   gx  = col2im(W_mat^T @ gy)              the adjoint of the forward
+    backward W   gW  = sum_images gy @ im2col(x)^T
+    backward b   gb  = gy summed over N, H, W
+
+conv_transpose2d is that adjoint run forwards, so its passes are the same three
+primitives with the roles swapped (Chainer's way):
+
+    forward      y   = col2im(W_mat^T @ x)               = _correlate_adjoint(x)
+    backward x   gx  = W_mat @ im2col(gy)                = _correlate(gy)
+    backward W   gW  = sum_images x @ im2col(gy)^T       = _weight_grad(gy, x)
+
+The weight layouts line up: a transposed convolution's W (C_in, C_out/g, kh, kw) is
+exactly the weight of the convolution it is the adjoint of, from C_out to C_in channels.
+Images are processed one at a time so the column buffer is one image's, never the
+batch's; the input is saved for backward and im2col recomputed (cheaper in memory
+than keeping the columns, which for FCN's conv1_2 at 500x500 are 1.1 GB).
+
+linear is a plain matrix product: y = x W^T + b, gx = gy W, gW = gy^T x.
+"""
+from collections import namedtuple
+
+from ..autograd import Function
+from .. import backend
+from .im2col import col2im, conv_output_size, im2col
+from .validate import float_tensor, pair, same_device, same_dtype
+
+Geometry = namedtuple("Geometry", "kh kw sy sx ph pw dy dx groups")
+
+
+def _matmul_grouped(a, b, out=None):
+    """a (G, m, k) @ b (G, k, n); a plain 2-D GEMM when there is one group."""
+    xp = backend.get_array_module(a)
+    if a.shape[0] == 1:
+        return xp.matmul(a[0], b[0], out=None if out is None else out[0])[None]
+    return xp.matmul(a, b, out=out)
+
+
+def _correlate(x, weight, geo):
+    """Convolution without bias: x (N, C, H, W) -> (N, C_out, out_h, out_w)."""
+    xp = backend.get_array_module(x)
+    n_images, _, height, width = x.shape
+    c_out = weight.shape[0]
+    out_h = conv_output_size(height, geo.kh, geo.sy, geo.ph, geo.dy)
+    out_w = conv_output_size(width, geo.kw, geo.sx, geo.pw, geo.dx)
+    w_mat = weight.reshape(geo.groups, c_out // geo.groups, -1)
+    y = xp.empty((n_images, c_out, out_h, out_w), dtype=x.dtype)
+    for n in range(n_images):
+        col = im2col(x[n], geo.kh, geo.kw, geo.sy, geo.sx, geo.ph, geo.pw, geo.dy, geo.dx,
+                     out_h, out_w)
+        _matmul_grouped(w_mat, col.reshape(geo.groups, w_mat.shape[2], out_h * out_w),
+                        out=y[n].reshape(geo.groups, c_out // geo.groups, out_h * out_w))
+    return y
+
+
+def _correlate_adjoint(y, weight, geo, height, width):
+    """The adjoint of _correlate: y (N, C_out, out_h, out_w) -> (N, C_in, height, width)."""
+    xp = backend.get_array_module(y)
+    n_images, c_out, out_h, out_w = y.shape
+    c_in = weight.shape[1] * geo.groups
+    w_mat_t = weight.reshape(geo.groups, c_out // geo.groups, -1).transpose(0, 2, 1)
+    x = xp.empty((n_images, c_in, height, width), dtype=y.dtype)
+    for n in range(n_images):
+        col = _matmul_grouped(w_mat_t, y[n].reshape(geo.groups, c_out // geo.groups, -1))
+        x[n] = col2im(col.reshape(c_in, geo.kh, geo.kw, out_h, out_w), height, width,
+                      geo.sy, geo.sx, geo.ph, geo.pw, geo.dy, geo.dx)
+    return x
+
+
+def _weight_grad(x, gy, geo):
+    """d(sum gy * _correlate(x, W))/dW, shape (C_out, C_in/g, kh, kw)."""
+    xp = backend.get_array_module(x)
+    n_images, c_in = x.shape[:2]
+    _, c_out, out_h, out_w = gy.shape
+    grad = xp.zeros((geo.groups, c_out // geo.groups, c_in // geo.groups * geo.kh * geo.kw),
+                    dtype=x.dtype)
+    for n in range(n_images):
+        col = im2col(x[n], geo.kh, geo.kw, geo.sy, geo.sx, geo.ph, geo.pw, geo.dy, geo.dx,
+                     out_h, out_w).reshape(geo.groups, grad.shape[2], out_h * out_w)
+        grad += _matmul_grouped(gy[n].reshape(geo.groups, c_out // geo.groups, -1),
+                                col.transpose(0, 2, 1))
+    return grad.reshape(c_out, c_in // geo.groups, geo.kh, geo.kw)
+
+
+def _add_bias(y, bias):
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
+    return y
+
+
+def _bias_grad(gy, has_bias, needed):
+    return gy.sum(axis=(0, 2, 3)) if has_bias and needed else None
+
+
+class Convolution2D(Function):
+    def __init__(self, geometry):
+        self.geo = geometry
+
+    def forward(self, x, weight, bias=None):
+        self.x, self.weight, self.has_bias = x, weight, bias is not None
+        return _add_bias(_correlate(x, weight, self.geo), bias)
+
+    def backward(self, gy):
+        need_x, need_w = self.needs_input_grad[:2]
+        gx = (_correlate_adjoint(gy, self.weight, self.geo, *self.x.shape[2:])
+              if need_x else None)
+        gw = _weight_grad(self.x, gy, self.geo) if need_w else None
+        return gx, gw, _bias_grad(gy, self.has_bias, self.needs_input_grad[-1])
+
+
+class Deconvolution2D(Function):
+    def __init__(self, geometry, out_size):
+        self.geo, self.out_size = geometry, out_size
+
+    def forward(self, x, weight, bias=None):
+        self.x, self.weight, self.has_bias = x, weight, bias is not None
+        return _add_bias(_correlate_adjoint(x, weight, self.geo, *self.out_size), bias)
+
+    def backward(self, gy):
+        need_x, need_w = self.needs_input_grad[:2]
+        gx = _correlate(gy, self.weight, self.geo) if need_x else None
+        gw = _weight_grad(gy, self.x, self.geo) if need_w else None
+        return gx, gw, _bias_grad(gy, self.has_bias, self.needs_input_grad[-1])
+
+
+def _conv_args(op, x, weight, bias, stride, padding, dilation, groups):
+    """Validated tensors and geometry common to conv2d and conv_transpose2d."""
+    x = float_tensor(op, "x", x, ndim=4)
+    weight = float_tensor(op, "weight", weight, ndim=4)
+    if bias is not None:
+        bias = float_tensor(op, "bias", bias, ndim=1)
+    same_dtype(op, x=x, weight=weight, bias=bias)
+    same_device(op, x=x, weight=weight, bias=bias)
+    sy, sx = pair(op, "stride", stride)
+    ph, pw = pair(op, "padding", padding, minimum=0)
+    dy, dx = pair(op, "dilation", dilation)
+    if not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    kh, kw = weight.shape[2:]
+    if min(kh, kw) < 1:
+        raise ValueError(f"{op}: weight {weight.shape} has an empty kernel")
+    if min(x.shape) < 1:
+        raise ValueError(f"{op}: x {x.shape} is empty")
+    return x, weight, bias, Geometry(kh, kw, sy, sx, ph, pw, dy, dx, groups)
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D cross-correlation of x (N, C_in, H, W) with weight (C_out, C_in/groups, kh, kw)."""
+    op = "conv2d"
+    x, weight, bias, geo = _conv_args(op, x, weight, bias, stride, padding, dilation, groups)
+    c_in, c_out = x.shape[1], weight.shape[0]
+    shapes = f"x {x.shape}, weight {weight.shape}"
+    if c_in % groups or c_out % groups:
+        raise ValueError(f"{op}: channels must divide by groups={groups}: {shapes}")
+    if weight.shape[1] * groups != c_in:
+        raise ValueError(f"{op}: channel mismatch, weight expects {weight.shape[1] * groups} "
+                         f"input channels (groups={groups}): {shapes}")
+    if bias is not None and bias.shape != (c_out,):
+        raise ValueError(f"{op}: bias {bias.shape} must be ({c_out},) for {shapes}")
+    extent_h, extent_w = geo.dy * (geo.kh - 1) + 1, geo.dx * (geo.kw - 1) + 1
+    if extent_h > x.shape[2] + 2 * geo.ph or extent_w > x.shape[3] + 2 * geo.pw:
+        raise ValueError(f"{op}: the {extent_h}x{extent_w} window (dilation included) is larger "
+                         f"than the padded input ({x.shape[2]}+2*{geo.ph})x({x.shape[3]}+2*{geo.pw}): "
+                         f"{shapes}")
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    return Convolution2D(geo)(*inputs)
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, groups=1, dilation=1):
+    """The adjoint of conv2d: x (N, C_in, H, W), weight (C_in, C_out/groups, kh, kw),
+    output (N, C_out, (H-1)s - 2p + d(k-1) + 1, ...)."""
+    op = "conv_transpose2d"
+    x, weight, bias, geo = _conv_args(op, x, weight, bias, stride, padding, dilation, groups)
+    c_in = x.shape[1]
+    c_out = weight.shape[1] * groups
+    shapes = f"x {x.shape}, weight {weight.shape}"
+    if weight.shape[0] != c_in:
+        raise ValueError(f"{op}: channel mismatch, weight expects {weight.shape[0]} input "
+                         f"channels: {shapes}")
+    if c_in % groups:
+        raise ValueError(f"{op}: channels must divide by groups={groups}: {shapes}")
+    if bias is not None and bias.shape != (c_out,):
+        raise ValueError(f"{op}: bias {bias.shape} must be ({c_out},) for {shapes}")
+    out_h = (x.shape[2] - 1) * geo.sy - 2 * geo.ph + geo.dy * (geo.kh - 1) + 1
+    out_w = (x.shape[3] - 1) * geo.sx - 2 * geo.pw + geo.dx * (geo.kw - 1) + 1
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"{op}: padding {(geo.ph, geo.pw)} leaves an empty output "
+                         f"({out_h}x{out_w}): {shapes}")
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    return Deconvolution2D(geo, (out_h, out_w))(*inputs)
+
+
+class Linear(Function):
+    def forward(self, x, weight, bias=None):
+        self.x, self.weight = x, weight
+        y = x @ weight.T
+        if bias is not None:
+            y += bias
+        return y
+
+    def backward(self, gy):
+        need_x, need_w = self.needs_input_grad[:2]
+        gx = gy @ self.weight if need_x else None
+        gw = gy.T @ self.x if need_w else None
+        gb = gy.sum(axis=0) if len(self.needs_input_grad) == 3 and self.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+def linear(x, weight, bias=None):
+    """y = x W^T + b for x (N, K) (any other shape is flattened to (N, K)), W (M, K)."""
+    op = "linear"
+    x = float_tensor(op, "x", x)
+    weight = float_tensor(op, "weight", weight, ndim=2)
+    if bias is not None:
+        bias = float_tensor(op, "bias", bias, ndim=1)
+    same_dtype(op, x=x, weight=weight, bias=bias)
+    same_device(op, x=x, weight=weight, bias=bias)
+    if x.ndim < 2:
+        raise ValueError(f"linear: x must be (N, K) or (N, ...), got shape {x.shape}")
+    features = x.size // x.shape[0] if x.shape[0] else 0
+    if features != weight.shape[1]:
+        raise ValueError(f"linear: x {x.shape} has {features} features per sample but "
+                         f"weight {weight.shape} expects {weight.shape[1]}")
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"linear: bias {bias.shape} must be ({weight.shape[0]},) for "
+                         f"weight {weight.shape}")
+    if x.ndim != 2:
+        x = x.reshape(x.shape[0], features)
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    return Linear()(*inputs)

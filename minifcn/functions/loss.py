@@ -1,0 +1,97 @@
+"""Per-pixel softmax cross-entropy (Caffe SoftmaxWithLoss).
+
+For scores s (N, C, H, W) and integer labels t (N, H, W), over the counted pixels
+(t != ignore_index):
+
+    loss      L = sum_pixels [logsumexp_c s[:, c] - s[t]] / D
+    gradient  dL/ds[c] = (softmax(s)[c] - [c == t]) / D        (0 at ignored pixels)
+
+D is the number of counted pixels (normalize=True) or the batch size N (Caffe's
+`normalize: false`, what the FCN nets use). No counted pixel gives L = 0 and a zero
+gradient, never 0/0. logsumexp subtracts the per-pixel maximum first, so large scores
+do not overflow. Backward recomputes the softmax from the saved scores rather than
+keeping a second (N, C, H, W) array alive between the passes.
+
+The kernel contract shared by every kernel set:
+    softmax_cross_entropy_forward(s, t, ignore) -> (loss_sum, count)   0-d arrays
+    softmax_cross_entropy_backward(s, t, ignore, coefficient) -> gs     coefficient 0-d
+Both stay on the device: nothing here waits for the GPU except the label range check.
+"""
+import numpy
+
+from ..autograd import Function, Tensor
+from .. import backend
+from .validate import float_tensor
+
+
+def _log_softmax_parts(score, target, ignore_index):
+    """Per-pixel logsumexp, the target's score, and which pixels count."""
+    xp = backend.get_array_module(score)
+    counted = target != ignore_index
+    safe_target = xp.where(counted, target, 0)
+    peak = score.max(axis=1, keepdims=True)
+    logsumexp = xp.log(xp.exp(score - peak).sum(axis=1)) + peak[:, 0]
+    picked = xp.take_along_axis(score, safe_target[:, None], axis=1)[:, 0]
+    return logsumexp, picked, counted, safe_target
+
+
+def softmax_cross_entropy_forward_numpy(score, target, ignore_index):
+    xp = backend.get_array_module(score)
+    logsumexp, picked, counted, _ = _log_softmax_parts(score, target, ignore_index)
+    loss_sum = xp.where(counted, logsumexp - picked, 0).sum(dtype=score.dtype)
+    return loss_sum, counted.sum()
+
+
+def softmax_cross_entropy_backward_numpy(score, target, ignore_index, coefficient):
+    xp = backend.get_array_module(score)
+    logsumexp, _, counted, safe_target = _log_softmax_parts(score, target, ignore_index)
+    grad = xp.exp(score - logsumexp[:, None])
+    xp.put_along_axis(grad, safe_target[:, None],
+                      xp.take_along_axis(grad, safe_target[:, None], axis=1) - 1, axis=1)
+    grad *= (counted * coefficient).astype(score.dtype)[:, None]
+    return grad
+
+
+class SoftmaxCrossEntropy(Function):
+    def __init__(self, target, ignore_index, normalize):
+        self.target, self.ignore_index, self.normalize = target, ignore_index, normalize
+
+    def forward(self, score):
+        xp = backend.get_array_module(score)
+        loss_sum, count = backend.kernel("softmax_cross_entropy_forward", score,
+                                         softmax_cross_entropy_forward_numpy)(
+            score, self.target, self.ignore_index)
+        self.score = score
+        # D: counted pixels or batch size; max(., 1) makes "nothing counted" give 0, not NaN.
+        self.divisor = xp.maximum(count, 1) if self.normalize else score.shape[0]
+        return xp.asarray(loss_sum / self.divisor, dtype=score.dtype)
+
+    def backward(self, gy):
+        coefficient = (gy / self.divisor).astype(gy.dtype)
+        return backend.kernel("softmax_cross_entropy_backward", self.score,
+                              softmax_cross_entropy_backward_numpy)(
+            self.score, self.target, self.ignore_index, coefficient)
+
+
+def softmax_cross_entropy(score, target, ignore_index=255, normalize=True):
+    """Mean (normalize=True) or per-image (False) multinomial logistic loss per pixel."""
+    op = "softmax_cross_entropy"
+    score = float_tensor(op, "score", score, ndim=4)
+    labels = target.data if isinstance(target, Tensor) else backend.as_array(target)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"{op}: target must hold integers, got {labels.dtype} "
+                        f"with shape {labels.shape}")
+    n, n_class, height, width = score.shape
+    if labels.shape != (n, height, width):
+        raise ValueError(f"{op}: target {labels.shape} must be (N, H, W) = "
+                         f"{(n, height, width)} for score {score.shape}")
+    if backend.device_of(labels) != score.device:
+        raise ValueError(f"{op}: score is on {score.device} but target on {backend.device_of(labels)}")
+    xp = backend.get_array_module(labels)
+    bad = ((labels < 0) | (labels >= n_class)) & (labels != ignore_index)
+    if bool(bad.any()):
+        found = backend.to_numpy(labels[bad][:5]).tolist()
+        raise ValueError(f"{op}: labels must be in [0, {n_class}) or ignore_index="
+                         f"{ignore_index}; found {found} in target {labels.shape}")
+    labels = labels.astype(xp.int64 if xp is numpy else xp.int32, copy=False)
+    return SoftmaxCrossEntropy(labels, ignore_index, bool(normalize))(score)

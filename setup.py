@@ -1,0 +1,18 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="minifcn",
+    version="0.1.0",
+    description="A from-scratch engine (NumPy/CuPy, numba, CUDA) for Fully Convolutional Networks",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["minifcn", "minifcn.*"]),
+    python_requires=">=3.9",
+    install_requires=["numpy>=1.22", "scipy>=1.8", "pillow>=9", "numba>=0.57", "tqdm>=4.60"],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6"],
+        "cuda": ["cupy-cuda12x>=13"],
+        "bench": ["torch"],
+    },
+    entry_points={"console_scripts": ["minifcn=minifcn.cli:main"]},
+)
