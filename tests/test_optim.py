@@ -1,0 +1,84 @@
+"""SGD against Caffe's update rule computed by hand, step by step."""
+import numpy
+import pytest
+
+import minifcn as mf
+from minifcn.optim import SGD
+
+
+class TwoParams:
+    """A stand-in net: a weight (lr_mult 1, decay_mult 1), a bias (2, 0), a fixed one (0)."""
+
+    def __init__(self, rng):
+        self.weight = mf.Tensor(rng.standard_normal((3, 2)), requires_grad=True)
+        self.bias = mf.Tensor(rng.standard_normal(3), requires_grad=True)
+        self.bias.lr_mult, self.bias.decay_mult = 2.0, 0.0
+        self.fixed = mf.Tensor(rng.standard_normal(4), requires_grad=True)
+        self.fixed.lr_mult = 0.0
+
+    def named_parameters(self):
+        return [("w", self.weight), ("b", self.bias), ("fixed", self.fixed)]
+
+
+def test_sgd_follows_caffe_update_over_steps(rng):
+    net = TwoParams(rng)
+    lr, momentum, decay, iter_size = 0.1, 0.9, 0.01, 2
+    opt = SGD(net, lr, momentum, decay, iter_size)
+    w, b, fixed = net.weight.data.copy(), net.bias.data.copy(), net.fixed.data.copy()
+    vw, vb = numpy.zeros_like(w), numpy.zeros_like(b)
+    for _ in range(3):
+        gw, gb = rng.standard_normal(w.shape), rng.standard_normal(b.shape)
+        net.weight.grad, net.bias.grad = gw, gb
+        net.fixed.grad = numpy.ones_like(fixed)
+        opt.step()
+        # Caffe: diff /= iter_size; diff += decay * decay_mult * w; v = m v + lr lr_mult diff
+        vw = momentum * vw + lr * 1.0 * (gw / iter_size + decay * w)
+        vb = momentum * vb + lr * 2.0 * (gb / iter_size)
+        w, b = w - vw, b - vb
+        numpy.testing.assert_allclose(net.weight.data, w, rtol=1e-12)
+        numpy.testing.assert_allclose(net.bias.data, b, rtol=1e-12)
+        numpy.testing.assert_array_equal(net.fixed.data, fixed)
+
+
+def test_sgd_does_not_modify_gradients_in_place(rng):
+    net = TwoParams(rng)
+    grad = rng.standard_normal((3, 2))
+    net.weight.grad = grad
+    kept = grad.copy()
+    SGD(net, 0.1, weight_decay=0.5).step()
+    numpy.testing.assert_array_equal(grad, kept)
+
+
+def test_sgd_state_round_trip_continues_identically(rng):
+    grads = [rng.standard_normal((3, 2)) for _ in range(4)]
+    nets = [TwoParams(numpy.random.default_rng(1)) for _ in range(2)]
+    first = SGD(nets[0], 0.1, 0.9)
+    for g in grads:
+        nets[0].weight.grad = g
+        first.step()
+    second = SGD(nets[1], 0.1, 0.9)
+    for g in grads[:2]:
+        nets[1].weight.grad = g
+        second.step()
+    resumed = SGD(nets[1], 0.1, 0.9)
+    resumed.load_state_dict(second.state_dict())
+    for g in grads[2:]:
+        nets[1].weight.grad = g
+        resumed.step()
+    numpy.testing.assert_array_equal(nets[0].weight.data, nets[1].weight.data)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(lr=0), "lr"), (dict(lr=0.1, momentum=1.0), "momentum"),
+    (dict(lr=0.1, weight_decay=-1), "weight_decay"), (dict(lr=0.1, iter_size=0), "iter_size")])
+def test_sgd_rejects_bad_settings(rng, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SGD(TwoParams(rng), **kwargs)
+
+
+def test_sgd_state_rejects_unknown_and_misshapen(rng):
+    opt = SGD(TwoParams(rng), 0.1)
+    with pytest.raises(KeyError, match="nope"):
+        opt.load_state_dict({"nope": numpy.zeros(3)})
+    with pytest.raises(ValueError, match="shape"):
+        opt.load_state_dict({"w": numpy.zeros(5)})
