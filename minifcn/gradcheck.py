@@ -16,7 +16,8 @@ def _as_float64_leaf(value):
     data = value.data if isinstance(value, Tensor) else backend.as_array(value)
     if data.dtype.kind != "f":
         return Tensor(data), False
-    return Tensor(data.astype(numpy.float64), requires_grad=True), True
+    # C order: the flat view below must perturb the leaf itself, not a copy of it
+    return Tensor(data.astype(numpy.float64, order="C"), requires_grad=True), True
 
 
 def check_backward(fn, inputs, eps=1e-3, atol=1e-5, rtol=1e-4, seed=0):
@@ -53,7 +54,7 @@ def check_backward(fn, inputs, eps=1e-3, atol=1e-5, rtol=1e-4, seed=0):
         excess = numpy.abs(analytic - numeric) - (atol + rtol * numpy.abs(numeric))
         worst = int(numpy.argmax(excess)) if excess.size else 0
         if excess.size and excess.flat[worst] > 0:
-            where = numpy.unravel_index(worst, leaf.shape)
+            where = tuple(int(i) for i in numpy.unravel_index(worst, leaf.shape))
             raise AssertionError(
                 f"check_backward: input {position} (shape {leaf.shape}) element {where}: "
                 f"analytic {analytic.flat[worst]:.8g} vs numeric {numeric.flat[worst]:.8g} "

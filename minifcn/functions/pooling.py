@@ -63,8 +63,11 @@ def max_pool_forward_numpy(x, kh, kw, sy, sx, ph, pw, out_h, out_w):
             better = candidate > y  # strict: the first maximum in scan order wins ties
             y[better] = candidate[better]
             best[better] = i * kw + j
-    rows = xp.arange(out_h, dtype=xp.int32)[:, None] * sy - ph + best // kw
-    cols = xp.arange(out_w, dtype=xp.int32)[None, :] * sx - pw + best % kw
+    # Padding (-inf) never wins a strict comparison, so the argmax lies in the padding
+    # only when it is cell (0, 0) and no real pixel beat it (all -inf): the first real
+    # pixel, (max(row, 0), max(col, 0)), is then the first maximum in scan order.
+    rows = xp.maximum(xp.arange(out_h, dtype=xp.int32)[:, None] * sy - ph + best // kw, 0)
+    cols = xp.maximum(xp.arange(out_w, dtype=xp.int32)[None, :] * sx - pw + best % kw, 0)
     return y, (rows * width + cols).astype(xp.int32)
 
 

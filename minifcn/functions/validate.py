@@ -28,8 +28,9 @@ def float_tensor(op, name, value, ndim=None):
         raise TypeError(f"{op}: {name} must be float32 or float64, got {tensor.dtype} "
                         f"with shape {tensor.shape}")
     if ndim is not None and tensor.ndim != ndim:
-        raise ValueError(f"{op}: {name} must have {ndim} dimensions"
-                         f"{' (N, C, H, W)' if ndim == 4 else ''}, got shape {tensor.shape}")
+        layout = " (N, C, H, W)" if ndim == 4 and name != "weight" else ""
+        raise ValueError(f"{op}: {name} must have {ndim} dimensions{layout}, "
+                         f"got shape {tensor.shape}")
     return tensor
 
 
