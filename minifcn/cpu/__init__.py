@@ -1,5 +1,23 @@
 """numba kernels for the CPU hot paths, same contracts as the NumPy versions.
 
-backend.kernel(name, ...) looks a hot path up here by name (im2col, col2im,
-max_pool_forward, ...); a name not defined here falls back to the NumPy version.
+backend.kernel(name, ...) looks a hot path up here by name; a name not defined here
+falls back to the NumPy version. One module per family, each opening with its math and
+how its loops map onto threads:
+
+    im2col.py    im2col, col2im (whole images), im2col_tile, col2im_tile (bands of
+                 output rows, for the blocked convolution in functions/conv.py)
+    pooling.py   max_pool_forward, max_pool_backward, avg_pool_forward, avg_pool_backward
+    loss.py      softmax_cross_entropy_forward, softmax_cross_entropy_backward
+
+Every kernel is compiled for the dtypes it is first called with (float32, float64) and
+cached on disk (cache=True), so only the first run on a machine pays for compiling.
+The parallel loops (prange) run on numba's thread pool, the GEMMs between them on
+OpenBLAS's; see benchmarks/cpu_ops.py for what each costs.
 """
+from .im2col import col2im, col2im_tile, im2col, im2col_tile
+from .loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+from .pooling import avg_pool_backward, avg_pool_forward, max_pool_backward, max_pool_forward
+
+__all__ = ["avg_pool_backward", "avg_pool_forward", "col2im", "col2im_tile", "im2col",
+           "im2col_tile", "max_pool_backward", "max_pool_forward",
+           "softmax_cross_entropy_backward", "softmax_cross_entropy_forward"]

@@ -2,7 +2,7 @@
 
 conv2d, cross-correlation with weight W (C_out, C_in/g, kh, kw), per image and group:
 
-    forward      y   = W_mat @ im2col(x)                 (C_out/g, out_h*out_w)
+    forward      y   = W_mat @ im2col(x) + b             (C_out/g, out_h*out_w)
     backward x   gx  = col2im(W_mat^T @ gy)              the adjoint of the forward
     backward W   gW  = sum_images gy @ im2col(x)^T
     backward b   gb  = gy summed over N, H, W
@@ -16,20 +16,94 @@ primitives with the roles swapped (Chainer's way):
 
 The weight layouts line up: a transposed convolution's W (C_in, C_out/g, kh, kw) is
 exactly the weight of the convolution it is the adjoint of, from C_out to C_in channels.
-Images are processed one at a time so the column buffer is one image's, never the
-batch's; the input is saved for backward and im2col recomputed (cheaper in memory
-than keeping the columns, which for FCN's conv1_2 at 500x500 are 1.1 GB).
+
+Blocking. The column matrix of a whole image is large (FCN's conv1_2 at 500x500: 576 x
+698*698 floats, 1.1 GB), so on the CPU each primitive walks one image in tiles, bands
+of output rows (`_RowTiles`): each tile's columns go into one small reused buffer
+and its GEMM writes straight into its slice of the output (np.matmul(..., out=)):
+
+    _correlate           y[:, tile]  = W_mat @ im2col_tile(x)  (+ b, while it is in cache)
+    _correlate_adjoint   x          += col2im_tile(W_mat^T @ y[:, tile])
+    _weight_grad         gW         += gy[:, tile] @ im2col_tile(x)^T
+
+Windows of neighbouring tiles overlap input rows; col2im_tile adds into the image, so
+those rows simply collect both tiles' sums. The input is saved for backward and its
+columns recomputed there, tile by tile (never kept: they are kh*kw times the input).
+On the GPU (CuPy arrays) a tile is the whole image: the CUDA kernels take whole images.
 
 linear is a plain matrix product: y = x W^T + b, gx = gy W, gW = gy^T x.
 """
+import math
 from collections import namedtuple
+
+import numpy
 
 from ..autograd import Function
 from .. import backend
-from .im2col import col2im, conv_output_size, im2col
+from .im2col import col2im, col2im_tile, conv_output_size, im2col, im2col_tile
 from .validate import float_tensor, pair, same_device, same_dtype
 
 Geometry = namedtuple("Geometry", "kh kw sy sx ph pw dy dx groups")
+
+# Tile size of the blocked convolution. A tile's column matrix should take about
+# `column_buffer_bytes` (a few MB, so im2col writes it into the cache and the GEMM
+# reads it from there), but a tile holds at least `min_tile_pixels` output pixels:
+# below that the GEMMs get too thin to run at full rate, and the weight gradient, which
+# adds one weight-sized product per tile, would spend more time adding than multiplying.
+# `tile_rows`, when set, fixes the tile height instead (tests force tiny tiles with it).
+column_buffer_bytes = 8 * 2**20
+min_tile_pixels = 2048
+tile_rows = None
+
+
+class _RowTiles:
+    """The bands of output rows [first, first + rows) one image is processed in, with
+    the column buffer they share, and im2col / col2im of one tile.
+
+    `k_rows` is the column matrix's height (C_in * kh * kw, all groups). On the GPU
+    there is one tile, the whole image, and no buffer (whole-image CUDA kernels)."""
+
+    def __init__(self, array, k_rows, out_h, out_w, geo):
+        self.geo, self.out_w = geo, out_w
+        self.on_cpu = backend.get_array_module(array) is numpy
+        if not self.on_cpu:
+            rows = out_h
+        elif tile_rows is not None:
+            rows = tile_rows
+        else:
+            by_buffer = column_buffer_bytes // (k_rows * out_w * array.itemsize)
+            rows = max(by_buffer, math.ceil(min_tile_pixels / out_w))
+        rows = max(1, min(rows, out_h))
+        self.bounds = [(first, min(rows, out_h - first)) for first in range(0, out_h, rows)]
+        self.k_rows = k_rows
+        self.buffer = numpy.empty(k_rows * rows * out_w, array.dtype) if self.on_cpu else None
+
+    def __iter__(self):
+        return iter(self.bounds)
+
+    def pixels(self, first, rows):
+        """The tile's slice of a flattened (..., out_h * out_w) output plane."""
+        return slice(first * self.out_w, (first + rows) * self.out_w)
+
+    def scratch(self, rows):
+        """The column buffer, as a (k_rows, rows * out_w) matrix (CPU only)."""
+        return self.buffer[: self.k_rows * rows * self.out_w].reshape(self.k_rows, -1)
+
+    def columns(self, image, first, rows):
+        """im2col of the tile's output rows: (C, kh, kw, rows, out_w), in the buffer."""
+        g = self.geo
+        if not self.on_cpu:
+            return im2col(image, g.kh, g.kw, g.sy, g.sx, g.ph, g.pw, g.dy, g.dx, rows, self.out_w)
+        col = self.scratch(rows).reshape(image.shape[0], g.kh, g.kw, rows, self.out_w)
+        return im2col_tile(image, g.kh, g.kw, g.sy, g.sx, g.ph, g.pw, g.dy, g.dx, first, col)
+
+    def add_columns(self, col, first, image):
+        """image += col2im of the tile's columns col (C, kh, kw, rows, out_w)."""
+        g = self.geo
+        if not self.on_cpu:  # the only tile: the whole image
+            image[...] = col2im(col, *image.shape[1:], g.sy, g.sx, g.ph, g.pw, g.dy, g.dx)
+        else:
+            col2im_tile(col, first, g.sy, g.sx, g.ph, g.pw, g.dy, g.dx, image)
 
 
 def _matmul_grouped(a, b, out=None):
@@ -40,20 +114,24 @@ def _matmul_grouped(a, b, out=None):
     return xp.matmul(a, b, out=out)
 
 
-def _correlate(x, weight, geo):
-    """Convolution without bias: x (N, C, H, W) -> (N, C_out, out_h, out_w)."""
+def _correlate(x, weight, geo, bias=None):
+    """Convolution: x (N, C, H, W) -> (N, C_out, out_h, out_w), plus bias if given."""
     xp = backend.get_array_module(x)
-    n_images, _, height, width = x.shape
-    c_out = weight.shape[0]
+    n_images, c_in, height, width = x.shape
+    c_out, groups = weight.shape[0], geo.groups
     out_h = conv_output_size(height, geo.kh, geo.sy, geo.ph, geo.dy)
     out_w = conv_output_size(width, geo.kw, geo.sx, geo.pw, geo.dx)
-    w_mat = weight.reshape(geo.groups, c_out // geo.groups, -1)
+    w_mat = weight.reshape(groups, c_out // groups, -1)
+    tiles = _RowTiles(x, c_in * geo.kh * geo.kw, out_h, out_w, geo)
     y = xp.empty((n_images, c_out, out_h, out_w), dtype=x.dtype)
     for n in range(n_images):
-        col = im2col(x[n], geo.kh, geo.kw, geo.sy, geo.sx, geo.ph, geo.pw, geo.dy, geo.dx,
-                     out_h, out_w)
-        _matmul_grouped(w_mat, col.reshape(geo.groups, w_mat.shape[2], out_h * out_w),
-                        out=y[n].reshape(geo.groups, c_out // geo.groups, out_h * out_w))
+        y_groups = y[n].reshape(groups, c_out // groups, out_h * out_w)
+        for first, rows in tiles:
+            col = tiles.columns(x[n], first, rows).reshape(groups, w_mat.shape[2], -1)
+            y_tile = y_groups[:, :, tiles.pixels(first, rows)]
+            _matmul_grouped(w_mat, col, out=y_tile)
+            if bias is not None:
+                y_tile += bias.reshape(groups, -1, 1)
     return y
 
 
@@ -61,13 +139,19 @@ def _correlate_adjoint(y, weight, geo, height, width):
     """The adjoint of _correlate: y (N, C_out, out_h, out_w) -> (N, C_in, height, width)."""
     xp = backend.get_array_module(y)
     n_images, c_out, out_h, out_w = y.shape
-    c_in = weight.shape[1] * geo.groups
-    w_mat_t = weight.reshape(geo.groups, c_out // geo.groups, -1).transpose(0, 2, 1)
-    x = xp.empty((n_images, c_in, height, width), dtype=y.dtype)
+    groups = geo.groups
+    c_in = weight.shape[1] * groups
+    w_mat_t = weight.reshape(groups, c_out // groups, -1).transpose(0, 2, 1)
+    tiles = _RowTiles(y, c_in * geo.kh * geo.kw, out_h, out_w, geo)
+    x = xp.zeros((n_images, c_in, height, width), dtype=y.dtype)
     for n in range(n_images):
-        col = _matmul_grouped(w_mat_t, y[n].reshape(geo.groups, c_out // geo.groups, -1))
-        x[n] = col2im(col.reshape(c_in, geo.kh, geo.kw, out_h, out_w), height, width,
-                      geo.sy, geo.sx, geo.ph, geo.pw, geo.dy, geo.dx)
+        y_groups = y[n].reshape(groups, c_out // groups, out_h * out_w)
+        for first, rows in tiles:
+            y_tile = y_groups[:, :, tiles.pixels(first, rows)]
+            col = (tiles.scratch(rows).reshape(groups, w_mat_t.shape[1], -1)
+                   if tiles.on_cpu else None)
+            col = _matmul_grouped(w_mat_t, y_tile, out=col)
+            tiles.add_columns(col.reshape(c_in, geo.kh, geo.kw, rows, out_w), first, x[n])
     return x
 
 
@@ -76,14 +160,22 @@ def _weight_grad(x, gy, geo):
     xp = backend.get_array_module(x)
     n_images, c_in = x.shape[:2]
     _, c_out, out_h, out_w = gy.shape
-    grad = xp.zeros((geo.groups, c_out // geo.groups, c_in // geo.groups * geo.kh * geo.kw),
-                    dtype=x.dtype)
+    groups = geo.groups
+    tiles = _RowTiles(x, c_in * geo.kh * geo.kw, out_h, out_w, geo)
+    grad = xp.empty((groups, c_out // groups, c_in // groups * geo.kh * geo.kw), dtype=x.dtype)
+    product = None  # one tile's term, when there is more than one to add up
     for n in range(n_images):
-        col = im2col(x[n], geo.kh, geo.kw, geo.sy, geo.sx, geo.ph, geo.pw, geo.dy, geo.dx,
-                     out_h, out_w).reshape(geo.groups, grad.shape[2], out_h * out_w)
-        grad += _matmul_grouped(gy[n].reshape(geo.groups, c_out // geo.groups, -1),
-                                col.transpose(0, 2, 1))
-    return grad.reshape(c_out, c_in // geo.groups, geo.kh, geo.kw)
+        gy_groups = gy[n].reshape(groups, c_out // groups, out_h * out_w)
+        for first, rows in tiles:
+            col = tiles.columns(x[n], first, rows).reshape(groups, grad.shape[2], -1)
+            gy_tile = gy_groups[:, :, tiles.pixels(first, rows)]
+            if n == 0 and first == 0:
+                _matmul_grouped(gy_tile, col.transpose(0, 2, 1), out=grad)
+                continue
+            if product is None:
+                product = xp.empty_like(grad)
+            grad += _matmul_grouped(gy_tile, col.transpose(0, 2, 1), out=product)
+    return grad.reshape(c_out, c_in // groups, geo.kh, geo.kw)
 
 
 def _add_bias(y, bias):
@@ -101,14 +193,18 @@ class Convolution2D(Function):
         self.geo = geometry
 
     def forward(self, x, weight, bias=None):
-        self.x, self.weight, self.has_bias = x, weight, bias is not None
-        return _add_bias(_correlate(x, weight, self.geo), bias)
+        need_x, need_w = self.needs_input_grad[:2]
+        # Backward needs the weight for gx and the input for gW, nothing else.
+        self.x = x if need_w else None
+        self.weight = weight if need_x else None
+        self.in_size, self.has_bias = x.shape[2:], bias is not None
+        return _correlate(x, weight, self.geo, bias)
 
     def backward(self, gy):
         need_x, need_w = self.needs_input_grad[:2]
-        gx = (_correlate_adjoint(gy, self.weight, self.geo, *self.x.shape[2:])
-              if need_x else None)
         gw = _weight_grad(self.x, gy, self.geo) if need_w else None
+        self.x = None  # free the saved input before gx is allocated
+        gx = _correlate_adjoint(gy, self.weight, self.geo, *self.in_size) if need_x else None
         return gx, gw, _bias_grad(gy, self.has_bias, self.needs_input_grad[-1])
 
 
@@ -117,13 +213,17 @@ class Deconvolution2D(Function):
         self.geo, self.out_size = geometry, out_size
 
     def forward(self, x, weight, bias=None):
-        self.x, self.weight, self.has_bias = x, weight, bias is not None
+        need_x, need_w = self.needs_input_grad[:2]
+        self.x = x if need_w else None
+        self.weight = weight if need_x else None
+        self.has_bias = bias is not None
         return _add_bias(_correlate_adjoint(x, weight, self.geo, *self.out_size), bias)
 
     def backward(self, gy):
         need_x, need_w = self.needs_input_grad[:2]
-        gx = _correlate(gy, self.weight, self.geo) if need_x else None
         gw = _weight_grad(gy, self.x, self.geo) if need_w else None
+        self.x = None
+        gx = _correlate(gy, self.weight, self.geo) if need_x else None
         return gx, gw, _bias_grad(gy, self.has_bias, self.needs_input_grad[-1])
 
 

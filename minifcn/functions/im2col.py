@@ -9,9 +9,19 @@ of W (C_out, C*kh*kw) and col (C*kh*kw, out_h*out_w). col2im is its adjoint: it 
 every column entry back to the pixel it came from (the gradient of im2col), and is
 also the forward pass of a transposed convolution.
 
-The NumPy versions below copy one strided slice per window offset (kh*kw copies,
-never a Python loop over pixels). `im2col`/`col2im` dispatch to the numba kernels on
-the CPU or the CUDA kernels on the GPU when those are active (see backend.py).
+A blocked convolution (conv.py) needs the columns of a band of output rows at a time,
+[first_row, first_row + rows): `im2col_tile` writes them into a buffer it is given and
+`col2im_tile` adds them back onto an image, so one tile's windows that overlap the
+previous tile's rows simply add up there. The whole-image `im2col`/`col2im` (the
+contract every kernel set implements, the CUDA one included) are the tile functions
+with first_row = 0 and rows = out_h.
+
+The NumPy versions copy one strided slice per window offset (kh*kw copies, never a
+Python loop over pixels). Padding is never materialised: for each offset only the
+taps inside the image are copied and the border strips that fall in the padding are
+zeroed. The functions without `_numpy` dispatch to the numba kernels on the CPU or
+the CUDA kernels on the GPU when those are active (see backend.py); the tile functions
+are CPU-only (on the GPU conv.py uses whole images).
 """
 from .. import backend
 
@@ -21,33 +31,66 @@ def conv_output_size(size, kernel, stride, pad, dilation=1):
     return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def _inside(out_size, offset, stride, size):
+    """The outputs o in [lo, hi) whose tap o * stride + offset lies in [0, size), and the
+    slice of input pixels they read."""
+    lo = min(max(0, -(offset // stride)), out_size)  # ceil(-offset / stride)
+    hi = min(max(lo, -((offset - size) // stride)), out_size)  # ceil((size - offset) / stride)
+    return lo, hi, slice(lo * stride + offset, (hi - 1) * stride + offset + 1, stride)
+
+
+def _tap_slices(shape, col_shape, first_row, sy, sx, ph, pw, dy, dx, i, j):
+    """For window offset (i, j): the slices of col[:, i, j] (rows, cols) that read real
+    pixels, and the slices of the image they read."""
+    height, width = shape
+    rows, out_w = col_shape
+    row_lo, row_hi, image_rows = _inside(rows, first_row * sy - ph + i * dy, sy, height)
+    col_lo, col_hi, image_cols = _inside(out_w, j * dx - pw, sx, width)
+    return (row_lo, row_hi, col_lo, col_hi), (image_rows, image_cols)
+
+
+def im2col_tile_numpy(x, kh, kw, sy, sx, ph, pw, dy, dx, first_row, col):
+    """Write the columns of output rows [first_row, first_row + col.shape[3]) of
+    x (C, H, W) into col (C, kh, kw, rows, out_w)."""
+    for i in range(kh):
+        for j in range(kw):
+            (row_lo, row_hi, col_lo, col_hi), (image_rows, image_cols) = _tap_slices(
+                x.shape[1:], col.shape[3:], first_row, sy, sx, ph, pw, dy, dx, i, j)
+            taps = col[:, i, j]
+            taps[:, :row_lo] = 0  # the border strips that fall in the padding
+            taps[:, row_hi:] = 0
+            taps[:, row_lo:row_hi, :col_lo] = 0
+            taps[:, row_lo:row_hi, col_hi:] = 0
+            if row_lo < row_hi and col_lo < col_hi:
+                taps[:, row_lo:row_hi, col_lo:col_hi] = x[:, image_rows, image_cols]
+    return col
+
+
+def col2im_tile_numpy(col, first_row, sy, sx, ph, pw, dy, dx, image):
+    """Add col (C, kh, kw, rows, out_w), the columns of output rows [first_row, ...),
+    onto image (C, H, W) in place (entries from the padding are dropped)."""
+    kh, kw = col.shape[1:3]
+    for i in range(kh):
+        for j in range(kw):
+            (row_lo, row_hi, col_lo, col_hi), (image_rows, image_cols) = _tap_slices(
+                image.shape[1:], col.shape[3:], first_row, sy, sx, ph, pw, dy, dx, i, j)
+            if row_lo < row_hi and col_lo < col_hi:
+                image[:, image_rows, image_cols] += col[:, i, j, row_lo:row_hi, col_lo:col_hi]
+    return image
+
+
 def im2col_numpy(x, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w):
     """x (C, H, W) -> col (C, kh, kw, out_h, out_w)."""
     xp = backend.get_array_module(x)
-    channels = x.shape[0]
-    xpad = xp.pad(x, ((0, 0), (ph, ph), (pw, pw))) if ph or pw else x
-    col = xp.empty((channels, kh, kw, out_h, out_w), dtype=x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            col[:, i, j] = xpad[:, i * dy: i * dy + sy * out_h: sy,
-                                   j * dx: j * dx + sx * out_w: sx]
-    return col
+    col = xp.empty((x.shape[0], kh, kw, out_h, out_w), dtype=x.dtype)
+    return im2col_tile_numpy(x, kh, kw, sy, sx, ph, pw, dy, dx, 0, col)
 
 
 def col2im_numpy(col, height, width, sy, sx, ph, pw, dy, dx):
     """col (C, kh, kw, out_h, out_w) -> x (C, H, W), summing overlapping entries."""
     xp = backend.get_array_module(col)
-    channels, kh, kw, out_h, out_w = col.shape
-    # Room for every window, also one that runs past the padded edge (floor rounding
-    # leaves those cells unused, they are cropped away below).
-    padded_h = max(height + 2 * ph, (out_h - 1) * sy + (kh - 1) * dy + 1)
-    padded_w = max(width + 2 * pw, (out_w - 1) * sx + (kw - 1) * dx + 1)
-    xpad = xp.zeros((channels, padded_h, padded_w), dtype=col.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            xpad[:, i * dy: i * dy + sy * out_h: sy,
-                    j * dx: j * dx + sx * out_w: sx] += col[:, i, j]
-    return xp.ascontiguousarray(xpad[:, ph: ph + height, pw: pw + width])
+    image = xp.zeros((col.shape[0], height, width), dtype=col.dtype)
+    return col2im_tile_numpy(col, 0, sy, sx, ph, pw, dy, dx, image)
 
 
 def im2col(x, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w):
@@ -59,3 +102,16 @@ def col2im(col, height, width, sy, sx, ph, pw, dy, dx):
     """Dispatch col2im to the active kernel set; same contract as col2im_numpy."""
     return backend.kernel("col2im", col, col2im_numpy)(col, height, width, sy, sx, ph, pw, dy, dx)
 
+
+def im2col_tile(x, kh, kw, sy, sx, ph, pw, dy, dx, first_row, col):
+    """Dispatch im2col_tile (CPU only) to the active kernel set; returns col."""
+    backend.kernel("im2col_tile", x, im2col_tile_numpy)(x, kh, kw, sy, sx, ph, pw, dy, dx,
+                                                        first_row, col)
+    return col
+
+
+def col2im_tile(col, first_row, sy, sx, ph, pw, dy, dx, image):
+    """Dispatch col2im_tile (CPU only) to the active kernel set; returns image."""
+    backend.kernel("col2im_tile", col, col2im_tile_numpy)(col, first_row, sy, sx, ph, pw,
+                                                          dy, dx, image)
+    return image

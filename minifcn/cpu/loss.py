@@ -1,0 +1,98 @@
+"""numba per-pixel softmax cross-entropy (contracts: functions/loss.py).
+
+For scores s (N, C, H, W), labels t (N, H, W) and each counted pixel (t != ignore):
+
+    m = max_c s[c],  lse = log(sum_c exp(s[c] - m)) + m
+    forward    loss_sum = sum_pixels (lse - s[t]),  count = number of counted pixels
+    backward   gs[c] = (exp(s[c] - lse) - [c == t]) * coefficient   (0 at ignored pixels)
+
+Loop mapping: prange over blocks of PIXELS_PER_BLOCK pixels of one image. A pixel's C
+scores lie H*W apart, so each pass runs over the classes outside and the block's
+pixels inside (unit stride); the per-pixel maximum and sum live in two small arrays.
+The forward pass writes one partial loss (float64) and count per block and adds them
+up at the end, in block order, so the result does not depend on the thread count.
+"""
+import math
+
+import numpy
+from numba import njit, prange
+
+PIXELS_PER_BLOCK = 1024
+
+
+@njit(inline="always")
+def _logsumexp(scores, start, stop, lse):
+    """lse[p - start] for pixels [start, stop) of scores (C, H*W)."""
+    lse[:] = scores[0, start:stop]
+    for c in range(1, scores.shape[0]):
+        for p in range(start, stop):
+            lse[p - start] = max(lse[p - start], scores[c, p])
+    peak = lse.copy()
+    lse[:] = 0
+    for c in range(scores.shape[0]):
+        for p in range(start, stop):
+            lse[p - start] += math.exp(scores[c, p] - peak[p - start])
+    for b in range(stop - start):
+        lse[b] = math.log(lse[b]) + peak[b]
+
+
+@njit(parallel=True, cache=True)
+def _forward(score, target, ignore_index, block_loss, block_count):
+    n_images, pixels = target.shape
+    blocks_per_image = (pixels + PIXELS_PER_BLOCK - 1) // PIXELS_PER_BLOCK
+    for block in prange(n_images * blocks_per_image):
+        n = block // blocks_per_image
+        start = block % blocks_per_image * PIXELS_PER_BLOCK
+        stop = min(start + PIXELS_PER_BLOCK, pixels)
+        lse = numpy.empty(stop - start, dtype=score.dtype)
+        _logsumexp(score[n], start, stop, lse)
+        loss, count = 0.0, 0
+        for p in range(start, stop):
+            label = target[n, p]
+            if label != ignore_index:
+                loss += lse[p - start] - score[n, label, p]
+                count += 1
+        block_loss[block], block_count[block] = loss, count
+
+
+@njit(parallel=True, cache=True)
+def _backward(score, target, ignore_index, coefficient, grad):
+    n_images, pixels = target.shape
+    blocks_per_image = (pixels + PIXELS_PER_BLOCK - 1) // PIXELS_PER_BLOCK
+    for block in prange(n_images * blocks_per_image):
+        n = block // blocks_per_image
+        start = block % blocks_per_image * PIXELS_PER_BLOCK
+        stop = min(start + PIXELS_PER_BLOCK, pixels)
+        lse = numpy.empty(stop - start, dtype=score.dtype)
+        _logsumexp(score[n], start, stop, lse)
+        for c in range(score.shape[1]):
+            for p in range(start, stop):
+                label = target[n, p]
+                weight = coefficient if label != ignore_index else 0.0
+                probability = math.exp(score[n, c, p] - lse[p - start])
+                grad[n, c, p] = (probability - (c == label)) * weight
+
+
+def _flat(score, target):
+    """score (N, C, H*W) and target (N, H*W) views, contiguous."""
+    n, c = score.shape[:2]
+    return (numpy.ascontiguousarray(score).reshape(n, c, -1),
+            numpy.ascontiguousarray(target).reshape(n, -1))
+
+
+def softmax_cross_entropy_forward(score, target, ignore_index):
+    """-> (loss_sum, count), 0-d arrays of score's dtype and int64."""
+    flat_score, flat_target = _flat(score, target)
+    blocks = score.shape[0] * -(-flat_target.shape[1] // PIXELS_PER_BLOCK)
+    block_loss = numpy.zeros(blocks)
+    block_count = numpy.zeros(blocks, dtype=numpy.int64)
+    _forward(flat_score, flat_target, ignore_index, block_loss, block_count)
+    return numpy.asarray(block_loss.sum(), dtype=score.dtype), numpy.asarray(block_count.sum())
+
+
+def softmax_cross_entropy_backward(score, target, ignore_index, coefficient):
+    """-> gs, score's shape and dtype; coefficient a 0-d array (gy / D)."""
+    flat_score, flat_target = _flat(score, target)
+    grad = numpy.empty_like(flat_score)
+    _backward(flat_score, flat_target, ignore_index, score.dtype.type(coefficient), grad)
+    return grad.reshape(score.shape)

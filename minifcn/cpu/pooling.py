@@ -1,0 +1,132 @@
+"""numba max and average pooling, forward and backward (contracts: functions/pooling.py).
+
+Output (oy, ox) of an image plane covers the window rows [oy s_y - p_y, + kh) and
+columns [ox s_x - p_x, + kw), clipped here to the real pixels [0, H) x [0, W):
+
+    max   y = max over the window, padding -inf; argmax = h * W + w of the first
+          maximum in scan order (rows, then columns), compared strictly (>), starting
+          from the window's top-left cell, as the NumPy version does; a window whose
+          real pixels are all -inf sends its gradient to its first real pixel
+          gx[argmax] += gy
+    avg   y = (sum over the window) / pool_size, pool_size = Caffe's: the window clipped
+          to the padded input [-p, H + p), so padded cells count, the ceil overhang not
+          gx[window] += gy / pool_size
+
+Loop mapping: prange over the N * C image planes. A plane's outputs only read and
+write that plane, so the backward scatters need no atomics.
+"""
+import numpy
+from numba import njit, prange
+
+
+@njit(inline="always")
+def _clip(start, kernel, size):
+    return max(start, 0), min(start + kernel, size)
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_forward(x, kh, kw, sy, sx, ph, pw, y, argmax):
+    n_images, channels, height, width = x.shape
+    out_h, out_w = y.shape[2], y.shape[3]
+    for plane in prange(n_images * channels):
+        n, c = plane // channels, plane % channels
+        for oy in range(out_h):
+            top = oy * sy - ph
+            row_lo, row_hi = _clip(top, kh, height)
+            for ox in range(out_w):
+                left = ox * sx - pw
+                col_lo, col_hi = _clip(left, kw, width)
+                # The scan starts from the window's top-left cell, -inf when it is
+                # padding; if nothing beats that, the first real pixel takes the gradient.
+                inside = 0 <= top < height and 0 <= left < width
+                best = x[n, c, top, left] if inside else -numpy.inf
+                best_at = row_lo * width + col_lo
+                for h in range(row_lo, row_hi):
+                    for w in range(col_lo, col_hi):
+                        if x[n, c, h, w] > best:
+                            best, best_at = x[n, c, h, w], h * width + w
+                y[n, c, oy, ox] = best
+                argmax[n, c, oy, ox] = best_at
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_backward(gy, argmax, gx):
+    n_images, channels, out_h, out_w = gy.shape
+    width = gx.shape[3]
+    for plane in prange(n_images * channels):
+        n, c = plane // channels, plane % channels
+        for oy in range(out_h):
+            for ox in range(out_w):
+                at = argmax[n, c, oy, ox]
+                gx[n, c, at // width, at % width] += gy[n, c, oy, ox]
+
+
+@njit(inline="always")
+def _pool_size(start, kernel, size, pad):
+    """Caffe's divisor along one axis: the window clipped to [-pad, size + pad)."""
+    return min(start + kernel, size + pad) - start
+
+
+@njit(parallel=True, cache=True)
+def _avg_pool_forward(x, kh, kw, sy, sx, ph, pw, y):
+    n_images, channels, height, width = x.shape
+    out_h, out_w = y.shape[2], y.shape[3]
+    for plane in prange(n_images * channels):
+        n, c = plane // channels, plane % channels
+        for oy in range(out_h):
+            top = oy * sy - ph
+            row_lo, row_hi = _clip(top, kh, height)
+            for ox in range(out_w):
+                left = ox * sx - pw
+                col_lo, col_hi = _clip(left, kw, width)
+                total = y.dtype.type(0)
+                for h in range(row_lo, row_hi):
+                    for w in range(col_lo, col_hi):
+                        total += x[n, c, h, w]
+                divisor = _pool_size(top, kh, height, ph) * _pool_size(left, kw, width, pw)
+                y[n, c, oy, ox] = total / y.dtype.type(divisor)
+
+
+@njit(parallel=True, cache=True)
+def _avg_pool_backward(gy, kh, kw, sy, sx, ph, pw, gx):
+    n_images, channels, out_h, out_w = gy.shape
+    height, width = gx.shape[2], gx.shape[3]
+    for plane in prange(n_images * channels):
+        n, c = plane // channels, plane % channels
+        for oy in range(out_h):
+            top = oy * sy - ph
+            row_lo, row_hi = _clip(top, kh, height)
+            for ox in range(out_w):
+                left = ox * sx - pw
+                col_lo, col_hi = _clip(left, kw, width)
+                divisor = _pool_size(top, kh, height, ph) * _pool_size(left, kw, width, pw)
+                share = gy[n, c, oy, ox] / gy.dtype.type(divisor)
+                for h in range(row_lo, row_hi):
+                    for w in range(col_lo, col_hi):
+                        gx[n, c, h, w] += share
+
+
+def max_pool_forward(x, kh, kw, sy, sx, ph, pw, out_h, out_w):
+    """x (N, C, H, W) -> (y, argmax int32 flat indices into the H x W plane)."""
+    y = numpy.empty(x.shape[:2] + (out_h, out_w), dtype=x.dtype)
+    argmax = numpy.empty(y.shape, dtype=numpy.int32)
+    _max_pool_forward(numpy.ascontiguousarray(x), kh, kw, sy, sx, ph, pw, y, argmax)
+    return y, argmax
+
+
+def max_pool_backward(gy, argmax, height, width, kh, kw, sy, sx, ph, pw):
+    gx = numpy.zeros(gy.shape[:2] + (height, width), dtype=gy.dtype)
+    _max_pool_backward(numpy.ascontiguousarray(gy), numpy.ascontiguousarray(argmax), gx)
+    return gx
+
+
+def avg_pool_forward(x, kh, kw, sy, sx, ph, pw, out_h, out_w):
+    y = numpy.empty(x.shape[:2] + (out_h, out_w), dtype=x.dtype)
+    _avg_pool_forward(numpy.ascontiguousarray(x), kh, kw, sy, sx, ph, pw, y)
+    return y
+
+
+def avg_pool_backward(gy, height, width, kh, kw, sy, sx, ph, pw):
+    gx = numpy.zeros(gy.shape[:2] + (height, width), dtype=gy.dtype)
+    _avg_pool_backward(numpy.ascontiguousarray(gy), kh, kw, sy, sx, ph, pw, gx)
+    return gx

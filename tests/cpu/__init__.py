@@ -1,0 +1,1 @@
+"""Tests of the numba CPU kernels (minifcn/cpu/) and the blocked convolution."""

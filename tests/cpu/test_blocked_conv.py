@@ -1,0 +1,93 @@
+"""The blocked convolution (functions/conv.py: tiles of output rows) equals the
+unblocked one for tile heights that do and do not divide the output height, forward
+and backward, for conv2d and conv_transpose2d, and passes the gradient check."""
+import numpy
+import pytest
+
+import minifcn as mf
+from minifcn import functions as F
+from minifcn.functions import conv
+from minifcn.gradcheck import check_backward
+
+from .test_functions import TOLERANCE
+
+
+@pytest.fixture(params=["numpy", "numba"])
+def kernel_set(request):
+    with mf.backend.use_cpu_kernels(request.param):
+        yield request.param
+
+
+def with_tile_rows(rows, fn, arrays):
+    """Output and input gradients of fn with conv.tile_rows = rows (None: one tile)."""
+    saved = conv.tile_rows
+    conv.tile_rows = rows if rows is not None else 10**9
+    try:
+        leaves = [mf.Tensor(a.copy(), requires_grad=True) for a in arrays]
+        y = fn(*leaves)
+        y.backward(numpy.random.default_rng(0).standard_normal(y.shape).astype(y.dtype))
+        return [y.data] + [t.grad for t in leaves]
+    finally:
+        conv.tile_rows = saved
+
+
+# (x shape, weight shape, stride, padding, dilation, groups); out_h 9, 5, 7, 4
+CONV_CASES = [((2, 3, 9, 8), (4, 3, 3, 3), 1, 1, 1, 1),
+              ((2, 4, 11, 7), (6, 2, 3, 3), 2, 1, 1, 2),
+              ((1, 2, 13, 9), (3, 2, 3, 2), (2, 1), 2, 2, 1),
+              ((2, 3, 10, 10), (2, 3, 5, 4), 3, 3, 1, 1)]
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+@pytest.mark.parametrize("tile_rows", [1, 2, 3, 4])
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, groups", CONV_CASES)
+def test_conv2d_tiles_equal_one_tile(kernel_set, x_shape, w_shape, stride, padding, dilation,
+                                     groups, tile_rows, dtype):
+    rng = numpy.random.default_rng(5)
+    arrays = [rng.standard_normal(s).astype(dtype) for s in (x_shape, w_shape, w_shape[:1])]
+    fn = lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups)  # noqa: E731
+    for got, expected in zip(with_tile_rows(tile_rows, fn, arrays),
+                             with_tile_rows(None, fn, arrays)):
+        numpy.testing.assert_allclose(got, expected, **TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+@pytest.mark.parametrize("tile_rows", [1, 2, 3])
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, groups",
+                         [((2, 3, 5, 4), (3, 2, 4, 4), 2, 1, 1),
+                          ((1, 4, 7, 3), (4, 1, 3, 5), (3, 1), (2, 0), 2)])
+def test_conv_transpose2d_tiles_equal_one_tile(kernel_set, x_shape, w_shape, stride, padding,
+                                               groups, tile_rows, dtype):
+    rng = numpy.random.default_rng(6)
+    c_out = w_shape[1] * groups
+    arrays = [rng.standard_normal(s).astype(dtype) for s in (x_shape, w_shape, (c_out,))]
+    fn = lambda x, w, b: F.conv_transpose2d(x, w, b, stride, padding, groups)  # noqa: E731
+    for got, expected in zip(with_tile_rows(tile_rows, fn, arrays),
+                             with_tile_rows(None, fn, arrays)):
+        numpy.testing.assert_allclose(got, expected, **TOLERANCE[dtype])
+
+
+def test_tile_size_follows_the_buffer_budget(monkeypatch):
+    """Without tile_rows, a tile's columns take about column_buffer_bytes, but at least
+    min_tile_pixels output pixels; never more rows than the output has."""
+    geo = conv.Geometry(3, 3, 1, 1, 1, 1, 1, 1, 1)
+    x = numpy.zeros((64, 100, 100), numpy.float32)
+    monkeypatch.setattr(conv, "column_buffer_bytes", 576 * 100 * 4 * 7)
+    monkeypatch.setattr(conv, "min_tile_pixels", 1)
+    tiles = conv._RowTiles(x, 576, 100, 100, geo)
+    assert [rows for _, rows in tiles] == [7] * 14 + [2]
+    assert tiles.buffer.nbytes == 576 * 7 * 100 * 4
+    monkeypatch.setattr(conv, "min_tile_pixels", 1000)
+    assert {rows for _, rows in conv._RowTiles(x, 576, 100, 100, geo)} == {10}
+    monkeypatch.setattr(conv, "min_tile_pixels", 10**6)
+    assert [rows for _, rows in conv._RowTiles(x, 576, 100, 100, geo)] == [100]
+
+
+@pytest.mark.parametrize("tile_rows", [1, 2])
+def test_gradcheck_with_tiny_tiles(kernel_set, monkeypatch, tile_rows):
+    monkeypatch.setattr(conv, "tile_rows", tile_rows)
+    rng = numpy.random.default_rng(7)
+    x, w, b = (rng.standard_normal(s) for s in ((2, 2, 5, 4), (3, 2, 3, 3), (3,)))
+    check_backward(lambda x, w, b: F.conv2d(x, w, b, 1, 1), [x, w, b])
+    x, w = rng.standard_normal((1, 2, 3, 3)), rng.standard_normal((2, 2, 4, 4))
+    check_backward(lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1), [x, w])
