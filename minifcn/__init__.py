@@ -6,6 +6,8 @@ convolution becomes im2col + GEMM), then models/fcn.py and train.py.
 from . import functions
 from .autograd import Tensor, is_grad_enabled, no_grad
 from .backend import gpu_available, seed
+from . import nn, models, optim  # noqa: E402  (they build on the names above)
 
 __version__ = "0.1.0"
-__all__ = ["Tensor", "functions", "gpu_available", "is_grad_enabled", "no_grad", "seed"]
+__all__ = ["Tensor", "functions", "gpu_available", "is_grad_enabled", "models", "nn",
+           "no_grad", "optim", "seed"]

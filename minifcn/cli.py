@@ -1,0 +1,195 @@
+"""The `minifcn` command: train, eval, predict, convert, bench.
+
+Each subcommand is a thin layer over a library call (train.train, train.evaluate,
+weights.convert, benchmarks/), so everything it does can also be done from Python.
+"""
+import argparse
+import os
+import subprocess
+import sys
+
+MODELS = ("fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce", "fcn-alexnet")
+DATA_HELP = ("synthetic (built in, generated on the fly), voc:DIR (PASCAL VOC), sbd:DIR (SBD), "
+             "siftflow:DIR or nyud:DIR")
+
+
+def main(argv=None):
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
+        print(f"minifcn {args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="minifcn", description="Fully Convolutional Networks on a from-scratch engine.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train", help="train an FCN (default: a small FCN-8s on the built-in dataset)",
+        description="Train an FCN. With no options: a narrow FCN-8s learns the built-in "
+                    "synthetic dataset on the CPU in a few minutes, then writes its prediction "
+                    "pictures. With --data voc:DIR --weights VGG16.npz it runs the paper's recipe.")
+    train.add_argument("--model", choices=MODELS, default="fcn8s", help="which net (default fcn8s)")
+    train.add_argument("--data", default="synthetic", help=f"data source: {DATA_HELP}")
+    train.add_argument("--weights", help="converted VGG16 .npz to start from (see `minifcn convert`)")
+    train.add_argument("--init-from", help="checkpoint of a trained coarser net (32s for 16s, 16s for 8s)")
+    train.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    train.add_argument("--iterations", type=int, default=None,
+                       help="solver steps (default: 2000 on synthetic data, 100000 otherwise)")
+    train.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1)")
+    train.add_argument("--lr", type=float, help="learning rate (default: the model's Caffe preset, "
+                       "or 0.01 for the small net on synthetic data)")
+    train.add_argument("--momentum", type=float, help="default: the preset")
+    train.add_argument("--weight-decay", type=float, help="default: the preset (5e-4)")
+    train.add_argument("--iter-size", type=int, help="backward passes accumulated per step "
+                       "(Caffe iter_size; default: the preset)")
+    width = train.add_mutually_exclusive_group()
+    width.add_argument("--small", dest="small", action="store_true", default=None,
+                       help="narrow trunk that trains on a CPU (default on synthetic data)")
+    width.add_argument("--full", dest="small", action="store_false",
+                       help="the reference VGG16 widths (default on real data)")
+    train.add_argument("--widths", type=_widths, metavar="W1,...,W5",
+                       help="trunk widths of the five conv blocks (default: by --small/--full)")
+    train.add_argument("--fc-width", type=int, help="width of fc6/fc7 (default: by --small/--full)")
+    train.add_argument("--image-size", type=int, default=128,
+                       help="side of the built-in dataset's scenes in pixels (default 128)")
+    train.add_argument("--learn-upsampling", action="store_true",
+                       help="learn the deconvolutions (the reference keeps them fixed bilinear)")
+    train.add_argument("--val-interval", type=int, default=None,
+                       help="steps between validations and checkpoints (default 500 / 4000)")
+    train.add_argument("--val-images", type=int, default=100, help="held-out images scored (default 100)")
+    train.add_argument("--out", default=None, help="run directory (default runs/<model>-<data>)")
+    train.add_argument("--seed", type=int, default=1337)
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its checkpoint, exactly")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("eval", help="score a checkpoint: the four metrics and per-class IU")
+    evaluate.add_argument("--weights", required=True, help="checkpoint .npz written by `minifcn train`")
+    evaluate.add_argument("--data", default=None, help=f"data source (default: the one trained on): {DATA_HELP}")
+    evaluate.add_argument("--split", default="val", help="split to score (default val)")
+    evaluate.add_argument("--limit", type=int, help="score only the first N images")
+    evaluate.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    evaluate.set_defaults(run=_eval)
+
+    predict = commands.add_parser("predict", help="colour segmentation PNGs and overlays for images")
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict.add_argument("--weights", required=True, help="checkpoint .npz written by `minifcn train`")
+    predict.add_argument("--out", required=True, help="directory for <name>_seg.png and <name>_overlay.png")
+    predict.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    predict.set_defaults(run=_predict)
+
+    convert = commands.add_parser(
+        "convert", help="VGG16 weights (Caffe .caffemodel or torchvision .pth) to minifcn .npz")
+    convert.add_argument("source", metavar="SRC")
+    convert.add_argument("output", metavar="OUT.npz")
+    convert.set_defaults(run=_convert)
+
+    bench = commands.add_parser("bench", help="run a benchmark from benchmarks/ (needs the source tree)")
+    bench.add_argument("name", nargs="?", default="cpu_ops",
+                       help="cpu_ops, cpu_nets or gpu_kernels (default cpu_ops)")
+    bench.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to the benchmark")
+    bench.set_defaults(run=_bench)
+    return parser
+
+
+def _widths(text):
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) != 5 or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"expected five positive widths like 16,32,48,64,64, got {text!r}")
+    return widths
+
+
+def _train(args):
+    from .train import TrainConfig, TrainingDiverged, train
+    synthetic = args.data == "synthetic"
+    config = TrainConfig(
+        model=args.model, data=args.data, weights=args.weights, init_from=args.init_from,
+        device=args.device, batch_size=args.batch_size,
+        iterations=args.iterations or (2000 if synthetic else 100000),
+        lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+        iter_size=args.iter_size, small=args.small, widths=args.widths, fc_width=args.fc_width,
+        image_size=args.image_size, learn_upsampling=args.learn_upsampling,
+        val_interval=args.val_interval or (500 if synthetic else 4000),
+        val_images=args.val_images, seed=args.seed, progress=not args.no_progress,
+        out=args.out or os.path.join("runs", f"{args.model}-{args.data.split(':')[0]}"))
+    print(f"training {config.model} on {config.data} ({config.device}), {config.iterations} "
+          f"iterations, solver {config.solver()}, writing to {config.out}")
+    try:
+        scores = train(config, resume=args.resume)
+    except TrainingDiverged as error:
+        print(f"minifcn train: {error}", file=sys.stderr)
+        return 1
+    print(f"final mean IU {scores['mean_iu']:.4f}; checkpoint {config.out}/checkpoint.npz; "
+          f"predictions {config.out}/predictions.png")
+
+
+def _eval(args):
+    from .data import open_dataset
+    from .train import evaluate, net_from_checkpoint
+    net, config = net_from_checkpoint(args.weights, args.device)
+    dataset = open_dataset(args.data or config.data, split=args.split, **_preprocess(net))
+    scores = evaluate(net, dataset, args.device, args.limit, progress=True)
+    for key in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
+        print(f"{key:10s} {scores[key]:.4f}")
+    names = getattr(dataset, "class_names", None) or [str(i) for i in range(dataset.n_class)]
+    print("per-class IU:")
+    for name, iu in zip(names, scores["per_class_iu"]):
+        print(f"  {name:16s} {iu:.4f}")
+
+
+def _preprocess(net):
+    """The input convention the net's weights expect, when they recorded one."""
+    from .data.preprocess import Preprocess
+    meta = getattr(net, "input_meta", None)
+    if meta and "meta.channel_order" in meta:
+        return {"preprocess": Preprocess.from_meta(meta)}
+    return {}
+
+
+def _predict(args):
+    from .data.io import load_image
+    from .data import open_dataset
+    from .train import net_from_checkpoint, predict
+    from .visualize import colorize, overlay, save_png
+    net, config = net_from_checkpoint(args.weights, args.device)
+    preprocess = _preprocess(net).get("preprocess") or open_dataset(config.data, "val").preprocess
+    os.makedirs(args.out, exist_ok=True)
+    for path in args.images:
+        rgb = load_image(path)
+        label = predict(net, preprocess(rgb), args.device)
+        stem = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0])
+        save_png(f"{stem}_seg.png", colorize(label))
+        save_png(f"{stem}_overlay.png", overlay(rgb, label))
+        print(f"{path} -> {stem}_seg.png, {stem}_overlay.png")
+
+
+def _convert(args):
+    from .weights.convert import convert
+    convert(args.source, args.output)
+    print(f"wrote {args.output}")
+
+
+def _bench(args):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.isdir(os.path.join(root, "benchmarks")):
+        raise FileNotFoundError("the benchmarks live in the source tree (benchmarks/), which "
+                                "this installation does not have; run from a git checkout")
+    return subprocess.call([sys.executable, "-m", f"benchmarks.{args.name}", *args.rest], cwd=root)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The training loop: the loss falls, resume is exact, divergence and Ctrl-C keep the
+last good checkpoint, checkpoints are written atomically."""
+import dataclasses
+
+import numpy
+import pytest
+
+import minifcn as mf
+from minifcn import functions as F, train as training
+from minifcn.data.synthetic import SyntheticShapes
+from minifcn.optim import SGD
+from minifcn.train import TrainConfig, TrainingDiverged, load_checkpoint
+
+TINY = dict(widths=(3, 4, 4, 6, 6), fc_width=6, image_size=40, val_images=2, progress=False)
+
+
+def tiny_config(out, **changes):
+    return TrainConfig(out=str(out), **{**TINY, **changes})
+
+
+def test_loss_falls_on_a_tiny_net():
+    net = mf.models.build("fcn8s", 6, widths=(4, 8, 8, 8, 8), fc_width=16)
+    opt = SGD(net, lr=0.05, momentum=0.9)
+    image, label = SyntheticShapes(size=40)[0]
+    losses = []
+    for _ in range(25):
+        loss = F.softmax_cross_entropy(net(mf.Tensor(image[None])), label[None])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[0] == pytest.approx(numpy.log(6), rel=0.05)  # zero-initialised scores
+    assert numpy.mean(losses[-5:]) < 0.7 * losses[0]
+
+
+def params_of(out):
+    return load_checkpoint(f"{out}/checkpoint.npz")["params"]
+
+
+def assert_same_params(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        numpy.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path):
+    training.train(tiny_config(tmp_path / "whole", iterations=6, val_interval=3), log=lambda *a: None)
+    training.train(tiny_config(tmp_path / "split", iterations=3, val_interval=3), log=lambda *a: None)
+    assert load_checkpoint(tmp_path / "split" / "checkpoint.npz")["iteration"] == 3
+    training.train(tiny_config(tmp_path / "split", iterations=6, val_interval=3), resume=True,
+                   log=lambda *a: None)
+    assert_same_params(params_of(tmp_path / "whole"), params_of(tmp_path / "split"))
+    # and the runs really did change the weights (dropout and data order were replayed)
+    first = params_of(tmp_path / "whole")["conv1_1.weight"]
+    fresh = mf.models.build("fcn8s", 6, widths=TINY["widths"], fc_width=6).state_dict()
+    assert not numpy.array_equal(first, fresh["conv1_1.weight"])
+
+
+def interrupt_at(monkeypatch, iteration, error):
+    real_step = training._train_step
+
+    def step(net, opt, dataset, config, solver, at):
+        if at == iteration:
+            raise error
+        return real_step(net, opt, dataset, config, solver, at)
+    monkeypatch.setattr(training, "_train_step", step)
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch):
+    training.train(tiny_config(tmp_path / "whole", iterations=5, val_interval=5), log=lambda *a: None)
+    interrupt_at(monkeypatch, 2, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        training.train(tiny_config(tmp_path / "cut", iterations=5, val_interval=5), log=lambda *a: None)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.npz")["iteration"] == 2
+    monkeypatch.undo()
+    training.train(tiny_config(tmp_path / "cut", iterations=5, val_interval=5), resume=True,
+                   log=lambda *a: None)
+    assert_same_params(params_of(tmp_path / "whole"), params_of(tmp_path / "cut"))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real_step = training._train_step
+    monkeypatch.setattr(training, "_train_step",
+                        lambda *args: float("nan") if args[-1] == 3 else real_step(*args))
+    with pytest.raises(TrainingDiverged, match="iteration 3"):
+        training.train(tiny_config(tmp_path, iterations=6, val_interval=2), log=lambda *a: None)
+    assert load_checkpoint(tmp_path / "checkpoint.npz")["iteration"] == 2
+
+
+def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.npz"
+    training.atomic_savez(path, {"a": numpy.arange(3)})
+
+    def broken_savez(file, **arrays):
+        with open(file, "wb") as handle:
+            handle.write(b"half a file")
+        raise OSError("disk full")
+    monkeypatch.setattr(numpy, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        training.atomic_savez(path, {"a": numpy.arange(5)})
+    monkeypatch.undo()
+    with numpy.load(path) as kept:
+        numpy.testing.assert_array_equal(kept["a"], numpy.arange(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz"]
+
+
+def test_checkpoint_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        load_checkpoint(tmp_path / "missing.npz")
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="junk.npz"):
+        load_checkpoint(junk)
+    other = tmp_path / "other.npz"
+    numpy.savez(other, x=numpy.zeros(2))
+    with pytest.raises(ValueError, match="other.npz.*not a minifcn checkpoint"):
+        load_checkpoint(other)
+
+
+def test_solver_presets_and_overrides():
+    assert TrainConfig(model="fcn32s", data="voc:/x").solver()["lr"] == 1e-10
+    assert TrainConfig(model="fcn8s", data="voc:/x").solver()["lr"] == 1e-14
+    assert TrainConfig(model="fcn-alexnet", data="voc:/x").solver()["iter_size"] == 20
+    assert TrainConfig(model="fcn32s", data="voc:/x", lr=1e-3).solver()["lr"] == 1e-3
+    small = TrainConfig()
+    assert small.is_small() and small.solver()["normalize"] is True
+    assert dataclasses.replace(small, small=False).solver()["lr"] == 1e-14
