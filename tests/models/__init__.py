@@ -1,0 +1,1 @@
+"""Tests of minifcn.models: VGG16, the reference FCNs and FCN-AlexNet."""

@@ -1,0 +1,1 @@
+"""Tests of minifcn.nn: Module, Parameter, the layers and the fillers."""
