@@ -1,0 +1,423 @@
+"""GPU benchmarks: each CUDA kernel at FCN-sized shapes, then a whole FCN-32s step.
+
+    python -m benchmarks.gpu_kernels [--repeat 30] [--no-net] [--no-torch] [--out DIR]
+
+Kernels. The shapes are VGG16-FCN's at 500x500 with conv1_1's pad 100 (conv1 maps are
+698 x 698, pool1 349, ..., score_fr 16 x 16 upsampled to 544 and cropped to 500). Each
+kernel is timed with CUDA events, median of `repeat` runs after warm-up, next to:
+  - CuPy only: the op's `*_numpy` reference (written against the array API) run on
+    CuPy arrays, what the GPU backend would do without kernels/*.cu;
+  - PyTorch (cuDNN and ATen's CUDA kernels) where torch with CUDA is installed.
+Each kernel's bytes moved count every input read once and every output written once;
+bytes / time is its bandwidth, reported as a fraction of the device's copy bandwidth
+(a 1 GiB device-to-device copy measured in the same run). DESIGN.md asks >= 70% for
+the memory-bound kernels.
+
+Whole net (if minifcn.models.FCN32s exists): FCN-32s at 500x500, batch 1, 21 classes,
+the reference solver (SGD lr 1e-10, momentum 0.99, weight decay 5e-4): a train step
+(forward, loss, backward, update) and inference, minifcn against the same net in
+PyTorch, first with TF32 off on both sides (plain float32 GEMMs), then on. DESIGN.md
+asks the fp32 train step to be <= 1.3x PyTorch's.
+
+Writes benchmarks/results/gpu-<device>-<date>.json and .md (the same numbers as a
+table). The functions above `main` that format and compute are pure Python and tested
+without a GPU (tests/cuda/test_gpu_benchmark_report.py).
+"""
+import argparse
+import datetime
+import json
+import re
+import statistics
+from pathlib import Path
+
+import numpy
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+COPY_BYTES = 1 << 30
+FLOAT32 = 4
+
+
+# ------------------------------------------------------------------- pure arithmetic
+def copy_bandwidth(nbytes, seconds):
+    """Bytes/s of a device-to-device copy of `nbytes`: each byte is read and written."""
+    return 2 * nbytes / seconds
+
+
+def bandwidth_fraction(bytes_moved, seconds, copy_bytes_per_second):
+    """(GB/s achieved, that as a fraction of the copy bandwidth)."""
+    achieved = bytes_moved / seconds
+    return achieved / 1e9, achieved / copy_bytes_per_second
+
+
+def result_paths(device_name, date, directory=RESULTS_DIR):
+    """gpu-<device>-<date>.json and .md, the device name made file-safe."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", device_name).strip("-") or "unknown-gpu"
+    stem = Path(directory) / f"gpu-{slug}-{date}"
+    return stem.with_suffix(".json"), stem.with_suffix(".md")
+
+
+def _ms(seconds):
+    return "-" if seconds is None else f"{seconds * 1e3:.3f}"
+
+
+def _ratio(numerator, denominator):
+    return "-" if numerator is None or denominator is None else f"{numerator / denominator:.2f}x"
+
+
+def markdown_report(report):
+    """The results as a readable markdown page (`report` as main() writes it to JSON)."""
+    copy = report["copy_bandwidth_bytes_per_s"]
+    lines = [f"# GPU benchmarks: {report['device']} ({report['date']})", "",
+             f"Copy bandwidth (1 GiB device-to-device): {copy / 1e9:.1f} GB/s. "
+             f"Times are medians of {report['repeat']} runs, in milliseconds.", "",
+             "| kernel | shape | minifcn ms | GB/s | % of copy | CuPy-only ms | PyTorch ms "
+             "| minifcn / PyTorch |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for row in report["kernels"]:
+        gbs, fraction = bandwidth_fraction(row["bytes"], row["minifcn_s"], copy)
+        lines.append(f"| {row['kernel']} | {row['shape']} | {_ms(row['minifcn_s'])} | {gbs:.0f} | "
+                     f"{fraction:.0%} | {_ms(row['cupy_only_s'])} | {_ms(row['torch_s'])} | "
+                     f"{_ratio(row['minifcn_s'], row['torch_s'])} |")
+    if report.get("net"):
+        lines += ["", "| net | pass | GEMM precision | minifcn ms | PyTorch ms | minifcn / PyTorch |",
+                  "|---|---|---|---:|---:|---:|"]
+        for row in report["net"]:
+            lines.append(f"| {row['model']} | {row['pass']} | {row['precision']} | "
+                         f"{_ms(row['minifcn_s'])} | {_ms(row['torch_s'])} | "
+                         f"{_ratio(row['minifcn_s'], row['torch_s'])} |")
+    for note in report.get("notes", []):
+        lines += ["", note]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------ timing
+def time_gpu(function, events, repeat, warmup=3):
+    """Median seconds of `function()` between two GPU events. `events()` returns a
+    (start, end, elapsed_ms) triple for the framework that queues the work."""
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeat):
+        start, end, elapsed_ms = events()
+        start.record()
+        function()
+        end.record()
+        end.synchronize()
+        times.append(elapsed_ms(start, end) / 1e3)
+    return statistics.median(times)
+
+
+def cupy_events():
+    import cupy
+    return cupy.cuda.Event(), cupy.cuda.Event(), cupy.cuda.get_elapsed_time
+
+
+def torch_events():
+    import torch
+    return (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True),
+            lambda start, end: start.elapsed_time(end))
+
+
+def measure_copy_bandwidth(repeat):
+    import cupy
+    source, target = cupy.empty(COPY_BYTES, cupy.uint8), cupy.empty(COPY_BYTES, cupy.uint8)
+    seconds = time_gpu(lambda: target.data.copy_from_device_async(source.data, COPY_BYTES),
+                       cupy_events, repeat)
+    return copy_bandwidth(COPY_BYTES, seconds)
+
+
+# ----------------------------------------------------------------------- kernel cases
+class Case:
+    """One kernel at one shape: the bytes it must move and three ways to run it."""
+
+    def __init__(self, kernel, shape, bytes_moved, minifcn, cupy_only, torch=None):
+        self.kernel, self.shape, self.bytes_moved = kernel, shape, bytes_moved
+        self.minifcn, self.cupy_only, self.torch = minifcn, cupy_only, torch
+
+
+def im2col_cases(normal, torch):
+    """conv1_2 (3x3 pad 1 on 64 x 698 x 698) and fc6 (7x7 on 512 x 22 x 22) both ways,
+    and upscore's col2im (the 64/32 deconvolution of score_fr, 16 x 16 -> 544 x 544)."""
+    return (convolution_cases("conv1_2", (64, 698, 698), 3, 1, 1, normal, torch)
+            + convolution_cases("fc6", (512, 22, 22), 7, 1, 0, normal, torch)
+            + convolution_cases("upscore", (21, 544, 544), 64, 32, 0, normal, torch)[1:])
+
+
+def convolution_cases(name, image_shape, k, s, p, normal, torch):
+    """[im2col, col2im] for a k x k window, stride s, pad p over a (C, H, W) image."""
+    from minifcn import cuda
+    from minifcn.functions.im2col import col2im_numpy, conv_output_size, im2col_numpy
+    c, h, w = image_shape
+    oh, ow = conv_output_size(h, k, s, p), conv_output_size(w, k, s, p)
+    x, col = normal(c, h, w), normal(c, k, k, oh, ow)
+    window, steps = (k, k, s, s, p, p, 1, 1), (s, s, p, p, 1, 1)
+    unfold = fold = None
+    if torch:
+        t_x, t_col = torch.as_tensor(x), torch.as_tensor(col.reshape(1, c * k * k, oh * ow))
+        unfold = lambda: torch.nn.functional.unfold(t_x[None], k, 1, p, s)  # noqa: E731
+        fold = lambda: torch.nn.functional.fold(t_col, (h, w), k, 1, p, s)  # noqa: E731
+    return [Case(f"im2col {name}", f"{image_shape} k{k} s{s} p{p}", x.nbytes + col.nbytes,
+                 lambda: cuda.im2col(x, *window, oh, ow),
+                 lambda: im2col_numpy(x, *window, oh, ow), unfold),
+            Case(f"col2im {name}", f"{col.shape} -> {(h, w)}", col.nbytes + x.nbytes,
+                 lambda: cuda.col2im(col, h, w, *steps),
+                 lambda: col2im_numpy(col, h, w, *steps), fold)]
+
+
+def pooling_cases(normal, torch):
+    """pool1: 2x2 stride 2 with Caffe's ceil rounding on conv1_2's 64 x 698 x 698."""
+    from minifcn import cuda
+    from minifcn.functions import pooling
+    x = normal(1, 64, 698, 698)
+    window, out = (2, 2, 2, 2, 0, 0), (349, 349)
+    y, argmax = cuda.max_pool_forward(x, *window, *out)  # argmax: int32, as many bytes as y
+    gy = normal(*y.shape)
+    torch_calls = [None] * 4
+    if torch:
+        aten, tf = torch.ops.aten, torch.nn.functional
+        t_x, t_gy = torch.as_tensor(x), torch.as_tensor(gy)
+        t_argmax = tf.max_pool2d(t_x, 2, 2, ceil_mode=True, return_indices=True)[1]
+        torch_calls = [
+            lambda: tf.max_pool2d(t_x, 2, 2, ceil_mode=True, return_indices=True),
+            lambda: aten.max_pool2d_with_indices_backward(t_gy, t_x, [2, 2], [2, 2], [0, 0],
+                                                          [1, 1], True, t_argmax),
+            lambda: tf.avg_pool2d(t_x, 2, 2, ceil_mode=True),
+            lambda: aten.avg_pool2d_backward(t_gy, t_x, [2, 2], [2, 2], [0, 0], True, True, None)]
+    shape = f"pool1 {x.shape}"
+    return [
+        Case("max_pool_forward", shape, x.nbytes + y.nbytes + argmax.nbytes,
+             lambda: cuda.max_pool_forward(x, *window, *out),
+             lambda: pooling.max_pool_forward_numpy(x, *window, *out), torch_calls[0]),
+        Case("max_pool_backward", shape, gy.nbytes + argmax.nbytes + x.nbytes,
+             lambda: cuda.max_pool_backward(gy, argmax, 698, 698, *window),
+             lambda: pooling.max_pool_backward_numpy(gy, argmax, 698, 698, *window), torch_calls[1]),
+        Case("avg_pool_forward", shape, x.nbytes + y.nbytes,
+             lambda: cuda.avg_pool_forward(x, *window, *out),
+             lambda: pooling.avg_pool_forward_numpy(x, *window, *out), torch_calls[2]),
+        Case("avg_pool_backward", shape, gy.nbytes + x.nbytes,
+             lambda: cuda.avg_pool_backward(gy, 698, 698, *window),
+             lambda: pooling.avg_pool_backward_numpy(gy, 698, 698, *window), torch_calls[3]),
+    ]
+
+
+def loss_and_crop_cases(normal, torch, cupy):
+    """The loss on FCN's 21 x 500 x 500 output (10% of pixels ignored), and the crop of
+    upscore's 544 x 544 to it."""
+    from minifcn import cuda
+    from minifcn.functions import array, loss
+    score, gy, upscore = normal(1, 21, 500, 500), normal(1, 21, 500, 500), normal(1, 21, 544, 544)
+    rng = cupy.random.default_rng(1)
+    target = rng.integers(0, 21, size=(1, 500, 500), dtype=cupy.int32)
+    target[rng.random((1, 500, 500)) < 0.1] = 255
+    coefficient = cupy.asarray(1.0, dtype=cupy.float32)
+    torch_calls = [None] * 4
+    if torch:
+        tf = torch.nn.functional
+        t_score, t_target = torch.as_tensor(score), torch.as_tensor(target).long()
+        t_leaf = t_score.clone().requires_grad_()
+        t_loss = tf.cross_entropy(t_leaf, t_target, ignore_index=255, reduction="sum")
+        t_upscore, t_gy = torch.as_tensor(upscore), torch.as_tensor(gy)
+        torch_calls = [
+            lambda: tf.cross_entropy(t_score, t_target, ignore_index=255, reduction="sum"),
+            lambda: torch.autograd.grad(t_loss, t_leaf, retain_graph=True),
+            lambda: t_upscore[:, :, 19:519, 19:519].contiguous(),
+            lambda: tf.pad(t_gy, (19, 25, 19, 25))]
+    return [
+        Case("softmax_cross_entropy_forward", f"{score.shape}", score.nbytes + target.nbytes,
+             lambda: cuda.softmax_cross_entropy_forward(score, target, 255),
+             lambda: loss.softmax_cross_entropy_forward_numpy(score, target, 255), torch_calls[0]),
+        Case("softmax_cross_entropy_backward", f"{score.shape}", 2 * score.nbytes + target.nbytes,
+             lambda: cuda.softmax_cross_entropy_backward(score, target, 255, coefficient),
+             lambda: loss.softmax_cross_entropy_backward_numpy(score, target, 255, coefficient),
+             torch_calls[1]),
+        Case("crop_forward", f"{upscore.shape} -> 500", 2 * gy.nbytes,
+             lambda: cuda.crop_forward(upscore, 19, 19, 500, 500),
+             lambda: array.crop_forward_numpy(upscore, 19, 19, 500, 500), torch_calls[2]),
+        Case("crop_backward", f"{gy.shape} -> 544", gy.nbytes + upscore.nbytes,
+             lambda: cuda.crop_backward(gy, 544, 544, 19, 19),
+             lambda: array.crop_backward_numpy(gy, 544, 544, 19, 19), torch_calls[3]),
+    ]
+
+
+def lrn_cases(normal, torch):
+    """FCN-AlexNet's norm1 at 500x500: 96 x 173 x 173, size 5."""
+    from minifcn import cuda
+    from minifcn.functions import norm
+    x, gy = normal(1, 96, 173, 173), normal(1, 96, 173, 173)
+    y, scale = cuda.lrn_forward(x, 5, 1e-4, 0.75, 1.0)
+    torch_calls = [None] * 2
+    if torch:
+        tf = torch.nn.functional
+        t_x, t_gy = torch.as_tensor(x), torch.as_tensor(gy)
+        t_leaf = t_x.clone().requires_grad_()
+        t_y = tf.local_response_norm(t_leaf, 5, 1e-4, 0.75, 1.0)
+        torch_calls = [lambda: tf.local_response_norm(t_x, 5, 1e-4, 0.75, 1.0),
+                       lambda: torch.autograd.grad(t_y, t_leaf, t_gy, retain_graph=True)]
+    shape = f"norm1 {x.shape}"
+    return [
+        Case("lrn_forward", shape, 3 * x.nbytes,  # reads x, writes y and scale
+             lambda: cuda.lrn_forward(x, 5, 1e-4, 0.75, 1.0),
+             lambda: norm.lrn_forward_numpy(x, 5, 1e-4, 0.75, 1.0), torch_calls[0]),
+        Case("lrn_backward", shape, 5 * x.nbytes,  # reads x, y, scale, gy, writes gx
+             lambda: cuda.lrn_backward(x, y, scale, gy, 5, 1e-4, 0.75),
+             lambda: norm.lrn_backward_numpy(x, y, scale, gy, 5, 1e-4, 0.75), torch_calls[1]),
+    ]
+
+
+def benchmark_kernels(cupy, torch, repeat):
+    rng = cupy.random.default_rng(0)
+
+    def normal(*shape):
+        return rng.standard_normal(shape, dtype=cupy.float32)
+
+    rows = []
+    for build in (lambda: im2col_cases(normal, torch), lambda: pooling_cases(normal, torch),
+                  lambda: loss_and_crop_cases(normal, torch, cupy), lambda: lrn_cases(normal, torch)):
+        for case in build():
+            rows.append({"kernel": case.kernel, "shape": case.shape, "bytes": case.bytes_moved,
+                         "minifcn_s": time_gpu(case.minifcn, cupy_events, repeat),
+                         "cupy_only_s": time_gpu(case.cupy_only, cupy_events, repeat),
+                         "torch_s": case.torch and time_gpu(case.torch, torch_events, repeat)})
+            print(f"  {case.kernel:32s} {rows[-1]['minifcn_s'] * 1e3:9.3f} ms", flush=True)
+        cupy.get_default_memory_pool().free_all_blocks()
+    return rows
+
+
+# -------------------------------------------------------------------------- whole net
+def torch_fcn32s(torch, n_class):
+    """FCN-32s in PyTorch, layer for layer as minifcn.models.FCN32s (and Caffe's)."""
+    nn = torch.nn
+    layers, channels = [], 3
+    for convs, width in zip((2, 2, 3, 3, 3), (64, 128, 256, 512, 512)):
+        for _ in range(convs):
+            layers += [nn.Conv2d(channels, width, 3, padding=1 if layers else 100),
+                       nn.ReLU(inplace=True)]
+            channels = width
+        layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
+    layers += [nn.Conv2d(512, 4096, 7), nn.ReLU(inplace=True), nn.Dropout(0.5),
+               nn.Conv2d(4096, 4096, 1), nn.ReLU(inplace=True), nn.Dropout(0.5),
+               nn.Conv2d(4096, n_class, 1)]
+
+    class FCN32s(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.score_fr = nn.Sequential(*layers)
+            self.upscore = nn.ConvTranspose2d(n_class, n_class, 64, stride=32, bias=False)
+            self.upscore.weight.requires_grad_(False)  # fixed bilinear, as in the reference
+
+        def forward(self, x):
+            upscore = self.upscore(self.score_fr(x))
+            return upscore[:, :, 19: 19 + x.shape[2], 19: 19 + x.shape[3]]
+
+    return FCN32s()
+
+
+def benchmark_net(cupy, torch, repeat, size=500, n_class=21):
+    """Train step and inference of FCN-32s, TF32 off then on, minifcn vs PyTorch."""
+    try:
+        from minifcn.models import FCN32s
+    except ImportError as error:
+        return [], [f"No whole-net numbers: minifcn.models.FCN32s is missing ({error})."]
+    import minifcn
+    from minifcn import cuda, functions as F
+    from minifcn.optim import SGD
+
+    rng = numpy.random.default_rng(0)
+    image = (50 * rng.standard_normal((1, 3, size, size))).astype(numpy.float32)
+    labels = rng.integers(0, n_class, size=(1, size, size)).astype(numpy.int32)
+    net = FCN32s(n_class=n_class).to("cuda")
+    solver = SGD(net, lr=1e-10, momentum=0.99, weight_decay=5e-4)
+    x, target = minifcn.Tensor(cupy.asarray(image)), cupy.asarray(labels)
+
+    def train_step():
+        net.train()
+        solver.zero_grad()
+        F.softmax_cross_entropy(net(x), target, normalize=False).backward()
+        solver.step()
+
+    def inference():
+        net.eval()
+        with minifcn.no_grad():
+            net(x)
+
+    calls = {"train step": (train_step, None), "inference": (inference, None)}
+    if torch:
+        t_net = torch_fcn32s(torch, n_class).cuda()
+        t_solver = torch.optim.SGD([p for p in t_net.parameters() if p.requires_grad],
+                                   lr=1e-10, momentum=0.99, weight_decay=5e-4)
+        t_x, t_target = torch.as_tensor(image, device="cuda"), torch.as_tensor(labels, device="cuda").long()
+
+        def torch_train_step():
+            t_net.train()
+            t_solver.zero_grad()
+            torch.nn.functional.cross_entropy(t_net(t_x), t_target, ignore_index=255,
+                                              reduction="sum").backward()
+            t_solver.step()
+
+        def torch_inference():
+            t_net.eval()
+            with torch.no_grad():
+                t_net(t_x)
+
+        calls = {"train step": (train_step, torch_train_step), "inference": (inference, torch_inference)}
+
+    rows = []
+    for precision, tf32 in (("fp32 (TF32 off)", False), ("TF32 on", True)):
+        cuda.allow_tf32(tf32)
+        if torch:
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+        for pass_name, (ours, theirs) in calls.items():
+            rows.append({"model": f"FCN-32s {size}x{size}", "pass": pass_name, "precision": precision,
+                         "minifcn_s": time_gpu(ours, cupy_events, repeat, warmup=2),
+                         "torch_s": theirs and time_gpu(theirs, torch_events, repeat, warmup=2)})
+            print(f"  FCN-32s {pass_name:10s} {precision:15s} {rows[-1]['minifcn_s'] * 1e3:9.1f} ms",
+                  flush=True)
+    cuda.allow_tf32(False)
+    return rows, ["PyTorch runs with torch.backends.cudnn.benchmark = True (its fastest algorithms)."
+                  if torch else "PyTorch with CUDA is not installed: no PyTorch column."]
+
+
+def _torch_with_cuda():
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    torch.backends.cudnn.benchmark = True
+    return torch
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_kernels", description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=30, help="timed runs per kernel (median)")
+    parser.add_argument("--net-repeat", type=int, default=10, help="timed runs per whole-net pass")
+    parser.add_argument("--no-net", action="store_true", help="kernels only, no FCN-32s")
+    parser.add_argument("--no-torch", action="store_true", help="no PyTorch comparison")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for .json and .md")
+    args = parser.parse_args(argv)
+
+    from minifcn import backend
+    cupy = backend.require_cupy()
+    torch = None if args.no_torch else _torch_with_cuda()
+    device = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
+    device = device.decode() if isinstance(device, bytes) else device
+    date = datetime.date.today().isoformat()
+    print(f"{device}: copy bandwidth ...", flush=True)
+    report = {"device": device, "date": date, "repeat": args.repeat,
+              "versions": {"cupy": cupy.__version__, "torch": torch and torch.__version__,
+                           "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion()},
+              "copy_bandwidth_bytes_per_s": measure_copy_bandwidth(args.repeat),
+              "kernels": benchmark_kernels(cupy, torch, args.repeat), "net": [], "notes": []}
+    if not args.no_net:
+        report["net"], report["notes"] = benchmark_net(cupy, torch, args.net_repeat)
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path, markdown_path = result_paths(device, date, args.out)
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    markdown_path.write_text(markdown_report(report))
+    print(markdown_report(report))
+    print(f"wrote {json_path} and {markdown_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""The GPU hot paths: the CUDA kernels in kernels/*.cu, launched through CuPy.
+
+Every function here has the contract of a `*_numpy` reference in minifcn/functions/
+and the same name, so `backend.kernel(name, array, ...)` finds it for a CuPy array.
+How one call reaches the GPU, for example max pooling:
+
+    F.max_pool2d(x)                                   functions/pooling.py
+      backend.kernel("max_pool_forward", x, ...)      x is a cupy.ndarray: this module
+      max_pool_forward(x, ...)                        allocates y and argmax
+      _launch("pooling.cu", "max_pool_forward", ...)  converts the scalars, sizes the grid
+      _enqueue(...)                                   compiles kernels/pooling.cu once per
+                                                      dtype (cupy.RawModule, NVRTC) and
+                                                      queues the kernel on the current stream
+
+Nothing here waits for the GPU: results stay on the device, the loss included.
+
+Why it is built this way:
+- One source, two dtypes. Each .cu file is compiled twice, with -Dscalar_t=float and
+  -Dscalar_t=double (`compile_options`), so a kernel is written once, with no template
+  machinery between the reader and the loop.
+- One rule for scalars: every integer parameter of every kernel is `long long` (64-bit
+  indices, kernels/common.cuh) and every real one is scalar_t. `_launch` converts
+  Python ints to numpy.int64 and Python floats to the array's dtype, so no call site
+  can hand a 32-bit int to a 64-bit parameter (the kernel would read garbage, silently).
+- Grid-stride loops: `launch_shape` caps the grid and each thread loops, so any size
+  fits in one launch.
+- Deterministic gradients: col2im and the pooling backward passes GATHER (one thread
+  per input pixel sums what maps to it) instead of scattering with atomicAdd, so two
+  runs give bit-identical results.
+- Testable without a GPU: the functions below are written against the array module of
+  their inputs, and `_enqueue` is the only line that needs CuPy. tests/cuda runs them
+  on NumPy arrays with `_enqueue` replaced by a CPU build of the same .cu files
+  (tests/cuda/cuda_emulator.py), and compiles the sources with nvcc.
+
+TF32: float32 matrix products (every convolution's GEMM, through cuBLAS) run at full
+float32 precision by default. `allow_tf32(True)` lets cuBLAS use TF32 tensor cores
+(inputs rounded to 10 mantissa bits, float32 accumulation; several times the GEMM
+throughput on Ampere and later GPUs). CuPy's own switch is the environment variable
+CUPY_TF32=1, read once at the first float32 product; `allow_tf32` changes the same
+setting at any time.
+"""
+import functools
+import numbers
+import re
+from pathlib import Path
+
+import numpy
+
+from . import backend
+
+KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
+THREADS_PER_BLOCK = 256
+MAX_BLOCKS = 65535  # enough to fill any current GPU many times; the loops cover the rest
+SCALAR_TYPES = {"float32": "float", "float64": "double"}
+_INCLUDE = re.compile(r'^#include "([^"]+)"[^\n]*$', re.MULTILINE)
+
+
+# --------------------------------------------------------------- compiling and launching
+def kernel_source(filename):
+    """The text of kernels/<filename> with each `#include "name"` replaced by the text of
+    kernels/<name>: NVRTC compiles a string and never looks in kernels/."""
+    text = (KERNEL_DIR / filename).read_text()
+    return _INCLUDE.sub(lambda match: kernel_source(match.group(1)), text)
+
+
+def compile_options(dtype):
+    """The compiler flags that make a kernels/*.cu file the float32 or float64 version."""
+    name = numpy.dtype(dtype).name
+    if name not in SCALAR_TYPES:
+        raise TypeError(f"the CUDA kernels take float32 or float64 arrays, not {name}")
+    return (f"-Dscalar_t={SCALAR_TYPES[name]}",)
+
+
+def launch_shape(work_items):
+    """(blocks, threads per block) for a grid-stride loop over `work_items` indices."""
+    blocks = min(-(-work_items // THREADS_PER_BLOCK), MAX_BLOCKS)
+    return blocks, THREADS_PER_BLOCK
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_module(filename, dtype_name):
+    """kernels/<filename> compiled for one dtype, once per process (CuPy also keeps the
+    binary in its on-disk cache, so a later process skips NVRTC)."""
+    cupy = backend.require_cupy()
+    return cupy.RawModule(code=kernel_source(filename), options=compile_options(dtype_name))
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel_function(filename, kernel_name, dtype_name):
+    return _compiled_module(filename, dtype_name).get_function(kernel_name)
+
+
+def _enqueue(filename, kernel_name, dtype_name, blocks, threads, args):
+    """Queue one kernel on the current CuPy stream (the only function that needs a GPU)."""
+    _kernel_function(filename, kernel_name, dtype_name)((blocks,), (threads,), args)
+
+
+def _kernel_argument(kernel_name, value, dtype):
+    """An array as it is, an int as numpy.int64, a float as a scalar of `dtype`."""
+    if isinstance(value, numpy.ndarray) or backend.is_cupy_array(value):
+        if not value.flags.c_contiguous:
+            raise ValueError(f"{kernel_name}: kernels take C-contiguous arrays, got strides "
+                             f"{value.strides} for shape {value.shape}")
+        return value
+    if isinstance(value, (bool, numpy.bool_)):
+        raise TypeError(f"{kernel_name}: no kernel takes a bool, got {value!r}")
+    if isinstance(value, numbers.Integral):
+        return numpy.int64(value)
+    if isinstance(value, numbers.Real):
+        return dtype.type(value)
+    raise TypeError(f"{kernel_name}: cannot pass {type(value).__name__} to a kernel")
+
+
+def _launch(filename, kernel_name, dtype, work_items, *args):
+    """Run `kernel_name` from kernels/<filename> over `work_items` grid-stride indices."""
+    dtype = numpy.dtype(dtype)
+    compile_options(dtype)  # rejects dtypes the kernels are not built for
+    if work_items == 0:
+        return
+    blocks, threads = launch_shape(work_items)
+    _enqueue(filename, kernel_name, dtype.name, blocks, threads,
+             tuple(_kernel_argument(kernel_name, value, dtype) for value in args))
+
+
+def _module_and_contiguous(*arrays):
+    """The array module of the inputs, and each input as a C-contiguous array."""
+    xp = backend.get_array_module(arrays[0])
+    return (xp,) + tuple(xp.ascontiguousarray(array) for array in arrays)
+
+
+# ------------------------------------------------------------------------ im2col/col2im
+def im2col(x, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w):
+    """x (C, H, W) -> col (C, kh, kw, out_h, out_w); see functions/im2col.py."""
+    xp, x = _module_and_contiguous(x)
+    channels, height, width = x.shape
+    col = xp.empty((channels, kh, kw, out_h, out_w), dtype=x.dtype)
+    _launch("im2col.cu", "im2col", x.dtype, channels * out_h * out_w,
+            x, channels, height, width, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w, col)
+    return col
+
+
+def col2im(col, height, width, sy, sx, ph, pw, dy, dx):
+    """col (C, kh, kw, out_h, out_w) -> x (C, height, width), overlaps summed by gathering."""
+    xp, col = _module_and_contiguous(col)
+    channels, kh, kw, out_h, out_w = col.shape
+    x = xp.empty((channels, height, width), dtype=col.dtype)
+    _launch("im2col.cu", "col2im", col.dtype, channels * height * width,
+            col, channels, height, width, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w, x)
+    return x
+
+
+# ---------------------------------------------------------------------------- pooling
+def max_pool_forward(x, kh, kw, sy, sx, ph, pw, out_h, out_w):
+    """x (N, C, H, W) -> (y, argmax int32: h * W + w of each window's first maximum)."""
+    xp, x = _module_and_contiguous(x)
+    n, c, height, width = x.shape
+    y = xp.empty((n, c, out_h, out_w), dtype=x.dtype)
+    argmax = xp.empty((n, c, out_h, out_w), dtype=xp.int32)
+    _launch("pooling.cu", "max_pool_forward", x.dtype, y.size,
+            x, n * c, height, width, kh, kw, sy, sx, ph, pw, out_h, out_w, y, argmax)
+    return y, argmax
+
+
+def max_pool_backward(gy, argmax, height, width, kh, kw, sy, sx, ph, pw):
+    """gy (N, C, out_h, out_w) -> gx (N, C, height, width): each pixel sums the gy of the
+    windows whose argmax it is."""
+    xp, gy, argmax = _module_and_contiguous(gy, argmax)
+    n, c, out_h, out_w = gy.shape
+    gx = xp.empty((n, c, height, width), dtype=gy.dtype)
+    _launch("pooling.cu", "max_pool_backward", gy.dtype, gx.size,
+            gy, argmax.astype(xp.int32, copy=False), n * c, height, width,
+            kh, kw, sy, sx, ph, pw, out_h, out_w, gx)
+    return gx
+
+
+def avg_pool_forward(x, kh, kw, sy, sx, ph, pw, out_h, out_w):
+    """x (N, C, H, W) -> y: window sums over Caffe's pool_size."""
+    xp, x = _module_and_contiguous(x)
+    n, c, height, width = x.shape
+    y = xp.empty((n, c, out_h, out_w), dtype=x.dtype)
+    _launch("pooling.cu", "avg_pool_forward", x.dtype, y.size,
+            x, n * c, height, width, kh, kw, sy, sx, ph, pw, out_h, out_w, y)
+    return y
+
+
+def avg_pool_backward(gy, height, width, kh, kw, sy, sx, ph, pw):
+    """gy (N, C, out_h, out_w) -> gx (N, C, height, width)."""
+    xp, gy = _module_and_contiguous(gy)
+    n, c, out_h, out_w = gy.shape
+    gx = xp.empty((n, c, height, width), dtype=gy.dtype)
+    _launch("pooling.cu", "avg_pool_backward", gy.dtype, gx.size,
+            gy, n * c, height, width, kh, kw, sy, sx, ph, pw, out_h, out_w, gx)
+    return gx
+
+
+# ------------------------------------------------------------------------------- loss
+def softmax_cross_entropy_forward(score, target, ignore_index):
+    """(loss_sum, count): 0-d device arrays (of score's dtype, and an integer)."""
+    xp, score = _module_and_contiguous(score)
+    target = xp.ascontiguousarray(target, dtype=xp.int32)
+    n, channels, height, width = score.shape
+    pixel_loss = xp.empty((n, height, width), dtype=score.dtype)
+    counted = xp.empty((n, height, width), dtype=xp.int32)
+    _launch("softmax_loss.cu", "softmax_cross_entropy_forward", score.dtype, pixel_loss.size,
+            score, target, n, channels, height * width, ignore_index, pixel_loss, counted)
+    return pixel_loss.sum(dtype=score.dtype), counted.sum()
+
+
+def softmax_cross_entropy_backward(score, target, ignore_index, coefficient):
+    """gscore (N, C, H, W); `coefficient` (0-d, on the device) is read by the kernel."""
+    xp, score = _module_and_contiguous(score)
+    target = xp.ascontiguousarray(target, dtype=xp.int32)
+    coefficient = xp.asarray(coefficient, dtype=score.dtype)
+    n, channels, height, width = score.shape
+    gscore = xp.empty(score.shape, dtype=score.dtype)
+    _launch("softmax_loss.cu", "softmax_cross_entropy_backward", score.dtype, n * height * width,
+            score, target, n, channels, height * width, ignore_index, coefficient, gscore)
+    return gscore
+
+
+# ------------------------------------------------------------------------------- crop
+def crop_forward(x, oy, ox, h, w):
+    """x (N, C, H, W) -> x[:, :, oy:oy+h, ox:ox+w], contiguous."""
+    xp, x = _module_and_contiguous(x)
+    n, c, height, width = x.shape
+    y = xp.empty((n, c, h, w), dtype=x.dtype)
+    _launch("crop.cu", "crop_forward", x.dtype, y.size,
+            x, n * c, height, width, oy, ox, h, w, y)
+    return y
+
+
+def crop_backward(gy, height, width, oy, ox):
+    """gy (N, C, h, w) -> gx (N, C, height, width): gy at (oy, ox), zeros elsewhere."""
+    xp, gy = _module_and_contiguous(gy)
+    n, c, h, w = gy.shape
+    gx = xp.empty((n, c, height, width), dtype=gy.dtype)
+    _launch("crop.cu", "crop_backward", gy.dtype, gx.size,
+            gy, n * c, height, width, oy, ox, h, w, gx)
+    return gx
+
+
+# -------------------------------------------------------------------------------- LRN
+def lrn_forward(x, size, alpha, beta, k):
+    """x (N, C, H, W) -> (y, scale), Caffe LRN across channels."""
+    xp, x = _module_and_contiguous(x)
+    n, c, height, width = x.shape
+    y = xp.empty(x.shape, dtype=x.dtype)
+    scale = xp.empty(x.shape, dtype=x.dtype)
+    _launch("lrn.cu", "lrn_forward", x.dtype, x.size,
+            x, n, c, height * width, size, alpha / size, beta, k, y, scale)
+    return y, scale
+
+
+def lrn_backward(x, y, scale, gy, size, alpha, beta):
+    """gx (N, C, H, W) from the saved x, y, scale and the incoming gy."""
+    xp, x, y, scale, gy = _module_and_contiguous(x, y, scale, gy)
+    n, c, height, width = x.shape
+    gx = xp.empty(x.shape, dtype=x.dtype)
+    _launch("lrn.cu", "lrn_backward", x.dtype, x.size,
+            x, y, scale, gy, n, c, height * width, size, 2.0 * alpha * beta / size, beta, gx)
+    return gx
+
+
+# ------------------------------------------------------------------------------- TF32
+def allow_tf32(enabled=True):
+    """Let float32 GEMMs use TF32 tensor cores (True) or not (False, the default);
+    returns the previous setting. See the module docstring."""
+    linalg = _cupy_linalg()
+    previous = tf32_allowed()
+    linalg.set_compute_type(numpy.float32, linalg.COMPUTE_TYPE_TF32 if enabled
+                            else linalg.COMPUTE_TYPE_DEFAULT)
+    return previous
+
+
+def tf32_allowed():
+    """Whether float32 GEMMs may use TF32 now."""
+    linalg = _cupy_linalg()
+    return linalg.get_compute_type(numpy.float32) == linalg.COMPUTE_TYPE_TF32
+
+
+def _cupy_linalg():
+    """CuPy's GEMM settings (cupy._core._routines_linalg: set_compute_type, the switch
+    that CUPY_TF32 sets; not part of CuPy's public API, hence the clear error)."""
+    backend.require_cupy()
+    try:
+        from cupy._core import _routines_linalg as linalg
+        linalg.set_compute_type, linalg.get_compute_type, linalg.COMPUTE_TYPE_TF32
+    except (ImportError, AttributeError) as error:
+        raise RuntimeError("this CuPy version has no set_compute_type; set CUPY_TF32=1 in "
+                           f"the environment before the first float32 matmul instead ({error})"
+                           ) from None
+    return linalg

@@ -1,0 +1,41 @@
+"""Fixtures for the GPU backend's tests, most of which need no GPU.
+
+`emulated_cuda` is minifcn.cuda with its one CuPy call (`_enqueue`) replaced by the CPU
+emulation of kernels/*.cu (cuda_emulator.py): the functions under test are the real
+ones, run on NumPy arrays. Each test runs twice, with the launch shape cuda.py picks and
+with a 2-block x 3-thread grid, so every thread loops (the grid-stride path).
+
+This directory has no __init__.py on purpose: as a package it would be called `cuda`
+and could shadow NVIDIA's cuda-python package that CuPy imports.
+"""
+import shutil
+import warnings
+
+import numpy
+import pytest
+
+from minifcn import cuda
+
+import cuda_emulator
+
+
+@pytest.fixture(scope="session")
+def emulated_gpu(tmp_path_factory):
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is not installed: the CPU emulation of kernels/*.cu needs it")
+    gpu = cuda_emulator.build(tmp_path_factory.mktemp("emulated_kernels"))
+    for (filename, dtype), text in gpu.warnings.items():
+        warnings.warn(f"g++ warnings for {filename} ({dtype}):\n{text}")
+    return gpu
+
+
+@pytest.fixture(params=["gpu-grid", "2x3-grid"])
+def emulated_cuda(request, emulated_gpu, monkeypatch):
+    grid = None if request.param == "gpu-grid" else (2, 3)
+    monkeypatch.setattr(cuda, "_enqueue", emulated_gpu.enqueuer(grid=grid))
+    return cuda
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request):
+    return numpy.dtype(request.param)

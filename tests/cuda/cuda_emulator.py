@@ -1,0 +1,157 @@
+"""Run kernels/*.cu on the CPU: g++ compiles them against cuda_emulation.h, ctypes calls them.
+
+`build(directory)` compiles every kernel file for float32 and float64 (in parallel, once
+per test session) and returns an `EmulatedGpu`. Its `enqueuer()` has the signature of
+`minifcn.cuda._enqueue`, the one function there that needs CuPy: a test that puts one in
+place of the other runs the rest of minifcn/cuda.py unchanged (allocation, argument
+conversion, launch sizes), NumPy arrays standing in for CuPy ones.
+
+What a launch here checks that a launch on a GPU would not:
+- arguments against the kernel's C signature: count, int or float, width, and the
+  element type of each array; a 4-byte int reaching a `long long` is an error here and
+  garbage on a GPU;
+- memory bounds: each array is copied into the middle of a larger buffer whose margins
+  hold a sentinel (NaN for floats); a kernel that writes outside its array changes a
+  margin (error), one that reads outside picks up NaN and disagrees with NumPy;
+- complete outputs: an array the kernel may write (a non-const pointer) is filled with
+  the sentinel before the launch, so an element the kernel never writes stays NaN.
+"""
+import ctypes
+import os
+import re
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy
+
+from minifcn import cuda
+
+HEADER_DIR = Path(__file__).resolve().parent
+DTYPES = ("float32", "float64")
+MARGIN = 64  # sentinel elements on each side of every array
+_KERNEL = re.compile(r'extern "C" __global__ void (\w+)\s*\(')
+
+
+def kernel_files():
+    return sorted(path.name for path in cuda.KERNEL_DIR.glob("*.cu"))
+
+
+def defined_kernels(source_text):
+    """The names of the extern "C" __global__ kernels a .cu text defines."""
+    return _KERNEL.findall(source_text)
+
+
+def compile_library(source, dtype, directory):
+    """g++ builds the .cu file `source` for `dtype` into a shared library in `directory`
+    that exports run_<kernel> and signature_<kernel> for each of its kernels. Returns
+    the library (ctypes) and g++'s warnings."""
+    source = Path(source)
+    stem = f"{source.stem}_{dtype}"
+    wrapper = Path(directory) / f"{stem}.cpp"
+    names = defined_kernels(source.read_text())
+    wrapper.write_text(f'#include "cuda_emulation.h"\n#include "{source}"\n'
+                       + "".join(f"EMULATE_KERNEL({name})\n" for name in names))
+    library = Path(directory) / f"lib{stem}.so"
+    command = ["g++", "-std=c++17", "-O1", "-shared", "-fPIC", "-Wall", "-Wextra",
+               f"-I{HEADER_DIR}", f"-I{cuda.KERNEL_DIR}", *cuda.compile_options(dtype),
+               str(wrapper), "-o", str(library)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"g++ could not compile {source.name} for {dtype}:\n{result.stderr}")
+    return ctypes.CDLL(str(library)), result.stderr
+
+
+def build(directory):
+    """An EmulatedGpu with every kernels/*.cu file compiled for both dtypes into `directory`."""
+    jobs = [(filename, dtype) for filename in kernel_files() for dtype in DTYPES]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        built = list(pool.map(
+            lambda job: compile_library(cuda.KERNEL_DIR / job[0], job[1], directory), jobs))
+    libraries = {job: library for job, (library, _) in zip(jobs, built)}
+    warnings = {job: text for job, (_, text) in zip(jobs, built) if text.strip()}
+    return EmulatedGpu(libraries, warnings)
+
+
+def tolerance(dtype):
+    """rtol/atol for comparing a kernel with its NumPy reference where the two are not
+    bit-exact (another exp or pow, another order of additions)."""
+    if numpy.dtype(dtype) == numpy.float32:
+        return {"rtol": 2e-5, "atol": 1e-6}
+    return {"rtol": 1e-12, "atol": 1e-13}
+
+
+def _sentinel(dtype):
+    return numpy.nan if dtype.kind == "f" else numpy.iinfo(dtype).min
+
+
+def _type_code(value):
+    """The code cuda_emulation.h's type_code gives the C type that `value` must match."""
+    if isinstance(value, numpy.ndarray):
+        return f"{value.dtype.kind}{value.dtype.itemsize}*"
+    dtype = numpy.asarray(value).dtype
+    return f"{dtype.kind}{dtype.itemsize}"
+
+
+class _GuardedCopy:
+    """`array` in the middle of a sentinel-filled buffer; an output starts all sentinel."""
+
+    def __init__(self, array, is_output):
+        self.array, self.is_output = array, is_output
+        self.buffer = numpy.full(array.size + 2 * MARGIN, _sentinel(array.dtype), array.dtype)
+        if not is_output:
+            self.buffer[MARGIN: MARGIN + array.size] = array.reshape(-1)
+        self.pointer = ctypes.c_void_p(self.buffer.ctypes.data + MARGIN * array.itemsize)
+        self.margins_before = self._margins()
+
+    def _margins(self):
+        raw = self.buffer.view(numpy.uint8)
+        edge = MARGIN * self.array.itemsize
+        return raw[:edge].tobytes() + raw[len(raw) - edge:].tobytes()
+
+    def finish(self, what):
+        if self._margins() != self.margins_before:
+            raise AssertionError(f"{what} wrote outside an array of shape {self.array.shape}")
+        if self.is_output:
+            self.array.reshape(-1)[...] = self.buffer[MARGIN: MARGIN + self.array.size]
+
+
+class EmulatedGpu:
+    def __init__(self, libraries, warnings):
+        self.libraries = libraries  # (filename, dtype name) -> ctypes.CDLL
+        self.warnings = warnings    # (filename, dtype name) -> g++'s warnings, if any
+
+    def signature(self, filename, dtype_name, kernel_name):
+        function = getattr(self.libraries[filename, dtype_name], f"signature_{kernel_name}")
+        function.restype = ctypes.c_char_p
+        return function().decode().split(",")
+
+    def enqueuer(self, grid=None):
+        """A stand-in for minifcn.cuda._enqueue. `grid=(blocks, threads)` overrides the
+        launch shape that cuda.py chose, e.g. a tiny grid that makes every thread loop."""
+        def enqueue(filename, kernel_name, dtype_name, blocks, threads, args):
+            self.launch(filename, kernel_name, dtype_name, *(grid or (blocks, threads)), args)
+        return enqueue
+
+    def launch(self, filename, kernel_name, dtype_name, blocks, threads, args):
+        what = f"{kernel_name} ({filename}, {dtype_name})"
+        expected = self.signature(filename, dtype_name, kernel_name)
+        passed = [_type_code(value) for value in args]
+        if [code.replace("const ", "") for code in expected] != passed:
+            raise TypeError(f"{what} takes ({', '.join(expected)}) but was passed "
+                            f"({', '.join(passed)})")
+        guarded, values = [], []  # kept alive until the launch returns
+        pointers = (ctypes.c_void_p * len(args))()
+        for slot, (value, code) in enumerate(zip(args, expected)):
+            if isinstance(value, numpy.ndarray):
+                copy = _GuardedCopy(value, is_output=not code.startswith("const"))
+                guarded.append(copy)
+                pointers[slot] = ctypes.addressof(copy.pointer)
+            else:
+                values.append(numpy.array(value))
+                pointers[slot] = values[-1].ctypes.data
+        run = getattr(self.libraries[filename, dtype_name], f"run_{kernel_name}")
+        run.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p]
+        run(blocks, threads, pointers)
+        for copy in guarded:
+            copy.finish(what)

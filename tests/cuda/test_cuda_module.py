@@ -1,0 +1,107 @@
+"""minifcn/cuda.py's pure-Python parts: the contracts, the loader's source handling,
+launch sizes and argument conversion. None of this needs CuPy or a GPU."""
+import inspect
+import re
+import subprocess
+import sys
+
+import numpy
+import pytest
+
+import minifcn
+from minifcn import cuda
+from minifcn.functions import array, im2col, loss, norm, pooling
+
+import cuda_emulator
+
+CONTRACTS = {
+    "im2col": im2col.im2col_numpy, "col2im": im2col.col2im_numpy,
+    "max_pool_forward": pooling.max_pool_forward_numpy,
+    "max_pool_backward": pooling.max_pool_backward_numpy,
+    "avg_pool_forward": pooling.avg_pool_forward_numpy,
+    "avg_pool_backward": pooling.avg_pool_backward_numpy,
+    "softmax_cross_entropy_forward": loss.softmax_cross_entropy_forward_numpy,
+    "softmax_cross_entropy_backward": loss.softmax_cross_entropy_backward_numpy,
+    "crop_forward": array.crop_forward_numpy, "crop_backward": array.crop_backward_numpy,
+    "lrn_forward": norm.lrn_forward_numpy, "lrn_backward": norm.lrn_backward_numpy,
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACTS))
+def test_each_kernel_has_the_signature_of_its_numpy_reference(name):
+    assert list(inspect.signature(getattr(cuda, name)).parameters) == \
+        list(inspect.signature(CONTRACTS[name]).parameters)
+
+
+def test_every_kernel_cuda_py_launches_is_defined():
+    launched = set(re.findall(r'_launch\("(\w+\.cu)", "(\w+)"', open(cuda.__file__).read()))
+    defined = {(filename, name) for filename in cuda_emulator.kernel_files()
+               for name in cuda_emulator.defined_kernels(cuda.kernel_source(filename))}
+    assert len(launched) == len(CONTRACTS) and launched <= defined, launched - defined
+
+
+def test_imports_without_cupy():
+    code = ("import sys; sys.modules['cupy'] = None\n"
+            "import minifcn.cuda as c; print(c.launch_shape(1000))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(4, 256)"
+
+
+@pytest.mark.parametrize("filename", cuda_emulator.kernel_files())
+def test_kernel_source_pastes_the_includes_in(filename):
+    text = cuda.kernel_source(filename)
+    assert not re.search(r"^\s*#include", text, re.MULTILINE)
+    assert text.count("#define GRID_STRIDE_LOOP") == 1
+
+
+@pytest.mark.parametrize("filename", cuda_emulator.kernel_files())
+def test_each_kernel_file_opens_with_its_thread_mapping(filename):
+    header = (cuda.KERNEL_DIR / filename).read_text().split("#include")[0]
+    assert "THREAD MAPPING" in header
+
+
+@pytest.mark.parametrize("dtype, define", [("float32", "-Dscalar_t=float"), ("float64", "-Dscalar_t=double")])
+def test_compile_options_pick_the_scalar_type(dtype, define):
+    assert cuda.compile_options(dtype) == (define,)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int32", "complex64"])
+def test_other_dtypes_are_refused(dtype):
+    with pytest.raises(TypeError, match="float32 or float64"):
+        cuda.compile_options(dtype)
+
+
+@pytest.mark.parametrize("work_items, blocks", [(1, 1), (256, 1), (257, 2), (10**12, cuda.MAX_BLOCKS)])
+def test_launch_shape(work_items, blocks):
+    assert cuda.launch_shape(work_items) == (blocks, cuda.THREADS_PER_BLOCK)
+
+
+def test_scalars_become_int64_and_the_array_dtype(monkeypatch):
+    queued = []
+    monkeypatch.setattr(cuda, "_enqueue", lambda *call: queued.append(call))
+    x = numpy.zeros(3, numpy.float32)
+    cuda._launch("crop.cu", "crop_forward", x.dtype, 3, x, 7, numpy.int32(2), 0.5, numpy.float64(0.25))
+    filename, kernel, dtype_name, blocks, threads, args = queued[0]
+    assert (filename, kernel, dtype_name, blocks, threads) == ("crop.cu", "crop_forward", "float32", 1, 256)
+    assert args[0] is x
+    assert [type(value) for value in args[1:]] == [numpy.int64, numpy.int64, numpy.float32, numpy.float32]
+
+
+def test_nothing_is_launched_for_no_work(monkeypatch):
+    monkeypatch.setattr(cuda, "_enqueue", lambda *call: pytest.fail("launched"))
+    cuda._launch("crop.cu", "crop_forward", numpy.float64, 0)
+
+
+@pytest.mark.parametrize("bad, error", [(numpy.zeros((3, 4))[:, ::2], ValueError), (True, TypeError),
+                                        ("3", TypeError)])
+def test_bad_kernel_arguments_are_refused(monkeypatch, bad, error):
+    monkeypatch.setattr(cuda, "_enqueue", lambda *call: None)
+    with pytest.raises(error, match="crop_forward"):
+        cuda._launch("crop.cu", "crop_forward", numpy.float64, 1, bad)
+
+
+@pytest.mark.skipif(minifcn.gpu_available(), reason="checks the error without a GPU")
+def test_tf32_switch_without_a_gpu_says_what_is_missing():
+    with pytest.raises(RuntimeError, match="CuPy|GPU"):
+        cuda.allow_tf32(True)
