@@ -40,6 +40,8 @@ def _parser():
                     "pictures. With --data voc:DIR --weights VGG16.npz it runs the paper's recipe.")
     train.add_argument("--model", choices=MODELS, default="fcn8s", help="which net (default fcn8s)")
     train.add_argument("--data", default="synthetic", help=f"data source: {DATA_HELP}")
+    train.add_argument("--val-data", help="validation source, e.g. voc:DIR when training on "
+                       "sbd:DIR as the paper does (default: the val split of --data)")
     train.add_argument("--weights", help="converted VGG16 .npz to start from (see `minifcn convert`)")
     train.add_argument("--init-from", help="checkpoint of a trained coarser net (32s for 16s, 16s for 8s)")
     train.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -117,7 +119,8 @@ def _train(args):
     from .train import TrainConfig, TrainingDiverged, train
     synthetic = args.data == "synthetic"
     config = TrainConfig(
-        model=args.model, data=args.data, weights=args.weights, init_from=args.init_from,
+        model=args.model, data=args.data, val_data=args.val_data, weights=args.weights,
+        init_from=args.init_from,
         device=args.device, batch_size=args.batch_size,
         iterations=args.iterations or (2000 if synthetic else 100000),
         lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,

@@ -40,6 +40,7 @@ SMALL_SOLVER = dict(lr=0.01, momentum=0.9, weight_decay=5e-4, iter_size=1, norma
 class TrainConfig:
     model: str = "fcn8s"
     data: str = "synthetic"
+    val_data: str = None         # validation source; None: the "val" split of `data`
     weights: str = None          # converted VGG16 .npz to start from (None: from scratch)
     init_from: str = None        # a trained checkpoint of a coarser net (32s -> 16s -> 8s)
     device: str = "cpu"
@@ -68,7 +69,7 @@ class TrainConfig:
         return {key: preset[key] if value is None else value for key, value in chosen.items()}
 
     def data_options(self):
-        return {"size": self.image_size} if self.data == "synthetic" else {}
+        return {"size": self.image_size} if self.data.startswith("synthetic") else {}
 
     def is_small(self):
         return self.data == "synthetic" if self.small is None else self.small
@@ -192,8 +193,8 @@ def _progress(iterable, enabled, description, **options):
 # ----------------------------------------------------------------------------- training
 def train(config, resume=False, log=print):
     """Train as `config` says; returns the last validation scores."""
-    train_set, val_set = (open_dataset(config.data, split, **config.data_options())
-                          for split in ("train", "val"))
+    train_set = open_dataset(config.data, "train", **config.data_options())
+    val_set = open_dataset(config.val_data or config.data, "val", **config.data_options())
     solver = config.solver()
     backend.seed(config.seed)
     net = build_net(config, train_set.n_class)
