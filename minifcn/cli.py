@@ -156,11 +156,8 @@ def _eval(args):
 
 def _preprocess(net):
     """The input convention the net's weights expect, when they recorded one."""
-    from .data.preprocess import Preprocess
-    meta = getattr(net, "input_meta", None)
-    if meta and "meta.channel_order" in meta:
-        return {"preprocess": Preprocess.from_meta(meta)}
-    return {}
+    from .train import preprocess_options
+    return preprocess_options(getattr(net, "input_meta", None) or {})
 
 
 def _predict(args):

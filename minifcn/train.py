@@ -27,6 +27,7 @@ import numpy
 from . import backend, models
 from .autograd import Tensor, no_grad
 from .data import open_dataset, shuffled_order
+from .data.preprocess import Preprocess
 from .functions import softmax_cross_entropy
 from .metrics import ConfusionMeter
 from .optim import PRESETS, SGD
@@ -147,6 +148,24 @@ def config_from_checkpoint(checkpoint, **overrides):
     return TrainConfig(**saved)
 
 
+def read_meta(path):
+    """The `meta.*` entries of a converted-weights or checkpoint .npz (nothing else is read)."""
+    try:
+        with numpy.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files if key.startswith("meta.")}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such weights file") from None
+    except Exception as error:
+        raise ValueError(f"{path}: not a readable .npz ({error})") from None
+
+
+def preprocess_options(meta):
+    """{"preprocess": ...} matching the input convention `meta` records, else {}."""
+    if "meta.channel_order" not in meta:
+        return {}
+    return {"preprocess": Preprocess.from_meta(meta)}
+
+
 def net_from_checkpoint(path, device="cpu"):
     """The trained net a checkpoint holds, in eval mode, and its training config."""
     checkpoint = load_checkpoint(path)
@@ -193,8 +212,11 @@ def _progress(iterable, enabled, description, **options):
 # ----------------------------------------------------------------------------- training
 def train(config, resume=False, log=print):
     """Train as `config` says; returns the last validation scores."""
-    train_set = open_dataset(config.data, "train", **config.data_options())
-    val_set = open_dataset(config.val_data or config.data, "val", **config.data_options())
+    options = config.data_options()
+    if config.weights:  # feed the net as its ImageNet weights expect (channel order, mean, scale)
+        options.update(preprocess_options(read_meta(config.weights)))
+    train_set = open_dataset(config.data, "train", **options)
+    val_set = open_dataset(config.val_data or config.data, "val", **options)
     solver = config.solver()
     backend.seed(config.seed)
     net = build_net(config, train_set.n_class)

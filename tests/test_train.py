@@ -125,3 +125,17 @@ def test_solver_presets_and_overrides():
     small = TrainConfig()
     assert small.is_small() and small.solver()["normalize"] is True
     assert dataclasses.replace(small, small=False).solver()["lr"] == 1e-14
+
+
+def test_converted_weights_set_the_input_convention(tmp_path):
+    path = tmp_path / "vgg.npz"
+    numpy.savez(path, **{"conv1_1.weight": numpy.zeros((2, 3, 3, 3), numpy.float32),
+                         "meta.channel_order": numpy.array("RGB"),
+                         "meta.pixel_scale": numpy.array(1.0),
+                         "meta.mean": numpy.array([0.485, 0.456, 0.406]),
+                         "meta.std": numpy.array([0.229, 0.224, 0.225])})
+    preprocess = training.preprocess_options(training.read_meta(path))["preprocess"]
+    pixel = numpy.array([[[255, 0, 51]]], numpy.uint8)  # one RGB pixel
+    expected = (numpy.array([1.0, 0.0, 0.2]) - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    numpy.testing.assert_allclose(preprocess(pixel)[:, 0, 0], expected, rtol=1e-5)
+    assert training.preprocess_options({}) == {}
