@@ -49,8 +49,11 @@ def _parser():
                        help="solver steps (default: 2000 on synthetic data, 100000 otherwise)")
     train.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1)")
     train.add_argument("--lr", type=float, help="learning rate (default: the model's Caffe preset, "
-                       "or 0.01 for the small net on synthetic data)")
-    train.add_argument("--momentum", type=float, help="default: the preset")
+                       "or 1e-3 for the small net on synthetic data)")
+    train.add_argument("--optimizer", choices=("sgd", "adam"),
+                       help="solver (default: the preset: Caffe's SGD for the paper's nets, Adam "
+                            "for the small net trained from scratch)")
+    train.add_argument("--momentum", type=float, help="SGD momentum or Adam's beta1 (default: the preset)")
     train.add_argument("--weight-decay", type=float, help="default: the preset (5e-4)")
     train.add_argument("--iter-size", type=int, help="backward passes accumulated per step "
                        "(Caffe iter_size; default: the preset)")
@@ -123,7 +126,8 @@ def _train(args):
         init_from=args.init_from,
         device=args.device, batch_size=args.batch_size,
         iterations=args.iterations or (2000 if synthetic else 100000),
-        lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+        lr=args.lr, optimizer=args.optimizer, momentum=args.momentum,
+        weight_decay=args.weight_decay,
         iter_size=args.iter_size, small=args.small, widths=args.widths, fc_width=args.fc_width,
         image_size=args.image_size, learn_upsampling=args.learn_upsampling,
         val_interval=args.val_interval or (500 if synthetic else 4000),

@@ -11,6 +11,8 @@ parameter with lr_mult 0 (the fixed bilinear upsampling) is skipped. Note that C
 folds the learning rate into the momentum history, unlike PyTorch's SGD: with a fixed
 learning rate the two agree, and we keep Caffe's form so its solvers transfer as is.
 """
+import numpy
+
 from .autograd import no_grad
 from . import backend
 
@@ -58,6 +60,10 @@ class SGD:
         return {name: backend.to_numpy(v) for name, v in self.history.items()}
 
     def load_state_dict(self, state):
+        self.history = self._restore(state)
+
+    def _restore(self, state):
+        """Saved per-parameter arrays, checked against the parameters and moved beside them."""
         known = {name: p for name, p in self.params}
         for name, value in state.items():
             if name not in known:
@@ -65,16 +71,78 @@ class SGD:
             if value.shape != known[name].shape:
                 raise ValueError(f"SGD.load_state_dict: history for {name!r} has shape "
                                  f"{value.shape}, the parameter {known[name].shape}")
-        self.history = {name: backend.to_device(value.astype(known[name].dtype),
-                                                known[name].device)
-                        for name, value in state.items()}
+        return {name: backend.to_device(value.astype(known[name].dtype), known[name].device)
+                for name, value in state.items()}
+
+
+class Adam(SGD):
+    """Adam (Kingma and Ba), for nets trained from scratch such as the default small FCN.
+
+    With g as in SGD above (iter_size average plus decay), per learned parameter:
+
+        m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2
+        w <- w - lr lr_mult * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+
+    The paper's FCNs start from ImageNet weights and use SGD; a VGG-shaped net with no
+    normalization layers trained from random weights gets going far sooner with Adam.
+    """
+
+    def __init__(self, net, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, iter_size=1):
+        super().__init__(net, lr, momentum=betas[0], weight_decay=weight_decay, iter_size=iter_size)
+        self.beta2, self.eps, self.steps = float(betas[1]), float(eps), 0
+        self.second = {}
+
+    def step(self):
+        self.steps += 1
+        first_fix = 1.0 - self.momentum ** self.steps
+        second_fix = 1.0 - self.beta2 ** self.steps
+        with no_grad():
+            for name, param in self.params:
+                if param.grad is None:
+                    continue
+                xp = backend.get_array_module(param.data)
+                cast = param.dtype.type
+                grad = param.grad * cast(1.0 / self.iter_size)
+                decay = self.weight_decay * getattr(param, "decay_mult", 1.0)
+                if decay:
+                    grad += cast(decay) * param.data
+                mean = self.history.setdefault(name, xp.zeros_like(param.data))
+                square = self.second.setdefault(name, xp.zeros_like(param.data))
+                mean *= cast(self.momentum)
+                mean += cast(1.0 - self.momentum) * grad
+                square *= cast(self.beta2)
+                square += cast(1.0 - self.beta2) * grad * grad
+                rate = self.lr * getattr(param, "lr_mult", 1.0) / first_fix
+                param.data -= cast(rate) * mean / (xp.sqrt(square / cast(second_fix)) + cast(self.eps))
+
+    def state_dict(self):
+        state = {f"m.{name}": backend.to_numpy(v) for name, v in self.history.items()}
+        state.update({f"v.{name}": backend.to_numpy(v) for name, v in self.second.items()})
+        state["steps"] = numpy.array(self.steps)
+        return state
+
+    def load_state_dict(self, state):
+        state = dict(state)
+        self.steps = int(state.pop("steps", 0))
+        self.history = self._restore({k[2:]: v for k, v in state.items() if k.startswith("m.")})
+        self.second = self._restore({k[2:]: v for k, v in state.items() if k.startswith("v.")})
+
+
+def make_optimizer(net, optimizer, lr, momentum, weight_decay, iter_size):
+    """The solver a training config names: "sgd" (Caffe's) or "adam" (momentum is beta1)."""
+    if optimizer == "sgd":
+        return SGD(net, lr, momentum, weight_decay, iter_size)
+    if optimizer == "adam":
+        return Adam(net, lr, betas=(momentum, 0.999), weight_decay=weight_decay,
+                    iter_size=iter_size)
+    raise ValueError(f"unknown optimizer {optimizer!r}: choose sgd or adam")
 
 
 # The paper's solvers (Caffe, fixed lr, batch 1); `normalize` is the loss normalization.
 PRESETS = {
-    "fcn32s": dict(lr=1e-10, momentum=0.99, weight_decay=5e-4, iter_size=1, normalize=False),
-    "fcn16s": dict(lr=1e-12, momentum=0.99, weight_decay=5e-4, iter_size=1, normalize=False),
-    "fcn8s": dict(lr=1e-14, momentum=0.99, weight_decay=5e-4, iter_size=1, normalize=False),
-    "fcn8s-atonce": dict(lr=1e-10, momentum=0.99, weight_decay=5e-4, iter_size=1, normalize=False),
-    "fcn-alexnet": dict(lr=1e-4, momentum=0.9, weight_decay=5e-4, iter_size=20, normalize=True),
+    "fcn32s": dict(lr=1e-10, momentum=0.99, weight_decay=5e-4, iter_size=1, normalize=False, optimizer="sgd"),
+    "fcn16s": dict(lr=1e-12, momentum=0.99, weight_decay=5e-4, iter_size=1, normalize=False, optimizer="sgd"),
+    "fcn8s": dict(lr=1e-14, momentum=0.99, weight_decay=5e-4, iter_size=1, normalize=False, optimizer="sgd"),
+    "fcn8s-atonce": dict(lr=1e-10, momentum=0.99, weight_decay=5e-4, iter_size=1, normalize=False, optimizer="sgd"),
+    "fcn-alexnet": dict(lr=1e-4, momentum=0.9, weight_decay=5e-4, iter_size=20, normalize=True, optimizer="sgd"),
 }

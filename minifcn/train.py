@@ -11,7 +11,7 @@ Every `val_interval` steps the net is scored on held-out images (the paper's fou
 metrics, metrics.py), the scores appended to `log.jsonl` and `metrics.csv`, and a
 checkpoint written atomically (temporary file, then rename: a crash never leaves a
 half-written checkpoint in place of the last good one). A checkpoint holds the weights,
-the momentum history, the iteration and the random generator's state at the start of
+the solver's state (momentum), the iteration and the random generator's state at the start of
 that iteration, so `resume` continues exactly as an uninterrupted run would: the data
 order is a pure function of (seed, epoch) and dropout draws from the saved generator.
 """
@@ -30,11 +30,13 @@ from .data import open_dataset, shuffled_order
 from .data.preprocess import Preprocess
 from .functions import softmax_cross_entropy
 from .metrics import ConfusionMeter
-from .optim import PRESETS, SGD
+from .optim import PRESETS, make_optimizer
 
 # The default run: a VGG-shaped FCN-8s narrow enough to train from scratch on a CPU.
 SMALL_NET = dict(widths=(16, 32, 48, 64, 64), fc_width=128)
-SMALL_SOLVER = dict(lr=0.01, momentum=0.9, weight_decay=5e-4, iter_size=1, normalize=True)
+# Trained from random weights, with no normalization layers: Adam gets it going (optim.py).
+SMALL_SOLVER = dict(lr=1e-3, momentum=0.9, weight_decay=0.0, iter_size=1, normalize=True,
+                    optimizer="adam")
 
 
 @dataclasses.dataclass
@@ -52,6 +54,7 @@ class TrainConfig:
     weight_decay: float = None
     iter_size: int = None
     normalize: bool = None
+    optimizer: str = None        # "sgd" or "adam"; None: the preset's
     small: bool = None           # narrow widths; None: small on synthetic data only
     widths: tuple = None         # trunk widths (None: SMALL_NET's or the reference VGG16's)
     fc_width: int = None
@@ -99,7 +102,7 @@ def build_net(config, n_class):
 # -------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path, net, opt, iteration, rng_state, config):
     arrays = {f"param.{name}": value for name, value in net.state_dict().items()}
-    arrays.update({f"momentum.{name}": value for name, value in opt.state_dict().items()})
+    arrays.update({f"solver.{name}": value for name, value in opt.state_dict().items()})
     arrays["meta.iteration"] = numpy.array(iteration)
     arrays["meta.rng_state"] = numpy.array(json.dumps(rng_state))
     arrays["meta.config"] = numpy.array(json.dumps(dataclasses.asdict(config)))
@@ -122,7 +125,7 @@ def atomic_savez(path, arrays):
 
 
 def load_checkpoint(path):
-    """A checkpoint as {"params", "momentum", "iteration", "rng_state", "config", "meta"}."""
+    """A checkpoint as {"params", "solver", "iteration", "rng_state", "config", "meta"}."""
     try:
         with numpy.load(path, allow_pickle=False) as archive:
             entries = {key: archive[key] for key in archive.files}
@@ -135,7 +138,7 @@ def load_checkpoint(path):
     section = lambda prefix: {k[len(prefix):]: v for k, v in entries.items() if k.startswith(prefix)}
     meta = {k: v for k, v in entries.items() if k.startswith("meta.") and
             k not in ("meta.iteration", "meta.rng_state", "meta.config")}
-    return dict(params=section("param."), momentum=section("momentum."),
+    return dict(params=section("param."), solver=section("solver."),
                 iteration=int(entries["meta.iteration"]), meta=meta,
                 rng_state=json.loads(str(entries["meta.rng_state"])),
                 config=json.loads(str(entries["meta.config"])))
@@ -220,13 +223,14 @@ def train(config, resume=False, log=print):
     solver = config.solver()
     backend.seed(config.seed)
     net = build_net(config, train_set.n_class)
-    opt = SGD(net, solver["lr"], solver["momentum"], solver["weight_decay"], solver["iter_size"])
+    opt = make_optimizer(net, solver["optimizer"], solver["lr"], solver["momentum"],
+                         solver["weight_decay"], solver["iter_size"])
     checkpoint_path = os.path.join(config.out, "checkpoint.npz")
     start = 0
     if resume:
         checkpoint = load_checkpoint(checkpoint_path)
         net.load_state_dict(checkpoint["params"])
-        opt.load_state_dict(checkpoint["momentum"])
+        opt.load_state_dict(checkpoint["solver"])
         backend.set_rng_state(checkpoint["rng_state"])
         start = checkpoint["iteration"]
         log(f"resumed from {checkpoint_path} at iteration {start}")

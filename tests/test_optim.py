@@ -82,3 +82,43 @@ def test_sgd_state_rejects_unknown_and_misshapen(rng):
         opt.load_state_dict({"nope": numpy.zeros(3)})
     with pytest.raises(ValueError, match="shape"):
         opt.load_state_dict({"w": numpy.zeros(5)})
+
+
+def test_adam_follows_its_update_with_multipliers(rng):
+    from minifcn.optim import Adam
+    net = TwoParams(rng)
+    lr, b1, b2, eps, decay = 0.01, 0.9, 0.999, 1e-8, 0.1
+    opt = Adam(net, lr, betas=(b1, b2), eps=eps, weight_decay=decay)
+    w, b = net.weight.data.copy(), net.bias.data.copy()
+    mw, vw, mb, vb = (numpy.zeros_like(a) for a in (w, w, b, b))
+    for t in range(1, 4):
+        gw, gb = rng.standard_normal(w.shape), rng.standard_normal(b.shape)
+        net.weight.grad, net.bias.grad = gw, gb
+        opt.step()
+        gw = gw + decay * w                       # weight: decay_mult 1, lr_mult 1
+        mw, vw = b1 * mw + (1 - b1) * gw, b2 * vw + (1 - b2) * gw ** 2
+        w = w - lr * (mw / (1 - b1 ** t)) / (numpy.sqrt(vw / (1 - b2 ** t)) + eps)
+        mb, vb = b1 * mb + (1 - b1) * gb, b2 * vb + (1 - b2) * gb ** 2   # bias: decay 0
+        b = b - 2 * lr * (mb / (1 - b1 ** t)) / (numpy.sqrt(vb / (1 - b2 ** t)) + eps)
+        numpy.testing.assert_allclose(net.weight.data, w, rtol=1e-10)
+        numpy.testing.assert_allclose(net.bias.data, b, rtol=1e-10)
+
+
+def test_adam_state_round_trip_continues_identically(rng):
+    from minifcn.optim import Adam
+    grads = [rng.standard_normal((3, 2)) for _ in range(4)]
+    nets = [TwoParams(numpy.random.default_rng(1)) for _ in range(2)]
+    whole = Adam(nets[0], 0.01)
+    for g in grads:
+        nets[0].weight.grad = g
+        whole.step()
+    first = Adam(nets[1], 0.01)
+    for g in grads[:2]:
+        nets[1].weight.grad = g
+        first.step()
+    resumed = Adam(nets[1], 0.01)
+    resumed.load_state_dict(first.state_dict())
+    for g in grads[2:]:
+        nets[1].weight.grad = g
+        resumed.step()
+    numpy.testing.assert_array_equal(nets[0].weight.data, nets[1].weight.data)
