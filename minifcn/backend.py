@@ -6,8 +6,11 @@ of the GPU, and a clear error says what is missing when it cannot be.
 
 The CPU hot paths (im2col, col2im, pooling, loss) have two implementations: plain NumPy,
 kept because readers learn from it, and numba kernels in `minifcn/cpu/`. `cpu_kernels()`
-says which one runs: numba when it imports, unless the environment variable
-`MINIFCN_CPU_KERNELS=numpy` (or `use_cpu_kernels("numpy")`) asks for the NumPy path.
+says which one runs; the environment variable `MINIFCN_CPU_KERNELS=numpy|numba` (or
+`use_cpu_kernels(...)`) chooses. The default ("auto") is NumPy for now: on a 2-core
+machine numba's OpenMP threads and OpenBLAS's threads, each busy-waiting between calls,
+starve each other and a training step of the small FCN took 30x longer (8 s instead of
+0.26 s; benchmarks/ measures it). "auto" will pick numba once that is solved.
 """
 import contextlib
 import os
@@ -122,11 +125,12 @@ def cpu_kernels():
     """"numba" or "numpy": which implementation the CPU hot paths use now."""
     global _cpu_kernels
     if _cpu_kernels == "auto":
+        _cpu_kernels = "numpy"  # see the module docstring: numba + OpenBLAS oversubscribe
+    if _cpu_kernels == "numba":
         try:
             import numba  # noqa: F401
-            _cpu_kernels = "numba"
         except ImportError:
-            _cpu_kernels = "numpy"
+            raise RuntimeError("MINIFCN_CPU_KERNELS=numba, but numba does not import") from None
     return _cpu_kernels
 
 

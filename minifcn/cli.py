@@ -46,7 +46,7 @@ def _parser():
     train.add_argument("--init-from", help="checkpoint of a trained coarser net (32s for 16s, 16s for 8s)")
     train.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     train.add_argument("--iterations", type=int, default=None,
-                       help="solver steps (default: 2000 on synthetic data, 100000 otherwise)")
+                       help="solver steps (default: 4000 on synthetic data, 100000 otherwise)")
     train.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1)")
     train.add_argument("--lr", type=float, help="learning rate (default: the model's Caffe preset, "
                        "or 1e-3 for the small net on synthetic data)")
@@ -65,12 +65,12 @@ def _parser():
     train.add_argument("--widths", type=_widths, metavar="W1,...,W5",
                        help="trunk widths of the five conv blocks (default: by --small/--full)")
     train.add_argument("--fc-width", type=int, help="width of fc6/fc7 (default: by --small/--full)")
-    train.add_argument("--image-size", type=int, default=128,
-                       help="side of the built-in dataset's scenes in pixels (default 128)")
+    train.add_argument("--image-size", type=int, default=96,
+                       help="side of the built-in dataset's scenes in pixels (default 96)")
     train.add_argument("--learn-upsampling", action="store_true",
                        help="learn the deconvolutions (the reference keeps them fixed bilinear)")
     train.add_argument("--val-interval", type=int, default=None,
-                       help="steps between validations and checkpoints (default 500 / 4000)")
+                       help="steps between validations and checkpoints (default 1000 / 4000)")
     train.add_argument("--val-images", type=int, default=100, help="held-out images scored (default 100)")
     train.add_argument("--out", default=None, help="run directory (default runs/<model>-<data>)")
     train.add_argument("--seed", type=int, default=1337)
@@ -125,12 +125,12 @@ def _train(args):
         model=args.model, data=args.data, val_data=args.val_data, weights=args.weights,
         init_from=args.init_from,
         device=args.device, batch_size=args.batch_size,
-        iterations=args.iterations or (2000 if synthetic else 100000),
+        iterations=args.iterations or (4000 if synthetic else 100000),
         lr=args.lr, optimizer=args.optimizer, momentum=args.momentum,
         weight_decay=args.weight_decay,
         iter_size=args.iter_size, small=args.small, widths=args.widths, fc_width=args.fc_width,
         image_size=args.image_size, learn_upsampling=args.learn_upsampling,
-        val_interval=args.val_interval or (500 if synthetic else 4000),
+        val_interval=args.val_interval or (1000 if synthetic else 4000),
         val_images=args.val_images, seed=args.seed, progress=not args.no_progress,
         out=args.out or os.path.join("runs", f"{args.model}-{args.data.split(':')[0]}"))
     print(f"training {config.model} on {config.data} ({config.device}), {config.iterations} "

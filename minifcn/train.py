@@ -33,7 +33,7 @@ from .metrics import ConfusionMeter
 from .optim import PRESETS, make_optimizer
 
 # The default run: a VGG-shaped FCN-8s narrow enough to train from scratch on a CPU.
-SMALL_NET = dict(widths=(16, 32, 48, 64, 64), fc_width=128)
+SMALL_NET = dict(widths=(8, 16, 32, 64, 64), fc_width=128)
 # Trained from random weights, with no normalization layers: Adam gets it going (optim.py).
 SMALL_SOLVER = dict(lr=1e-3, momentum=0.9, weight_decay=0.0, iter_size=1, normalize=True,
                     optimizer="adam")
@@ -58,7 +58,7 @@ class TrainConfig:
     small: bool = None           # narrow widths; None: small on synthetic data only
     widths: tuple = None         # trunk widths (None: SMALL_NET's or the reference VGG16's)
     fc_width: int = None
-    image_size: int = 128        # side of the built-in dataset's scenes
+    image_size: int = 96         # side of the built-in dataset's scenes
     val_interval: int = 500
     val_images: int = 100
     out: str = "runs/default"
