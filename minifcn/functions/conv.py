@@ -34,6 +34,7 @@ On the GPU (CuPy arrays) a tile is the whole image: the CUDA kernels take whole 
 linear is a plain matrix product: y = x W^T + b, gx = gy W, gW = gy^T x.
 """
 import math
+import numbers
 from collections import namedtuple
 
 import numpy
@@ -238,14 +239,14 @@ def _conv_args(op, x, weight, bias, stride, padding, dilation, groups):
     sy, sx = pair(op, "stride", stride)
     ph, pw = pair(op, "padding", padding, minimum=0)
     dy, dx = pair(op, "dilation", dilation)
-    if not isinstance(groups, int) or groups < 1:
+    if not isinstance(groups, numbers.Integral) or isinstance(groups, bool) or groups < 1:
         raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
     kh, kw = weight.shape[2:]
     if min(kh, kw) < 1:
         raise ValueError(f"{op}: weight {weight.shape} has an empty kernel")
     if min(x.shape) < 1:
         raise ValueError(f"{op}: x {x.shape} is empty")
-    return x, weight, bias, Geometry(kh, kw, sy, sx, ph, pw, dy, dx, groups)
+    return x, weight, bias, Geometry(kh, kw, sy, sx, ph, pw, dy, dx, int(groups))
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):

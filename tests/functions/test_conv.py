@@ -298,3 +298,10 @@ def test_conv2d_random_geometry_matches_loops_and_its_adjoint(seed):
         numpy.testing.assert_allclose(
             back.data, conv_transpose2d_ref(gy, w, None, stride, padding, groups, dilation),
             rtol=1e-10, atol=1e-10)
+
+
+def test_conv2d_accepts_numpy_integer_groups():
+    x = mf.Tensor(numpy.arange(4 * 5 * 5, dtype=numpy.float64).reshape(1, 4, 5, 5))
+    w = mf.Tensor(numpy.ones((2, 2, 3, 3)))
+    as_int = F.conv2d(x, w, groups=2).data
+    numpy.testing.assert_array_equal(F.conv2d(x, w, groups=numpy.int64(2)).data, as_int)
