@@ -173,9 +173,7 @@ def net_from_checkpoint(path, device="cpu"):
     """The trained net a checkpoint holds, in eval mode, and its training config."""
     checkpoint = load_checkpoint(path)
     config = config_from_checkpoint(checkpoint, weights=None, init_from=None, device=device)
-    n_class = checkpoint["params"]["score_fr.bias"].shape[0] if "score_fr.bias" in checkpoint["params"] \
-        else checkpoint["params"]["score_fr.weight"].shape[0]
-    net = build_net(config, n_class)
+    net = build_net(config, n_class=checkpoint["params"]["score_fr.weight"].shape[0])
     net.load_state_dict(checkpoint["params"])
     net.input_meta = checkpoint["meta"]
     net.to(device)
