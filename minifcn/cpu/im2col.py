@@ -14,8 +14,9 @@ Loop mapping:
                   writes its own (rows, out_w) slab, reading one input plane.
     col2im_tile   prange over channels c: a channel's pixels receive entries from every
                   (i, j), so only a whole plane per thread is free of write races.
-                  Within a plane the (i, j) order matches the NumPy version, so a
-                  whole-image col2im sums each pixel in the same order (same bits).
+                  Within a plane, image row by image row (it stays in cache while the
+                  kw taps of each window row add into it); each pixel still sums its
+                  entries in (i, j) order, as the NumPy version does (same bits).
 
 The whole-image contracts `im2col` and `col2im` (shared with functions/im2col.py and
 cuda.py) are these with first_row = 0 and rows = out_h.
@@ -30,6 +31,33 @@ def _inside(out_size, offset, stride, size):
     lo = min(max(0, -(offset // stride)), out_size)  # ceil(-offset / stride)
     hi = min(max(lo, -((offset - size) // stride)), out_size)  # ceil((size - offset) / stride)
     return lo, hi
+
+
+# The innermost loops live in these two helpers, over 1-D arrays that start at the first
+# element touched, so every index is k >= 0. Indexing x[ox * s + offset] directly, with
+# an offset numba cannot prove non-negative, adds a wraparound check per element that
+# keeps LLVM from vectorizing; and array slice arithmetic (a[...] += b) makes temporaries.
+# Stride 1 gets its own loop so that it compiles to packed SIMD loads and stores.
+@njit(inline="always")
+def _copy_row(target, source, stride):
+    """target[k] = source[k * stride] for k < len(target)."""
+    if stride == 1:
+        for k in range(target.shape[0]):
+            target[k] = source[k]
+    else:
+        for k in range(target.shape[0]):
+            target[k] = source[k * stride]
+
+
+@njit(inline="always")
+def _add_row(target, source, stride):
+    """target[k * stride] += source[k] for k < len(source)."""
+    if stride == 1:
+        for k in range(source.shape[0]):
+            target[k] += source[k]
+    else:
+        for k in range(source.shape[0]):
+            target[k * stride] += source[k]
 
 
 @njit(parallel=True, cache=True)
@@ -47,11 +75,9 @@ def im2col_tile(x, kh, kw, sy, sx, ph, pw, dy, dx, first_row, col):
         col[c, i, j, :row_lo] = 0
         col[c, i, j, row_hi:] = 0
         for r in range(row_lo, row_hi):
-            source = x[c, r * sy + offset_y]
             target = col[c, i, j, r]
             target[:col_lo] = 0
-            for ox in range(col_lo, col_hi):
-                target[ox] = source[ox * sx + offset_x]
+            _copy_row(target[col_lo:col_hi], x[c, r * sy + offset_y, col_lo * sx + offset_x:], sx)
             target[col_hi:] = 0
 
 
@@ -65,14 +91,13 @@ def col2im_tile(col, first_row, sy, sx, ph, pw, dy, dx, image):
         for i in range(kh):
             offset_y = first_row * sy - ph + i * dy
             row_lo, row_hi = _inside(rows, offset_y, sy, height)
-            for j in range(kw):
-                offset_x = j * dx - pw
-                col_lo, col_hi = _inside(out_w, offset_x, sx, width)
-                for r in range(row_lo, row_hi):
-                    source = col[c, i, j, r]
-                    target = image[c, r * sy + offset_y]
-                    for ox in range(col_lo, col_hi):
-                        target[ox * sx + offset_x] += source[ox]
+            for r in range(row_lo, row_hi):
+                # one image row, in cache, takes the kw entries of window row i
+                target = image[c, r * sy + offset_y]
+                for j in range(kw):
+                    offset_x = j * dx - pw
+                    col_lo, col_hi = _inside(out_w, offset_x, sx, width)
+                    _add_row(target[col_lo * sx + offset_x:], col[c, i, j, r, col_lo:col_hi], sx)
 
 
 def im2col(x, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w):

@@ -52,8 +52,8 @@ Geometry = namedtuple("Geometry", "kh kw sy sx ph pw dy dx groups")
 # below that the GEMMs get too thin to run at full rate, and the weight gradient, which
 # adds one weight-sized product per tile, would spend more time adding than multiplying.
 # `tile_rows`, when set, fixes the tile height instead (tests force tiny tiles with it).
-column_buffer_bytes = 8 * 2**20
-min_tile_pixels = 2048
+column_buffer_bytes = 16 * 2**20
+min_tile_pixels = 1024
 tile_rows = None
 
 

@@ -1,0 +1,233 @@
+"""Whole-net CPU benchmark: FCN-32s and FCN-8s at 500x500, batch 1, minifcn against
+the same nets in PyTorch (when torch is installed), side by side in one run.
+
+    python -m benchmarks.cpu_nets [--nets fcn32s fcn8s] [--repeat 3] [--numpy-kernels]
+                                  [--no-torch] [--out DIR]
+
+For each net, pass and engine a fresh Python process builds the net, runs one warm-up
+and `repeat` timed passes and reports its times and its peak resident memory
+(getrusage ru_maxrss, so the peak is that configuration's alone):
+
+    train      forward, loss (SoftmaxWithLoss, normalize false), backward, SGD update
+               (lr 1e-10, momentum 0.99, weight decay 5e-4: the FCN-32s solver)
+    inference  forward only, eval mode, no graph
+
+The engines run interleaved (minifcn, torch, minifcn, ...) so that other work on the
+machine slows both alike; the load average is recorded with each run. DESIGN.md's
+targets (2 cores): train <= 1.0x PyTorch, inference <= 1.2x, peak memory <= 1.0x.
+
+Writes benchmarks/results/cpu-nets-<machine>-<date>.json and .md.
+"""
+import argparse
+import datetime
+import os
+import sys
+
+from . import common
+
+TARGETS = {"train": 1.0, "inference": 1.2, "memory": 1.0}
+N_CLASS = 21
+ENGINES = {"minifcn": "minifcn (numba kernels)", "minifcn-numpy": "minifcn (NumPy kernels)",
+           "torch": "PyTorch"}
+
+
+# ------------------------------------------------------------------- the child process
+def minifcn_step(net_name, size, seed=0):
+    """(train_step, inference) closures for minifcn's net."""
+    import numpy
+    import minifcn as mf
+    from minifcn import functions as F
+    from minifcn import models
+    from minifcn.optim import SGD
+
+    net = {"fcn32s": models.FCN32s, "fcn8s": models.FCN8s}[net_name](n_class=N_CLASS)
+    rng = numpy.random.default_rng(seed)
+    image = mf.Tensor(rng.standard_normal((1, 3, size, size)).astype(numpy.float32))
+    label = rng.integers(0, N_CLASS, (1, size, size))
+    solver = SGD(net, lr=1e-10, momentum=0.99, weight_decay=5e-4)
+
+    def train_step():
+        net.train()
+        solver.zero_grad()
+        loss = F.softmax_cross_entropy(net(image), label, ignore_index=255, normalize=False)
+        loss.backward()
+        solver.step()
+
+    def inference():
+        net.eval()
+        with mf.no_grad():
+            net(image)
+    return train_step, inference
+
+
+def torch_step(net_name, size, seed=0):
+    """The same nets in PyTorch: VGG16 trunk (conv1_1 pad 100, ceil pooling), fc6 7x7,
+    fc7 1x1, score layers, fixed deconvolutions, Caffe's crop offsets."""
+    import torch
+    from torch import nn
+    import torch.nn.functional as TF
+
+    torch.manual_seed(seed)
+
+    class FCN(nn.Module):
+        def __init__(self, skips):
+            super().__init__()
+            self.skips = skips
+            blocks, channels = [], 3
+            for width, convs in zip((64, 128, 256, 512, 512), (2, 2, 3, 3, 3)):
+                layers = []
+                for index in range(convs):
+                    pad = 100 if not blocks and index == 0 else 1
+                    layers += [nn.Conv2d(channels, width, 3, padding=pad), nn.ReLU(inplace=True)]
+                    channels = width
+                layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
+                blocks.append(nn.Sequential(*layers))
+            self.blocks = nn.ModuleList(blocks)
+            self.fc6, self.fc7 = nn.Conv2d(512, 4096, 7), nn.Conv2d(4096, 4096, 1)
+            self.score_fr = nn.Conv2d(4096, N_CLASS, 1)
+            fixed = lambda k, s: nn.ConvTranspose2d(N_CLASS, N_CLASS, k, s, bias=False)  # noqa
+            if skips:
+                self.score_pool4, self.score_pool3 = nn.Conv2d(512, N_CLASS, 1), nn.Conv2d(256, N_CLASS, 1)
+                self.upscore2, self.upscore_pool4, self.upscore = fixed(4, 2), fixed(4, 2), fixed(16, 8)
+            else:
+                self.upscore = fixed(64, 32)
+            for layer in (self.upscore2, self.upscore_pool4, self.upscore) if skips else (self.upscore,):
+                layer.weight.requires_grad_(False)
+
+        def forward(self, x):
+            h, pools = x, []
+            for block in self.blocks:
+                h = block(h)
+                pools.append(h)
+            h = TF.dropout(TF.relu(self.fc6(h)), 0.5, self.training)
+            h = TF.dropout(TF.relu(self.fc7(h)), 0.5, self.training)
+            h = self.score_fr(h)
+            if self.skips:
+                crop = lambda t, ref, o: t[:, :, o: o + ref.shape[2], o: o + ref.shape[3]]  # noqa
+                h = self.upscore2(h)
+                h = self.upscore_pool4(h + crop(self.score_pool4(pools[3]), h, 5))
+                h = self.upscore(h + crop(self.score_pool3(pools[2]), h, 9))
+                return h[:, :, 31: 31 + x.shape[2], 31: 31 + x.shape[3]]
+            return self.upscore(h)[:, :, 19: 19 + x.shape[2], 19: 19 + x.shape[3]]
+
+    net = FCN(skips=net_name == "fcn8s")
+    image = torch.randn(1, 3, size, size)
+    label = torch.randint(0, N_CLASS, (1, size, size))
+    solver = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=1e-10,
+                             momentum=0.99, weight_decay=5e-4)
+
+    def train_step():
+        net.train()
+        solver.zero_grad()
+        loss = TF.cross_entropy(net(image), label, ignore_index=255, reduction="sum")
+        loss.backward()
+        solver.step()
+
+    def inference():
+        net.eval()
+        with torch.no_grad():
+            net(image)
+    return train_step, inference
+
+
+def child(engine, net_name, pass_name, size, repeat):
+    build = torch_step if engine == "torch" else minifcn_step
+    train_step, inference = build(net_name, size)
+    function = train_step if pass_name == "train" else inference
+    load_before = common.load_average()
+    times = common.time_calls(function, repeat=repeat, warmup=1)
+    common.child_reply({"times_s": times, "peak_rss_bytes": common.peak_rss_bytes(),
+                        "load_before": load_before, "load_after": common.load_average()})
+
+
+# ------------------------------------------------------------------------ the parent
+def run_config(engine, net_name, pass_name, size, repeat):
+    env = dict(os.environ)
+    env["MINIFCN_CPU_KERNELS"] = "numpy" if engine == "minifcn-numpy" else "numba"
+    reply = common.run_child(["-m", "benchmarks.cpu_nets", "--child", engine, net_name, pass_name,
+                              str(size), str(repeat)], env=env)
+    reply.update(common.summary(reply["times_s"]))
+    return reply
+
+
+def markdown_report(report):
+    engines = report["engines"]
+    headers = ["net", "pass"] + [ENGINES[e] for e in engines]
+    has_torch = "torch" in engines
+    if has_torch:
+        headers += ["minifcn / PyTorch", "target"]
+    time_rows, memory_rows = [], []
+    for row in report["results"]:
+        runs = row["runs"]
+        cells = [row["net"], row["pass"]] + [common.format_seconds(runs[e]["median_s"])
+                                             if e in runs else "-" for e in engines]
+        memory = [row["net"], row["pass"]] + [f"{runs[e]['peak_rss_bytes'] / 2**30:.2f} GiB"
+                                              if e in runs else "-" for e in engines]
+        if has_torch and "torch" in runs:
+            cells += [common.format_ratio(runs["minifcn"]["median_s"], runs["torch"]["median_s"]),
+                      f"<= {TARGETS[row['pass']]:.1f}x"]
+            memory += [common.format_ratio(runs["minifcn"]["peak_rss_bytes"],
+                                           runs["torch"]["peak_rss_bytes"]),
+                       f"<= {TARGETS['memory']:.1f}x"]
+        time_rows.append(cells)
+        memory_rows.append(memory)
+    machine = report["machine"]
+    loads = [run.get(key) for row in report["results"] for run in row["runs"].values()
+             for key in ("load_before", "load_after") if run.get(key) is not None]
+    lines = [f"# CPU whole-net benchmark ({report['date']})", "",
+             f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GiB; "
+             f"NumPy BLAS: {machine['numpy_blas']}; packages: "
+             + ", ".join(f"{k} {v}" for k, v in machine["packages"].items() if v) + ".", "",
+             f"Batch 1, {report['size']}x{report['size']}, {N_CLASS} classes, float32. Median of "
+             f"{report['repeat']} timed runs after one warm-up, each configuration in its own "
+             "process. 1-minute load average during the runs: "
+             + (f"{min(loads):.1f} to {max(loads):.1f}" if loads else "unknown")
+             + " (other work on the machine slows both engines).", "",
+             "## Time per pass", "", common.markdown_table(headers, time_rows), "",
+             "## Peak resident memory of the process", "",
+             common.markdown_table(headers, memory_rows), ""]
+    return "\n".join(lines + report.get("notes", []))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nets", nargs="+", default=["fcn32s", "fcn8s"], choices=["fcn32s", "fcn8s"])
+    parser.add_argument("--passes", nargs="+", default=["train", "inference"],
+                        choices=["train", "inference"])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--size", type=int, default=500)
+    parser.add_argument("--numpy-kernels", action="store_true",
+                        help="also run minifcn with MINIFCN_CPU_KERNELS=numpy")
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--out", default=str(common.RESULTS_DIR))
+    parser.add_argument("--child", nargs=5, metavar=("ENGINE", "NET", "PASS", "SIZE", "REPEAT"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        engine, net_name, pass_name, size, repeat = args.child
+        return child(engine, net_name, pass_name, int(size), int(repeat))
+
+    has_torch = not args.no_torch and common.package_versions(["torch"])["torch"] is not None
+    engines = ["minifcn"] + (["minifcn-numpy"] if args.numpy_kernels else []) + (
+        ["torch"] if has_torch else [])
+    report = {"date": datetime.date.today().isoformat(), "machine": common.describe_machine(),
+              "size": args.size, "repeat": args.repeat, "engines": engines, "results": []}
+    for net_name in args.nets:
+        for pass_name in args.passes:
+            runs = {}
+            for engine in engines:
+                runs[engine] = run_config(engine, net_name, pass_name, args.size, args.repeat)
+                print(f"{net_name} {pass_name:9s} {engine:14s} "
+                      f"{runs[engine]['median_s']:7.2f} s  "
+                      f"{runs[engine]['peak_rss_bytes'] / 2**30:5.2f} GiB  "
+                      f"load {runs[engine]['load_before']:.1f}", flush=True)
+            report["results"].append({"net": net_name, "pass": pass_name, "runs": runs})
+    markdown = markdown_report(report)
+    paths = common.write_results("cpu-nets", common.machine_slug(report["machine"]), report,
+                                 markdown, directory=args.out)
+    print(markdown)
+    print("wrote", *paths)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

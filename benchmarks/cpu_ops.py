@@ -1,0 +1,238 @@
+"""Per-op CPU benchmark at FCN-32s shapes (500x500 input, conv1_1 pad 100), with the
+NumPy kernels and the numba kernels, next to PyTorch CPU when torch is installed.
+
+    python -m benchmarks.cpu_ops [--repeat 3] [--ops conv pool loss im2col] [--no-torch] [--out DIR]
+
+Rows:
+  - im2col / col2im of conv1_2's input (64 x 698 x 698, 3x3, pad 1): a whole image's
+    columns (1.1 GB), the data movement a blocked convolution does tile by tile;
+  - each distinct VGG16-FCN convolution, forward (y = W im2col(x) + b) and backward
+    (gW and gx: twice the forward's GEMM work), through functions/conv.py, blocked;
+  - upscore (the 64/32 deconvolution) forward and backward;
+  - max pooling of conv1_2's output, forward and backward;
+  - the softmax loss over 21 x 500 x 500 scores, forward and backward.
+
+GEMM-bound rows report GFLOP/s and that as a fraction of the machine's sgemm rate
+(a 4096^3 float32 np.matmul measured in the same run); memory-bound rows report GB/s
+(every input read once, every output written once). Times are medians after a warm-up.
+Writes benchmarks/results/cpu-ops-<machine>-<date>.json and .md.
+"""
+import argparse
+import datetime
+import sys
+
+import numpy
+
+from minifcn import backend
+from minifcn.functions import conv, im2col, loss, pooling
+
+from . import common
+
+KERNEL_SETS = ["numpy", "numba"]
+FLOAT32 = 4
+
+# (name, C_in, C_out, kernel, padding, input height = width) of VGG16-FCN at 500x500.
+CONVOLUTIONS = [("conv1_1", 3, 64, 3, 100, 500), ("conv1_2", 64, 64, 3, 1, 698),
+                ("conv2_1", 64, 128, 3, 1, 349), ("conv2_2", 128, 128, 3, 1, 349),
+                ("conv3_1", 128, 256, 3, 1, 175), ("conv3_2", 256, 256, 3, 1, 175),
+                ("conv4_1", 256, 512, 3, 1, 88), ("conv4_2", 512, 512, 3, 1, 88),
+                ("conv5_2", 512, 512, 3, 1, 44), ("fc6", 512, 4096, 7, 0, 22),
+                ("fc7", 4096, 4096, 1, 0, 16), ("score_fr", 4096, 21, 1, 0, 16)]
+
+
+class Case:
+    """One row: `run()` does the work once, with whichever CPU kernel set is active;
+    `flops` or `bytes_moved` measure it."""
+
+    def __init__(self, op, shape, run, flops=None, bytes_moved=None, torch_run=None):
+        self.op, self.shape, self.run, self.torch_run = op, shape, run, torch_run
+        self.flops, self.bytes = flops, bytes_moved
+
+
+def _normal(*shape):
+    return numpy.random.default_rng(0).standard_normal(shape, dtype=numpy.float32)
+
+
+# -------------------------------------------------------------------------- the cases
+def im2col_cases():
+    x = _normal(64, 698, 698)
+    window = (3, 3, 1, 1, 1, 1, 1, 1, 698, 698)
+    col = im2col.im2col_numpy(x, *window)
+    nbytes = x.nbytes + col.nbytes
+    return [Case("im2col", "64x698x698 k3 p1", lambda: im2col.im2col(x, *window),
+                 bytes_moved=nbytes),
+            Case("col2im", "64x698x698 k3 p1",
+                 lambda: im2col.col2im(col, 698, 698, 1, 1, 1, 1, 1, 1),
+                 bytes_moved=nbytes)]
+
+
+def convolution_cases(torch):
+    cases = []
+    for name, c_in, c_out, k, pad, size in CONVOLUTIONS:
+        x, w, b = _normal(1, c_in, size, size), _normal(c_out, c_in, k, k), _normal(c_out)
+        geo = conv.Geometry(k, k, 1, 1, pad, pad, 1, 1, 1)
+        out = size + 2 * pad - k + 1
+        gy = _normal(1, c_out, out, out)
+        flops = 2 * c_out * c_in * k * k * out * out
+        shape = f"{c_in}x{size}x{size} -> {c_out}x{out}x{out}, k{k}"
+        forward = lambda x=x, w=w, b=b, geo=geo: conv._correlate(x, w, geo, b)  # noqa: E731
+
+        def backward(x=x, w=w, gy=gy, geo=geo, size=size):
+            conv._weight_grad(x, gy, geo)
+            if name != "conv1_1":  # the image needs no gradient
+                conv._correlate_adjoint(gy, w, geo, size, size)
+        torch_forward = torch_backward = None
+        if torch:
+            tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
+            torch_forward = lambda tx=tx, tw=tw, tb=tb, pad=pad: torch.nn.functional.conv2d(  # noqa
+                tx, tw, tb, padding=pad)
+
+            def torch_backward(tx=tx, tw=tw, tb=tb, pad=pad, gy=torch.from_numpy(gy)):
+                xg = tx.detach().requires_grad_(name != "conv1_1")
+                wg = tw.detach().requires_grad_(True)
+                torch.nn.functional.conv2d(xg, wg, tb, padding=pad).backward(gy)
+        backward_flops = flops * (1 if name == "conv1_1" else 2)
+        cases += [Case(f"{name} forward", shape, forward, flops=flops,
+                       torch_run=torch_forward),
+                  Case(f"{name} backward", shape, backward, flops=backward_flops,
+                       torch_run=torch_backward)]
+    return cases
+
+
+def upscore_cases(torch):
+    x, w = _normal(1, 21, 16, 16), _normal(21, 21, 64, 64)
+    gy = _normal(1, 21, 544, 544)
+    geo = conv.Geometry(64, 64, 32, 32, 0, 0, 1, 1, 1)
+    flops = 2 * 21 * 21 * 64 * 64 * 16 * 16
+    forward = lambda: conv._correlate_adjoint(x, w, geo, 544, 544)  # noqa: E731
+    backward = lambda: conv._correlate(gy, w, geo)  # noqa: E731  (the weight is fixed)
+    torch_forward = torch_backward = None
+    if torch:
+        tx, tw, tgy = (torch.from_numpy(a) for a in (x, w, gy))
+        torch_forward = lambda: torch.nn.functional.conv_transpose2d(tx, tw, stride=32)  # noqa
+        torch_backward = lambda: torch.nn.functional.conv2d(tgy, tw, stride=32)  # noqa
+    shape = "21x16x16 -> 21x544x544, k64 s32"
+    return [Case("upscore forward", shape, forward, flops=flops,
+                 torch_run=torch_forward),
+            Case("upscore backward", shape, backward, flops=flops,
+                 torch_run=torch_backward)]
+
+
+def pool_and_loss_cases(torch):
+    x = _normal(1, 64, 698, 698)
+    window = (2, 2, 2, 2, 0, 0, 349, 349)
+    y, argmax = pooling.max_pool_forward_numpy(x, *window)
+    kernel = lambda name, ref: backend.kernel(name, x, ref)  # noqa: E731  (the active set's)
+    pool_bytes = x.nbytes + y.nbytes + argmax.nbytes
+    cases = [Case("max_pool forward", "64x698x698 2x2/2",
+                  lambda: kernel("max_pool_forward", pooling.max_pool_forward_numpy)(x, *window),
+                  bytes_moved=pool_bytes),
+             Case("max_pool backward", "64x698x698 2x2/2",
+                  lambda: kernel("max_pool_backward", pooling.max_pool_backward_numpy)(
+                      y, argmax, 698, 698, *window[:6]), bytes_moved=pool_bytes)]
+    score = _normal(1, 21, 500, 500)
+    target = numpy.random.default_rng(0).integers(0, 21, (1, 500, 500))
+    coefficient = numpy.asarray(1.0, numpy.float32)
+    cases += [Case("softmax loss forward", "21x500x500",
+                   lambda: kernel("softmax_cross_entropy_forward",
+                                  loss.softmax_cross_entropy_forward_numpy)(score, target, 255),
+                   bytes_moved=score.nbytes + target.nbytes),
+              Case("softmax loss backward", "21x500x500",
+                   lambda: kernel("softmax_cross_entropy_backward",
+                                  loss.softmax_cross_entropy_backward_numpy)(
+                       score, target, 255, coefficient),
+                   bytes_moved=2 * score.nbytes + target.nbytes)]
+    if torch:
+        tx = torch.from_numpy(x)
+        cases[0].torch_run = lambda: torch.nn.functional.max_pool2d(tx, 2, 2, ceil_mode=True)
+        tscore, ttarget = torch.from_numpy(score), torch.from_numpy(target)
+        cases[2].torch_run = lambda: torch.nn.functional.cross_entropy(tscore, ttarget, reduction="sum")
+    return cases
+
+
+def measure_sgemm(repeat):
+    """GFLOP/s of a 4096^3 float32 np.matmul (the BLAS the convolutions use)."""
+    a, b = _normal(4096, 4096), _normal(4096, 4096)
+    c = numpy.empty_like(a)
+    seconds = common.summary(common.time_calls(lambda: numpy.matmul(a, b, out=c), repeat))
+    return 2 * 4096**3 / seconds["median_s"] / 1e9
+
+
+# ---------------------------------------------------------------------------- report
+def rate(case, seconds):
+    """("GFLOP/s" or "GB/s", value) of one timing."""
+    if case.flops is not None:
+        return "GFLOP/s", case.flops / seconds / 1e9
+    return "GB/s", case.bytes / seconds / 1e9
+
+
+def markdown_report(report):
+    sets = report["kernel_sets"]
+    headers = ["op", "shape"] + [f"{s} time" for s in sets] + [f"{s} rate" for s in sets] + [
+        "numba % of sgemm"] + (["PyTorch time", "numba / PyTorch"] if report["torch"] else [])
+    rows = []
+    for row in report["rows"]:
+        times = [row["times"].get(s) for s in sets]
+        rates = [f"{row['rates'][s]:.1f} {row['unit']}" if s in row["rates"] else "-" for s in sets]
+        fraction = (f"{row['rates']['numba'] / report['sgemm_gflops']:.0%}"
+                    if row["unit"] == "GFLOP/s" and "numba" in row["rates"] else "-")
+        cells = [row["op"], row["shape"]] + [common.format_seconds(t) for t in times] + rates + [fraction]
+        if report["torch"]:
+            cells += [common.format_seconds(row.get("torch")),
+                      common.format_ratio(row["times"].get("numba"), row.get("torch"))]
+        rows.append(cells)
+    machine = report["machine"]
+    return "\n".join([
+        f"# CPU op benchmark ({report['date']})", "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores; NumPy BLAS: {machine['numpy_blas']}; "
+        f"measured sgemm (4096^3): {report['sgemm_gflops']:.0f} GFLOP/s. Median of "
+        f"{report['repeat']} runs after a warm-up; 1-minute load average "
+        f"{report['load_before']:.1f} before, {report['load_after']:.1f} after.", "",
+        f"Convolution tiles: column_buffer_bytes {report['tiling']['column_buffer_bytes']}, "
+        f"min_tile_pixels {report['tiling']['min_tile_pixels']}.", "",
+        common.markdown_table(headers, rows, "ll" + "r" * (len(headers) - 2)), ""])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--ops", nargs="+", default=["im2col", "conv", "upscore", "pool"],
+                        choices=["im2col", "conv", "upscore", "pool"])
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--out", default=str(common.RESULTS_DIR))
+    args = parser.parse_args(argv)
+    torch = None
+    if not args.no_torch and common.package_versions(["torch"])["torch"]:
+        import torch
+    report = {"date": datetime.date.today().isoformat(), "machine": common.describe_machine(),
+              "repeat": args.repeat, "kernel_sets": KERNEL_SETS, "torch": bool(torch),
+              "load_before": common.load_average(), "sgemm_gflops": measure_sgemm(args.repeat),
+              "tiling": {"column_buffer_bytes": conv.column_buffer_bytes,
+                         "min_tile_pixels": conv.min_tile_pixels}, "rows": []}
+    builders = {"im2col": lambda: im2col_cases(), "conv": lambda: convolution_cases(torch),
+                "upscore": lambda: upscore_cases(torch), "pool": lambda: pool_and_loss_cases(torch)}
+    for group in args.ops:
+        for case in builders[group]():
+            row = {"op": case.op, "shape": case.shape, "times": {}, "rates": {}}
+            for kernel_set in KERNEL_SETS:
+                with backend.use_cpu_kernels(kernel_set):
+                    seconds = common.summary(common.time_calls(case.run, args.repeat))
+                row["times"][kernel_set] = seconds["median_s"]
+                row["unit"], row["rates"][kernel_set] = rate(case, seconds["median_s"])
+            if case.torch_run:
+                row["torch"] = common.summary(common.time_calls(case.torch_run, args.repeat))["median_s"]
+            report["rows"].append(row)
+            print(f"{case.op:22s} " + "  ".join(f"{s} {common.format_seconds(t):>9s}"
+                                                for s, t in row["times"].items())
+                  + (f"  torch {common.format_seconds(row['torch']):>9s}" if "torch" in row else ""),
+                  flush=True)
+    report["load_after"] = common.load_average()
+    markdown = markdown_report(report)
+    paths = common.write_results("cpu-ops", common.machine_slug(report["machine"]), report,
+                                 markdown, directory=args.out)
+    print(markdown)
+    print("wrote", *paths)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
