@@ -7,10 +7,12 @@ of the GPU, and a clear error says what is missing when it cannot be.
 The CPU hot paths (im2col, col2im, pooling, loss) have two implementations: plain NumPy,
 kept because readers learn from it, and numba kernels in `minifcn/cpu/`. `cpu_kernels()`
 says which one runs; the environment variable `MINIFCN_CPU_KERNELS=numpy|numba` (or
-`use_cpu_kernels(...)`) chooses. The default ("auto") is NumPy for now: on a 2-core
-machine numba's OpenMP threads and OpenBLAS's threads, each busy-waiting between calls,
-starve each other and a training step of the small FCN took 30x longer (8 s instead of
-0.26 s; benchmarks/ measures it). "auto" will pick numba once that is solved.
+`use_cpu_kernels(...)`) chooses. The default ("auto") is NumPy for now. On 2 cores,
+numba's threads and OpenBLAS's threads starve each other when both busy-wait between
+calls: a small-FCN training step took 8 s instead of 0.26 s. numba's sleeping
+"workqueue" pool (cpu/__init__.py) brings it to about 0.1 s on a quiet machine, but
+with other work on the cores we still measured numba 8x slower than NumPy (3.4 s
+against 0.42 s). "auto" will pick numba once benchmarks/ shows it ahead in both cases.
 """
 import contextlib
 import os
@@ -125,7 +127,7 @@ def cpu_kernels():
     """"numba" or "numpy": which implementation the CPU hot paths use now."""
     global _cpu_kernels
     if _cpu_kernels == "auto":
-        _cpu_kernels = "numpy"  # see the module docstring: numba + OpenBLAS oversubscribe
+        _cpu_kernels = "numpy"  # see the module docstring: numba and OpenBLAS oversubscribe
     if _cpu_kernels == "numba":
         try:
             import numba  # noqa: F401
