@@ -77,9 +77,9 @@ def convolution_cases(torch):
         shape = f"{c_in}x{size}x{size} -> {c_out}x{out}x{out}, k{k}"
         forward = lambda x=x, w=w, b=b, geo=geo: conv._correlate(x, w, geo, b)  # noqa: E731
 
-        def backward(x=x, w=w, gy=gy, geo=geo, size=size):
+        def backward(x=x, w=w, gy=gy, geo=geo, size=size, needs_gx=name != "conv1_1"):
             conv._weight_grad(x, gy, geo)
-            if name != "conv1_1":  # the image needs no gradient
+            if needs_gx:  # conv1_1's input, the image, needs no gradient
                 conv._correlate_adjoint(gy, w, geo, size, size)
         torch_forward = torch_backward = None
         if torch:
@@ -87,10 +87,12 @@ def convolution_cases(torch):
             torch_forward = lambda tx=tx, tw=tw, tb=tb, pad=pad: torch.nn.functional.conv2d(  # noqa
                 tx, tw, tb, padding=pad)
 
-            def torch_backward(tx=tx, tw=tw, tb=tb, pad=pad, gy=torch.from_numpy(gy)):
-                xg = tx.detach().requires_grad_(name != "conv1_1")
-                wg = tw.detach().requires_grad_(True)
-                torch.nn.functional.conv2d(xg, wg, tb, padding=pad).backward(gy)
+            # the graph is built once; each timed call runs its backward only
+            xg = tx.detach().requires_grad_(name != "conv1_1")
+            wg = tw.detach().requires_grad_(True)
+            ty = torch.nn.functional.conv2d(xg, wg, tb, padding=pad)
+            torch_backward = lambda ty=ty, tgy=torch.from_numpy(gy): ty.backward(  # noqa: E731
+                tgy, retain_graph=True)
         backward_flops = flops * (1 if name == "conv1_1" else 2)
         cases += [Case(f"{name} forward", shape, forward, flops=flops,
                        torch_run=torch_forward),

@@ -118,6 +118,7 @@ def _matmul_grouped(a, b, out=None):
 def _correlate(x, weight, geo, bias=None):
     """Convolution: x (N, C, H, W) -> (N, C_out, out_h, out_w), plus bias if given."""
     xp = backend.get_array_module(x)
+    x = xp.ascontiguousarray(x)  # im2col reads whole rows; no copy unless x is a view
     n_images, c_in, height, width = x.shape
     c_out, groups = weight.shape[0], geo.groups
     out_h = conv_output_size(height, geo.kh, geo.sy, geo.ph, geo.dy)
@@ -159,6 +160,7 @@ def _correlate_adjoint(y, weight, geo, height, width):
 def _weight_grad(x, gy, geo):
     """d(sum gy * _correlate(x, W))/dW, shape (C_out, C_in/g, kh, kw)."""
     xp = backend.get_array_module(x)
+    x = xp.ascontiguousarray(x)
     n_images, c_in = x.shape[:2]
     _, c_out, out_h, out_w = gy.shape
     groups = geo.groups

@@ -91,3 +91,20 @@ def test_gradcheck_with_tiny_tiles(kernel_set, monkeypatch, tile_rows):
     check_backward(lambda x, w, b: F.conv2d(x, w, b, 1, 1), [x, w, b])
     x, w = rng.standard_normal((1, 2, 3, 3)), rng.standard_normal((2, 2, 4, 4))
     check_backward(lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1), [x, w])
+
+
+def test_a_strided_view_as_input_gives_the_contiguous_result(kernel_set, monkeypatch):
+    """A view (here every other column) is made contiguous once, not per tile."""
+    monkeypatch.setattr(conv, "tile_rows", 2)
+    rng = numpy.random.default_rng(8)
+    wide = rng.standard_normal((2, 3, 7, 12)).astype(numpy.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(numpy.float32)
+    view, copy = wide[:, :, :, ::2], numpy.ascontiguousarray(wide[:, :, :, ::2])
+    results = []
+    for x in (view, copy):
+        xt, wt = mf.Tensor(x, requires_grad=True), mf.Tensor(w, requires_grad=True)
+        y = F.conv2d(xt, wt, padding=1)
+        y.backward(numpy.ones(y.shape, numpy.float32))
+        results.append((y.data, xt.grad, wt.grad))
+    for got, expected in zip(*results):
+        numpy.testing.assert_array_equal(got, expected)
