@@ -4,9 +4,12 @@ Each subcommand is a thin layer over a library call (train.train, train.evaluate
 weights.convert, benchmarks/), so everything it does can also be done from Python.
 """
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
+
+from .train import BUILT_IN_RUN, REAL_DATA_RUN, SMALL_SOLVER, TrainConfig
 
 MODELS = ("fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce", "fcn-alexnet")
 DATA_HELP = ("synthetic (built in, generated on the fly), voc:DIR (PASCAL VOC), sbd:DIR (SBD), "
@@ -38,18 +41,24 @@ def _parser():
         description="Train an FCN. With no options: a narrow FCN-8s learns the built-in "
                     "synthetic dataset on the CPU in a few minutes, then writes its prediction "
                     "pictures. With --data voc:DIR --weights VGG16.npz it runs the paper's recipe.")
-    train.add_argument("--model", choices=MODELS, default="fcn8s", help="which net (default fcn8s)")
-    train.add_argument("--data", default="synthetic", help=f"data source: {DATA_HELP}")
+    # Options left out stay None, so TrainConfig's defaults (train.py) are the only ones.
+    train.add_argument("--model", choices=MODELS, help=f"which net (default {TrainConfig.model})")
+    train.add_argument("--data", help=f"data source: {DATA_HELP} (default synthetic)")
     train.add_argument("--val-data", help="validation source, e.g. voc:DIR when training on "
                        "sbd:DIR as the paper does (default: the val split of --data)")
     train.add_argument("--weights", help="converted VGG16 .npz to start from (see `minifcn convert`)")
     train.add_argument("--init-from", help="checkpoint of a trained coarser net (32s for 16s, 16s for 8s)")
-    train.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    train.add_argument("--iterations", type=int, default=None,
-                       help="solver steps (default: 4000 on synthetic data, 100000 otherwise)")
-    train.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1)")
-    train.add_argument("--lr", type=float, help="learning rate (default: the model's Caffe preset, "
-                       "or 1e-3 for the small net on synthetic data)")
+    train.add_argument("--device", choices=("cpu", "cuda"), help="default cpu")
+    train.add_argument("--iterations", type=int,
+                       help=f"solver steps (default: {BUILT_IN_RUN['iterations']} on synthetic "
+                            f"data, {REAL_DATA_RUN['iterations']} otherwise)")
+    train.add_argument("--batch-size", type=int,
+                       help=f"images per forward pass (default {TrainConfig.batch_size})")
+    train.add_argument("--lr", type=float, help="base learning rate (default: the model's Caffe "
+                       f"preset, or {SMALL_SOLVER['lr']} for the small net on synthetic data)")
+    train.add_argument("--lr-policy", choices=("fixed", "poly"),
+                       help="Caffe's lr_policy: fixed, or poly (decays to 0 at the last step); "
+                            "default: fixed for the paper's nets, poly for the small net")
     train.add_argument("--optimizer", choices=("sgd", "adam"),
                        help="solver (default: the preset: Caffe's SGD for the paper's nets, Adam "
                             "for the small net trained from scratch)")
@@ -65,15 +74,19 @@ def _parser():
     train.add_argument("--widths", type=_widths, metavar="W1,...,W5",
                        help="trunk widths of the five conv blocks (default: by --small/--full)")
     train.add_argument("--fc-width", type=int, help="width of fc6/fc7 (default: by --small/--full)")
-    train.add_argument("--image-size", type=int, default=96,
-                       help="side of the built-in dataset's scenes in pixels (default 96)")
+    train.add_argument("--image-size", type=int,
+                       help=f"side of the built-in dataset's scenes in pixels (default "
+                            f"{TrainConfig.image_size})")
     train.add_argument("--learn-upsampling", action="store_true",
                        help="learn the deconvolutions (the reference keeps them fixed bilinear)")
-    train.add_argument("--val-interval", type=int, default=None,
-                       help="steps between validations and checkpoints (default 1000 / 4000)")
-    train.add_argument("--val-images", type=int, default=100, help="held-out images scored (default 100)")
-    train.add_argument("--out", default=None, help="run directory (default runs/<model>-<data>)")
-    train.add_argument("--seed", type=int, default=1337)
+    train.add_argument("--val-interval", type=int,
+                       help=f"steps between validations and checkpoints (default "
+                            f"{BUILT_IN_RUN['val_interval']} on synthetic data, "
+                            f"{REAL_DATA_RUN['val_interval']} otherwise)")
+    train.add_argument("--val-images", type=int,
+                       help=f"held-out images scored (default {TrainConfig.val_images})")
+    train.add_argument("--out", help="run directory (default runs/<model>-<data>)")
+    train.add_argument("--seed", type=int, help=f"default {TrainConfig.seed}")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its checkpoint, exactly")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -119,20 +132,12 @@ def _widths(text):
 
 
 def _train(args):
-    from .train import TrainConfig, TrainingDiverged, train
-    synthetic = args.data == "synthetic"
-    config = TrainConfig(
-        model=args.model, data=args.data, val_data=args.val_data, weights=args.weights,
-        init_from=args.init_from,
-        device=args.device, batch_size=args.batch_size,
-        iterations=args.iterations or (4000 if synthetic else 100000),
-        lr=args.lr, optimizer=args.optimizer, momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        iter_size=args.iter_size, small=args.small, widths=args.widths, fc_width=args.fc_width,
-        image_size=args.image_size, learn_upsampling=args.learn_upsampling,
-        val_interval=args.val_interval or (1000 if synthetic else 4000),
-        val_images=args.val_images, seed=args.seed, progress=not args.no_progress,
-        out=args.out or os.path.join("runs", f"{args.model}-{args.data.split(':')[0]}"))
+    from .train import TrainingDiverged, train
+    fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    given = {key: value for key, value in vars(args).items() if key in fields and value is not None}
+    config = TrainConfig(**given, progress=not args.no_progress)
+    if args.out is None:
+        config.out = os.path.join("runs", f"{config.model}-{config.data.split(':')[0]}")
     print(f"training {config.model} on {config.data} ({config.device}), {config.iterations} "
           f"iterations, solver {config.solver()}, writing to {config.out}")
     try:
@@ -148,7 +153,9 @@ def _eval(args):
     from .data import open_dataset
     from .train import evaluate, net_from_checkpoint
     net, config = net_from_checkpoint(args.weights, args.device)
-    dataset = open_dataset(args.data or config.data, split=args.split, **_preprocess(net))
+    data = args.data or config.data
+    options = config.data_options() if data == config.data else {}  # e.g. the scenes' size
+    dataset = open_dataset(data, split=args.split, **options, **_preprocess(net))
     scores = evaluate(net, dataset, args.device, args.limit, progress=True)
     for key in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
         print(f"{key:10s} {scores[key]:.4f}")

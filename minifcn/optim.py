@@ -17,6 +17,18 @@ from .autograd import no_grad
 from . import backend
 
 
+def sgd_update(param, grad, history, momentum, rate, grad_scale, decay):
+    """One SGD step on one parameter, in place on `param` and `history` (the equations
+    above, with grad_scale = 1 / iter_size). minifcn/cpu/solver.py fuses it into one pass."""
+    cast = param.dtype.type
+    grad = grad * cast(grad_scale)
+    if decay:
+        grad += cast(decay) * param
+    history *= cast(momentum)
+    history += cast(rate) * grad
+    param -= history
+
+
 class SGD:
     def __init__(self, net, lr, momentum=0.9, weight_decay=0.0, iter_size=1):
         if lr <= 0:
@@ -41,19 +53,15 @@ class SGD:
             for name, param in self.params:
                 if param.grad is None:
                     continue
-                grad = param.grad * param.dtype.type(1.0 / self.iter_size)
-                decay = self.weight_decay * getattr(param, "decay_mult", 1.0)
-                if decay:
-                    grad += param.dtype.type(decay) * param.data
-                rate = param.dtype.type(self.lr * getattr(param, "lr_mult", 1.0))
-                velocity = self.history.get(name)
-                if velocity is None:
-                    velocity = rate * grad
-                else:
-                    velocity *= param.dtype.type(self.momentum)
-                    velocity += rate * grad
-                self.history[name] = velocity
-                param.data -= velocity
+                history = self.history.get(name)
+                if history is None:  # Caffe starts the history at zero
+                    history = self.history[name] = backend.get_array_module(
+                        param.data).zeros_like(param.data)
+                update = backend.kernel("sgd_update", param.data, sgd_update)
+                update(param.data, param.grad, history, self.momentum,
+                       rate=self.lr * getattr(param, "lr_mult", 1.0),
+                       grad_scale=1.0 / self.iter_size,
+                       decay=self.weight_decay * getattr(param, "decay_mult", 1.0))
 
     def state_dict(self):
         """Momentum history as host arrays, keyed by parameter name."""
@@ -128,6 +136,25 @@ class Adam(SGD):
         self.second = self._restore({k[2:]: v for k, v in state.items() if k.startswith("v.")})
 
 
+POLY_POWER = 0.9  # Caffe's usual power for "poly" (DeepLab's solvers)
+
+
+def learning_rate(base_lr, policy, iteration, max_iter, power=POLY_POWER):
+    """Caffe's lr_policy at `iteration` (counted from 0) of a run of `max_iter` steps:
+
+        fixed   base_lr                                  (the paper's solvers)
+        poly    base_lr * (1 - iteration / max_iter) ^ power
+
+    "poly" glides to zero by the last step, which settles a net trained from scratch
+    with Adam at its best weights instead of leaving it hopping about near them.
+    """
+    if policy == "fixed":
+        return base_lr
+    if policy == "poly":
+        return base_lr * (1.0 - min(iteration, max_iter) / max_iter) ** power
+    raise ValueError(f"unknown lr_policy {policy!r}: choose fixed or poly")
+
+
 def make_optimizer(net, optimizer, lr, momentum, weight_decay, iter_size):
     """The solver a training config names: "sgd" (Caffe's) or "adam" (momentum is beta1)."""
     if optimizer == "sgd":
@@ -138,11 +165,16 @@ def make_optimizer(net, optimizer, lr, momentum, weight_decay, iter_size):
     raise ValueError(f"unknown optimizer {optimizer!r}: choose sgd or adam")
 
 
+def _caffe_solver(lr, momentum=0.99, iter_size=1, normalize=False):
+    return dict(lr=lr, momentum=momentum, weight_decay=5e-4, iter_size=iter_size,
+                normalize=normalize, optimizer="sgd", lr_policy="fixed")
+
+
 # The paper's solvers (Caffe, fixed lr, batch 1); `normalize` is the loss normalization.
 PRESETS = {
-    "fcn32s": dict(lr=1e-10, momentum=0.99, weight_decay=5e-4, iter_size=1, normalize=False, optimizer="sgd"),
-    "fcn16s": dict(lr=1e-12, momentum=0.99, weight_decay=5e-4, iter_size=1, normalize=False, optimizer="sgd"),
-    "fcn8s": dict(lr=1e-14, momentum=0.99, weight_decay=5e-4, iter_size=1, normalize=False, optimizer="sgd"),
-    "fcn8s-atonce": dict(lr=1e-10, momentum=0.99, weight_decay=5e-4, iter_size=1, normalize=False, optimizer="sgd"),
-    "fcn-alexnet": dict(lr=1e-4, momentum=0.9, weight_decay=5e-4, iter_size=20, normalize=True, optimizer="sgd"),
+    "fcn32s": _caffe_solver(1e-10),
+    "fcn16s": _caffe_solver(1e-12),
+    "fcn8s": _caffe_solver(1e-14),
+    "fcn8s-atonce": _caffe_solver(1e-10),
+    "fcn-alexnet": _caffe_solver(1e-4, momentum=0.9, iter_size=20, normalize=True),
 }

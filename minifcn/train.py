@@ -5,7 +5,7 @@ One step, top to bottom:
     score = net(Tensor(image))                  models/      -> functions/ -> kernels
     loss = F.softmax_cross_entropy(score, label)              functions/loss.py
     loss.backward()                             autograd.py
-    opt.step()  (every iter_size backward passes)             optim.py
+    opt.lr = learning_rate(...); opt.step()                   optim.py
 
 Every `val_interval` steps the net is scored on held-out images (the paper's four
 metrics, metrics.py), the scores appended to `log.jsonl` and `metrics.csv`, and a
@@ -27,16 +27,21 @@ import numpy
 from . import backend, models
 from .autograd import Tensor, no_grad
 from .data import open_dataset, shuffled_order
+from .data.synthetic import DEFAULT_SIZE as SYNTHETIC_SIZE
 from .data.preprocess import Preprocess
 from .functions import softmax_cross_entropy
 from .metrics import ConfusionMeter
-from .optim import PRESETS, make_optimizer
+from .optim import PRESETS, learning_rate, make_optimizer
 
 # The default run: a VGG-shaped FCN-8s narrow enough to train from scratch on a CPU.
 SMALL_NET = dict(widths=(8, 16, 32, 64, 64), fc_width=128)
-# Trained from random weights, with no normalization layers: Adam gets it going (optim.py).
+# Trained from random weights, with no normalization layers: Adam gets it going, and the
+# "poly" decay settles it at the end (optim.py).
 SMALL_SOLVER = dict(lr=1e-3, momentum=0.9, weight_decay=0.0, iter_size=1, normalize=True,
-                    optimizer="adam")
+                    optimizer="adam", lr_policy="poly")
+# Defaults that depend on the data: the built-in dataset trains in minutes, real ones in days.
+BUILT_IN_RUN = dict(iterations=5000, val_interval=1000)
+REAL_DATA_RUN = dict(iterations=100000, val_interval=4000)
 
 
 @dataclasses.dataclass
@@ -47,7 +52,7 @@ class TrainConfig:
     weights: str = None          # converted VGG16 .npz to start from (None: from scratch)
     init_from: str = None        # a trained checkpoint of a coarser net (32s -> 16s -> 8s)
     device: str = "cpu"
-    iterations: int = 2000
+    iterations: int = None       # None: BUILT_IN_RUN's or REAL_DATA_RUN's
     batch_size: int = 1
     lr: float = None             # None: the preset of the model (or of the small net)
     momentum: float = None
@@ -55,16 +60,23 @@ class TrainConfig:
     iter_size: int = None
     normalize: bool = None
     optimizer: str = None        # "sgd" or "adam"; None: the preset's
+    lr_policy: str = None        # "fixed" or "poly"; None: the preset's
     small: bool = None           # narrow widths; None: small on synthetic data only
     widths: tuple = None         # trunk widths (None: SMALL_NET's or the reference VGG16's)
     fc_width: int = None
-    image_size: int = 96         # side of the built-in dataset's scenes
-    val_interval: int = 500
+    image_size: int = SYNTHETIC_SIZE  # side of the built-in dataset's scenes
+    val_interval: int = None     # None: BUILT_IN_RUN's or REAL_DATA_RUN's
     val_images: int = 100
     out: str = "runs/default"
     seed: int = 1337
     learn_upsampling: bool = False
     progress: bool = True
+
+    def __post_init__(self):
+        run = BUILT_IN_RUN if self.on_built_in_data() else REAL_DATA_RUN
+        for key, value in run.items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
 
     def solver(self):
         """The solver settings: explicit options over the preset."""
@@ -73,10 +85,13 @@ class TrainConfig:
         return {key: preset[key] if value is None else value for key, value in chosen.items()}
 
     def data_options(self):
-        return {"size": self.image_size} if self.data.startswith("synthetic") else {}
+        return {"size": self.image_size} if self.on_built_in_data() else {}
+
+    def on_built_in_data(self):
+        return self.data == "synthetic"
 
     def is_small(self):
-        return self.data == "synthetic" if self.small is None else self.small
+        return self.on_built_in_data() if self.small is None else self.small
 
 
 class TrainingDiverged(RuntimeError):
@@ -241,6 +256,7 @@ def train(config, resume=False, log=print):
     try:
         for iteration in bar:
             rng_at_start = backend.rng_state()
+            opt.lr = learning_rate(solver["lr"], solver["lr_policy"], iteration, config.iterations)
             loss = _train_step(net, opt, train_set, config, solver, iteration)
             if not math.isfinite(loss):
                 raise TrainingDiverged(

@@ -1,4 +1,6 @@
 """The `minifcn` command line, end to end on tiny settings."""
+import json
+
 import numpy
 import pytest
 from PIL import Image
@@ -28,6 +30,11 @@ def test_eval_prints_the_four_metrics_and_per_class_iu(trained, capsys):
     printed = capsys.readouterr().out
     for key in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu", "per-class IU", "triangle"):
         assert key in printed
+    # the same held-out scenes as training's last validation (same size), so the same scores
+    last = json.loads((trained / "log.jsonl").read_text().splitlines()[-1])
+    scores = dict(line.split() for line in printed.splitlines()[:4])
+    for key in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
+        assert float(scores[key]) == pytest.approx(last[key], abs=1e-4), key
 
 
 def test_predict_writes_segmentation_and_overlay(trained, tmp_path):
@@ -56,3 +63,19 @@ def test_missing_checkpoint_and_bad_options_are_clear(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--widths", "1,2"])
     assert "five positive widths" in capsys.readouterr().err
+
+
+def test_train_options_reach_the_config_and_defaults_stay_the_configs(monkeypatch):
+    import minifcn.train as training
+    seen = {}
+    monkeypatch.setattr(training, "train", lambda config, resume: seen.update(config=config) or
+                        {"mean_iu": 0.0})
+    assert main(["train", "--lr", "0.01", "--lr-policy", "fixed", "--iterations", "9"]) == 0
+    config = seen["config"]
+    assert (config.lr, config.lr_policy, config.iterations) == (0.01, "fixed", 9)
+    assert config.val_interval == training.BUILT_IN_RUN["val_interval"]
+    assert config.image_size == training.TrainConfig.image_size
+    assert config.out == "runs/fcn8s-synthetic"
+    assert main(["train", "--data", "voc:/x", "--model", "fcn32s"]) == 0
+    assert seen["config"].iterations == training.REAL_DATA_RUN["iterations"]
+    assert seen["config"].out == "runs/fcn32s-voc"

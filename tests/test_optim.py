@@ -20,7 +20,13 @@ class TwoParams:
         return [("w", self.weight), ("b", self.bias), ("fixed", self.fixed)]
 
 
-def test_sgd_follows_caffe_update_over_steps(rng):
+@pytest.fixture(params=["numpy", "numba"])
+def kernel_set(request):
+    with mf.backend.use_cpu_kernels(request.param):
+        yield request.param
+
+
+def test_sgd_follows_caffe_update_over_steps(rng, kernel_set):
     net = TwoParams(rng)
     lr, momentum, decay, iter_size = 0.1, 0.9, 0.01, 2
     opt = SGD(net, lr, momentum, decay, iter_size)
@@ -40,7 +46,7 @@ def test_sgd_follows_caffe_update_over_steps(rng):
         numpy.testing.assert_array_equal(net.fixed.data, fixed)
 
 
-def test_sgd_does_not_modify_gradients_in_place(rng):
+def test_sgd_does_not_modify_gradients_in_place(rng, kernel_set):
     net = TwoParams(rng)
     grad = rng.standard_normal((3, 2))
     net.weight.grad = grad
@@ -122,3 +128,16 @@ def test_adam_state_round_trip_continues_identically(rng):
         nets[1].weight.grad = g
         resumed.step()
     numpy.testing.assert_array_equal(nets[0].weight.data, nets[1].weight.data)
+
+
+def test_learning_rate_policies_match_caffe():
+    from minifcn.optim import learning_rate
+    assert learning_rate(0.1, "fixed", 70, 100) == 0.1
+    # Caffe's poly: base_lr * (1 - iter / max_iter) ^ power
+    assert learning_rate(0.1, "poly", 0, 100) == 0.1
+    assert learning_rate(0.1, "poly", 75, 100, power=2.0) == pytest.approx(0.1 * 0.25 ** 2)
+    assert learning_rate(0.1, "poly", 90, 100) == pytest.approx(0.1 * 0.1 ** 0.9)
+    assert learning_rate(0.1, "poly", 100, 100) == 0.0
+    assert learning_rate(0.1, "poly", 150, 100) == 0.0  # past the end: stays at zero
+    with pytest.raises(ValueError, match="lr_policy 'step'"):
+        learning_rate(0.1, "step", 0, 100)

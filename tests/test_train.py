@@ -44,10 +44,13 @@ def assert_same_params(a, b):
 
 
 def test_resume_reproduces_an_uninterrupted_run(tmp_path):
-    training.train(tiny_config(tmp_path / "whole", iterations=6, val_interval=3), log=lambda *a: None)
-    training.train(tiny_config(tmp_path / "split", iterations=3, val_interval=3), log=lambda *a: None)
+    # A run of 3 steps extended to 6: with a fixed learning rate the first 3 steps are
+    # those of the 6-step run (a "poly" rate depends on the length; Ctrl-C test below).
+    fixed = dict(val_interval=3, lr_policy="fixed")
+    training.train(tiny_config(tmp_path / "whole", iterations=6, **fixed), log=lambda *a: None)
+    training.train(tiny_config(tmp_path / "split", iterations=3, **fixed), log=lambda *a: None)
     assert load_checkpoint(tmp_path / "split" / "checkpoint.npz")["iteration"] == 3
-    training.train(tiny_config(tmp_path / "split", iterations=6, val_interval=3), resume=True,
+    training.train(tiny_config(tmp_path / "split", iterations=6, **fixed), resume=True,
                    log=lambda *a: None)
     assert_same_params(params_of(tmp_path / "whole"), params_of(tmp_path / "split"))
     # and the runs really did change the weights (dropout and data order were replayed)
@@ -124,7 +127,26 @@ def test_solver_presets_and_overrides():
     assert TrainConfig(model="fcn32s", data="voc:/x", lr=1e-3).solver()["lr"] == 1e-3
     small = TrainConfig()
     assert small.is_small() and small.solver()["normalize"] is True
+    assert small.solver()["lr_policy"] == "poly"
     assert dataclasses.replace(small, small=False).solver()["lr"] == 1e-14
+    assert TrainConfig(lr_policy="fixed").solver()["lr_policy"] == "fixed"
+
+
+def test_run_length_defaults_depend_on_the_data():
+    built_in, real = TrainConfig(), TrainConfig(data="voc:/x")
+    assert (built_in.iterations, built_in.val_interval) == (5000, 1000)
+    assert (real.iterations, real.val_interval) == (100000, 4000)
+    assert TrainConfig(iterations=7, val_interval=2).val_interval == 2
+
+
+def test_poly_rate_reaches_the_solver_each_step(tmp_path, monkeypatch):
+    rates = []
+    real_step = training._train_step
+    monkeypatch.setattr(training, "_train_step",
+                        lambda net, opt, *rest: rates.append(opt.lr) or real_step(net, opt, *rest))
+    training.train(tiny_config(tmp_path, iterations=4, val_interval=4, lr=0.01),
+                   log=lambda *a: None)
+    assert rates == pytest.approx([0.01 * (1 - i / 4) ** 0.9 for i in range(4)])
 
 
 def test_converted_weights_set_the_input_convention(tmp_path):
