@@ -125,14 +125,35 @@ def total_memory_bytes():
 
 
 def numpy_blas():
-    """NumPy's BLAS library and its configuration string (the GEMMs' engine)."""
+    """NumPy's BLAS library, its build configuration and, for OpenBLAS, the kernel it
+    picked at run time for this CPU (the build string names only the baseline)."""
     import numpy
     try:
-        config = numpy.show_config(mode="dicts")
-        blas = config["Build Dependencies"]["blas"]
-        return f"{blas.get('name')} {blas.get('version')} ({blas.get('openblas configuration', '')})".strip()
+        blas = numpy.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        text = f"{blas.get('name')} {blas.get('version')}"
     except Exception:  # older NumPy: no dict mode
         return "unknown"
+    core = openblas_core()
+    return text + (f", {core} kernels" if core else "")
+
+
+def openblas_core():
+    """The CPU kernel set the loaded OpenBLAS chose (e.g. "SkylakeX"), or None."""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+    except OSError:
+        return None
+    for path in paths:
+        library = ctypes.CDLL(path)
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", ""):
+                function = getattr(library, f"{prefix}_get_corename{suffix}", None)
+                if function is not None:
+                    function.restype = ctypes.c_char_p
+                    return function().decode()
+    return None
 
 
 def package_versions(names):

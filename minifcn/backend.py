@@ -4,18 +4,28 @@ Every op asks `get_array_module(array)` for `numpy` or `cupy` and writes one cod
 against it where the array API allows. CuPy is optional: it is imported on first use
 of the GPU, and a clear error says what is missing when it cannot be.
 
-The CPU hot paths (im2col, col2im, pooling, loss) have two implementations: plain NumPy,
-kept because readers learn from it, and numba kernels in `minifcn/cpu/`. `cpu_kernels()`
-says which one runs; the environment variable `MINIFCN_CPU_KERNELS=numpy|numba` (or
-`use_cpu_kernels(...)`) chooses. The default ("auto") is NumPy for now. On 2 cores,
-numba's threads and OpenBLAS's threads starve each other when both busy-wait between
-calls: a small-FCN training step took 8 s instead of 0.26 s. numba's sleeping
-"workqueue" pool (cpu/__init__.py) brings it to about 0.1 s on a quiet machine, but
-with other work on the cores we still measured numba 8x slower than NumPy (3.4 s
-against 0.42 s). "auto" will pick numba once benchmarks/ shows it ahead in both cases.
+The CPU hot paths (im2col, col2im, pooling, loss, the SGD update) have two
+implementations: plain NumPy, kept because readers learn from it, and numba kernels in
+`minifcn/cpu/`. `cpu_kernels()` says which one runs; the environment variable
+`MINIFCN_CPU_KERNELS=numpy|numba` (or `use_cpu_kernels(...)`) chooses. The default
+("auto") is numba when it imports: on the 2-core machine of benchmarks/results it
+trains the default small FCN about 15% faster per step and FCN-32s at 500x500 faster
+still (the NumPy max pooling alone takes 0.4 s there, numba's 0.03 s). Its threads
+sleep between parallel loops (the "workqueue" pool, cpu/__init__.py says why), but
+on a machine whose cores are busy with other work we have seen its parallel loops
+wait for descheduled threads; MINIFCN_CPU_KERNELS=numpy is the way out.
+
+Memory. An FCN's activations are arrays of tens or hundreds of MB; glibc's malloc
+maps each such array from the system and unmaps it when freed, so every training step
+pays for the kernel zeroing all of them afresh (2.9 s of system time in a 17 s FCN-32s
+step). `keep_freed_memory()`, called at import (MINIFCN_KEEP_FREED_MEMORY=0 turns it
+off), has malloc serve them from its heap and keep freed memory there for the next
+step, as the caching allocators of GPU frameworks do.
 """
 import contextlib
+import ctypes
 import os
+import sys
 
 import numpy
 
@@ -127,8 +137,12 @@ def cpu_kernels():
     """"numba" or "numpy": which implementation the CPU hot paths use now."""
     global _cpu_kernels
     if _cpu_kernels == "auto":
-        _cpu_kernels = "numpy"  # see the module docstring: numba and OpenBLAS oversubscribe
-    if _cpu_kernels == "numba":
+        try:
+            import numba  # noqa: F401
+            _cpu_kernels = "numba"
+        except ImportError:
+            _cpu_kernels = "numpy"
+    elif _cpu_kernels == "numba":
         try:
             import numba  # noqa: F401
         except ImportError:
@@ -161,3 +175,25 @@ def kernel(name, array, numpy_version):
         from . import cpu
         return getattr(cpu, name, numpy_version)
     return numpy_version
+
+
+# ------------------------------------------------------------------------------ memory
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
+
+
+def keep_freed_memory():
+    """Have glibc's malloc serve large arrays from its heap (no mmap) and not return
+    freed memory to the system (trim threshold 2 GB). True if it took effect; False
+    where malloc is not glibc's (macOS, Windows, musl), which changes nothing."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+if os.environ.get("MINIFCN_KEEP_FREED_MEMORY", "1") != "0":
+    keep_freed_memory()

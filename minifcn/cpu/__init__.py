@@ -8,6 +8,7 @@ how its loops map onto threads:
                  output rows, for the blocked convolution in functions/conv.py)
     pooling.py   max_pool_forward, max_pool_backward, avg_pool_forward, avg_pool_backward
     loss.py      softmax_cross_entropy_forward, softmax_cross_entropy_backward
+    solver.py    sgd_update (the SGD step in one pass over memory)
 
 Every kernel is compiled for the dtypes it is first called with (float32, float64) and
 cached on disk (cache=True), so only the first run on a machine pays for compiling.
@@ -31,7 +32,8 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 from .im2col import col2im, col2im_tile, im2col, im2col_tile
 from .loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from .pooling import avg_pool_backward, avg_pool_forward, max_pool_backward, max_pool_forward
+from .solver import sgd_update
 
 __all__ = ["avg_pool_backward", "avg_pool_forward", "col2im", "col2im_tile", "im2col",
            "im2col_tile", "max_pool_backward", "max_pool_forward",
-           "softmax_cross_entropy_backward", "softmax_cross_entropy_forward"]
+           "sgd_update", "softmax_cross_entropy_backward", "softmax_cross_entropy_forward"]

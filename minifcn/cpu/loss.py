@@ -21,9 +21,22 @@ PIXELS_PER_BLOCK = 1024
 
 
 @njit(inline="always")
-def _logsumexp(scores, start, stop, lse):
+def _n_blocks(n_images, pixels):
+    return n_images * -(-pixels // PIXELS_PER_BLOCK)
+
+
+@njit(inline="always")
+def _block_span(block, pixels):
+    """The image of block number `block` and its pixels [start, stop)."""
+    blocks_per_image = -(-pixels // PIXELS_PER_BLOCK)
+    start = block % blocks_per_image * PIXELS_PER_BLOCK
+    return block // blocks_per_image, start, min(start + PIXELS_PER_BLOCK, pixels)
+
+
+@njit(inline="always")
+def _logsumexp(scores, start, stop):
     """lse[p - start] for pixels [start, stop) of scores (C, H*W)."""
-    lse[:] = scores[0, start:stop]
+    lse = scores[0, start:stop].copy()
     for c in range(1, scores.shape[0]):
         for p in range(start, stop):
             lse[p - start] = max(lse[p - start], scores[c, p])
@@ -34,18 +47,14 @@ def _logsumexp(scores, start, stop, lse):
             lse[p - start] += math.exp(scores[c, p] - peak[p - start])
     for b in range(stop - start):
         lse[b] = math.log(lse[b]) + peak[b]
+    return lse
 
 
 @njit(parallel=True, cache=True)
 def _forward(score, target, ignore_index, block_loss, block_count):
-    n_images, pixels = target.shape
-    blocks_per_image = (pixels + PIXELS_PER_BLOCK - 1) // PIXELS_PER_BLOCK
-    for block in prange(n_images * blocks_per_image):
-        n = block // blocks_per_image
-        start = block % blocks_per_image * PIXELS_PER_BLOCK
-        stop = min(start + PIXELS_PER_BLOCK, pixels)
-        lse = numpy.empty(stop - start, dtype=score.dtype)
-        _logsumexp(score[n], start, stop, lse)
+    for block in prange(block_loss.shape[0]):
+        n, start, stop = _block_span(block, target.shape[1])
+        lse = _logsumexp(score[n], start, stop)
         loss, count = 0.0, 0
         for p in range(start, stop):
             label = target[n, p]
@@ -57,14 +66,9 @@ def _forward(score, target, ignore_index, block_loss, block_count):
 
 @njit(parallel=True, cache=True)
 def _backward(score, target, ignore_index, coefficient, grad):
-    n_images, pixels = target.shape
-    blocks_per_image = (pixels + PIXELS_PER_BLOCK - 1) // PIXELS_PER_BLOCK
-    for block in prange(n_images * blocks_per_image):
-        n = block // blocks_per_image
-        start = block % blocks_per_image * PIXELS_PER_BLOCK
-        stop = min(start + PIXELS_PER_BLOCK, pixels)
-        lse = numpy.empty(stop - start, dtype=score.dtype)
-        _logsumexp(score[n], start, stop, lse)
+    for block in prange(_n_blocks(target.shape[0], target.shape[1])):
+        n, start, stop = _block_span(block, target.shape[1])
+        lse = _logsumexp(score[n], start, stop)
         for c in range(score.shape[1]):
             for p in range(start, stop):
                 label = target[n, p]
@@ -83,7 +87,7 @@ def _flat(score, target):
 def softmax_cross_entropy_forward(score, target, ignore_index):
     """-> (loss_sum, count), 0-d arrays of score's dtype and int64."""
     flat_score, flat_target = _flat(score, target)
-    blocks = score.shape[0] * -(-flat_target.shape[1] // PIXELS_PER_BLOCK)
+    blocks = _n_blocks(*flat_target.shape)
     block_loss = numpy.zeros(blocks)
     block_count = numpy.zeros(blocks, dtype=numpy.int64)
     _forward(flat_score, flat_target, ignore_index, block_loss, block_count)

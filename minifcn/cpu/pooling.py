@@ -20,8 +20,12 @@ from numba import njit, prange
 
 
 @njit(inline="always")
-def _clip(start, kernel, size):
-    return max(start, 0), min(start + kernel, size)
+def _window(oy, ox, kh, kw, sy, sx, ph, pw, height, width):
+    """Output (oy, ox)'s window: its top-left cell (may be padding) and its real rows
+    [row_lo, row_hi) and columns [col_lo, col_hi)."""
+    top, left = oy * sy - ph, ox * sx - pw
+    return (top, left, max(top, 0), min(top + kh, height), max(left, 0),
+            min(left + kw, width))
 
 
 @njit(parallel=True, cache=True)
@@ -31,11 +35,9 @@ def _max_pool_forward(x, kh, kw, sy, sx, ph, pw, y, argmax):
     for plane in prange(n_images * channels):
         n, c = plane // channels, plane % channels
         for oy in range(out_h):
-            top = oy * sy - ph
-            row_lo, row_hi = _clip(top, kh, height)
             for ox in range(out_w):
-                left = ox * sx - pw
-                col_lo, col_hi = _clip(left, kw, width)
+                top, left, row_lo, row_hi, col_lo, col_hi = _window(
+                    oy, ox, kh, kw, sy, sx, ph, pw, height, width)
                 # The scan starts from the window's top-left cell, -inf when it is
                 # padding; if nothing beats that, the first real pixel takes the gradient.
                 inside = 0 <= top < height and 0 <= left < width
@@ -62,9 +64,13 @@ def _max_pool_backward(gy, argmax, gx):
 
 
 @njit(inline="always")
-def _pool_size(start, kernel, size, pad):
-    """Caffe's divisor along one axis: the window clipped to [-pad, size + pad)."""
-    return min(start + kernel, size + pad) - start
+def _avg_window(oy, ox, kh, kw, sy, sx, ph, pw, height, width):
+    """The real rows and columns of output (oy, ox)'s window, and Caffe's divisor: the
+    window's area clipped to the padded input [-p, size + p)."""
+    top, left, row_lo, row_hi, col_lo, col_hi = _window(oy, ox, kh, kw, sy, sx, ph, pw,
+                                                        height, width)
+    divisor = (min(top + kh, height + ph) - top) * (min(left + kw, width + pw) - left)
+    return row_lo, row_hi, col_lo, col_hi, divisor
 
 
 @njit(parallel=True, cache=True)
@@ -74,16 +80,13 @@ def _avg_pool_forward(x, kh, kw, sy, sx, ph, pw, y):
     for plane in prange(n_images * channels):
         n, c = plane // channels, plane % channels
         for oy in range(out_h):
-            top = oy * sy - ph
-            row_lo, row_hi = _clip(top, kh, height)
             for ox in range(out_w):
-                left = ox * sx - pw
-                col_lo, col_hi = _clip(left, kw, width)
+                row_lo, row_hi, col_lo, col_hi, divisor = _avg_window(
+                    oy, ox, kh, kw, sy, sx, ph, pw, height, width)
                 total = y.dtype.type(0)
                 for h in range(row_lo, row_hi):
                     for w in range(col_lo, col_hi):
                         total += x[n, c, h, w]
-                divisor = _pool_size(top, kh, height, ph) * _pool_size(left, kw, width, pw)
                 y[n, c, oy, ox] = total / y.dtype.type(divisor)
 
 
@@ -94,12 +97,9 @@ def _avg_pool_backward(gy, kh, kw, sy, sx, ph, pw, gx):
     for plane in prange(n_images * channels):
         n, c = plane // channels, plane % channels
         for oy in range(out_h):
-            top = oy * sy - ph
-            row_lo, row_hi = _clip(top, kh, height)
             for ox in range(out_w):
-                left = ox * sx - pw
-                col_lo, col_hi = _clip(left, kw, width)
-                divisor = _pool_size(top, kh, height, ph) * _pool_size(left, kw, width, pw)
+                row_lo, row_hi, col_lo, col_hi, divisor = _avg_window(
+                    oy, ox, kh, kw, sy, sx, ph, pw, height, width)
                 share = gy[n, c, oy, ox] / gy.dtype.type(divisor)
                 for h in range(row_lo, row_hi):
                     for w in range(col_lo, col_hi):

@@ -78,7 +78,7 @@ class VGGTrunk(Module):
     def block(self, x, *convs):
         """Each named conv + ReLU, then pool: 2x2 stride 2 max, rounding up as Caffe does."""
         for name in convs:
-            x = F.relu(getattr(self, name)(x))
+            x = F.relu(getattr(self, name)(x), inplace=True)  # Caffe's in-place ReLU
         return F.max_pool2d(x, 2, stride=2, ceil_mode=True)
 
     def features(self, data):
@@ -88,8 +88,8 @@ class VGGTrunk(Module):
         pool3 = self.block(pool2, "conv3_1", "conv3_2", "conv3_3")
         pool4 = self.block(pool3, "conv4_1", "conv4_2", "conv4_3")
         pool5 = self.block(pool4, "conv5_1", "conv5_2", "conv5_3")
-        drop6 = self.drop6(F.relu(self.fc6(pool5)))
-        drop7 = self.drop7(F.relu(self.fc7(drop6)))
+        drop6 = self.drop6(F.relu(self.fc6(pool5), inplace=True))
+        drop7 = self.drop7(F.relu(self.fc7(drop6), inplace=True))
         return pool3, pool4, drop7
 
     def device(self):

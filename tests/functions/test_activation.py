@@ -40,6 +40,30 @@ def test_relu_float32_agrees_with_float64(rng):
     numpy.testing.assert_array_equal(x32.grad, (x > 0).astype(numpy.float32))
 
 
+def test_inplace_relu_overwrites_its_input_and_gives_the_same_gradients(rng):
+    x = _away_from_zero(rng, (2, 3, 5, 4))
+    gy = rng.standard_normal(x.shape)
+    grads = []
+    for inplace in (False, True):
+        leaf = mf.Tensor(x.copy(), requires_grad=True)
+        hidden = leaf * 2.0  # an op's output, read by nothing but the ReLU
+        y = F.relu(hidden, inplace=inplace)
+        assert (y.data is hidden.data) == inplace
+        numpy.testing.assert_array_equal(y.data, numpy.maximum(2 * x, 0))
+        y.backward(gy)
+        grads.append(leaf.grad)
+    numpy.testing.assert_array_equal(grads[0], grads[1])
+    numpy.testing.assert_array_equal(grads[1], 2 * gy * (x > 0))
+    # the gradient check, through an op in front so the overwritten input is not a leaf
+    check_backward(lambda t: F.relu(t * 1.0, inplace=True), [x])
+
+
+def test_inplace_relu_refuses_a_leaf_that_needs_a_gradient():
+    leaf = mf.Tensor(numpy.ones((2, 3)), requires_grad=True)
+    with pytest.raises(ValueError, match=r"relu: inplace=True on a leaf tensor \(2, 3\)"):
+        F.relu(leaf, inplace=True)
+
+
 # -------------------------------------------------------------------- dropout
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
 def test_dropout_mask_statistics_and_scaling(p):
