@@ -6,7 +6,11 @@ setup(
     description="A from-scratch engine (NumPy/CuPy, numba, CUDA) for Fully Convolutional Networks",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["minifcn", "minifcn.*"]),
+    # kernels/ (the CUDA sources) ships inside the package as minifcn/_kernels, so an
+    # installed copy finds them too; a checkout reads kernels/ itself (minifcn/cuda.py).
+    packages=find_packages(include=["minifcn", "minifcn.*"]) + ["minifcn._kernels"],
+    package_dir={"minifcn._kernels": "kernels"},
+    package_data={"minifcn._kernels": ["*.cu", "*.cuh"]},
     python_requires=">=3.9",
     install_requires=["numpy>=1.22", "scipy>=1.8", "pillow>=9", "numba>=0.57", "tqdm>=4.60"],
     extras_require={

@@ -48,7 +48,11 @@ import numpy
 
 from . import backend
 
-KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
+# A checkout (or an editable install) reads kernels/ beside the package; an installed
+# wheel carries the same files inside the package as minifcn/_kernels (setup.py).
+_PACKAGE = Path(__file__).resolve().parent
+_CHECKOUT_KERNELS = _PACKAGE.parent / "kernels"
+KERNEL_DIR = _CHECKOUT_KERNELS if _CHECKOUT_KERNELS.is_dir() else _PACKAGE / "_kernels"
 THREADS_PER_BLOCK = 256
 MAX_BLOCKS = 65535  # enough to fill any current GPU many times; the loops cover the rest
 SCALAR_TYPES = {"float32": "float", "float64": "double"}
