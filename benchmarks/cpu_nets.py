@@ -12,8 +12,9 @@ and `repeat` timed passes and reports its times and its peak resident memory
                (lr 1e-10, momentum 0.99, weight decay 5e-4: the FCN-32s solver)
     inference  forward only, eval mode, no graph
 
-The engines run interleaved (minifcn, torch, minifcn, ...) so that other work on the
-machine slows both alike; the load average is recorded with each run. DESIGN.md's
+For each net and pass the engines run one right after the other, so that a change in
+the machine's load between them is unlikely; the load average is recorded with each
+configuration. DESIGN.md's
 targets (2 cores): train <= 1.0x PyTorch, inference <= 1.2x, peak memory <= 1.0x.
 
 Writes benchmarks/results/cpu-nets-<machine>-<date>.json and .md.
