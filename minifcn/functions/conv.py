@@ -4,7 +4,7 @@ conv2d, cross-correlation with weight W (C_out, C_in/g, kh, kw), per image and g
 
     forward      y   = W_mat @ im2col(x) + b             (C_out/g, out_h*out_w)
     backward x   gx  = col2im(W_mat^T @ gy)              the adjoint of the forward
-    backward W   gW  = sum_images gy @ im2col(x)^T
+    backward W   gW  = sum_images gy @ im2col(x)^T      (computed as its transpose)
     backward b   gb  = gy summed over N, H, W
 
 conv_transpose2d is that adjoint run forwards, so its passes are the same three
@@ -161,26 +161,31 @@ def _correlate_adjoint(y, weight, geo, height, width):
 
 
 def _weight_grad(x, gy, geo):
-    """d(sum gy * _correlate(x, W))/dW, shape (C_out, C_in/g, kh, kw)."""
+    """d(sum gy * _correlate(x, W))/dW, shape (C_out, C_in/g, kh, kw).
+
+    It is accumulated transposed, gW^T += im2col(x) @ gy^T: OpenBLAS runs that product
+    1.1x (conv3 of VGG16) to 3x (8 output channels) faster than gy @ im2col(x)^T, whose
+    long inner dimension (the tile's pixels) it handles badly."""
     xp = backend.get_array_module(x)
     x = xp.ascontiguousarray(x)
     n_images, c_in = x.shape[:2]
     _, c_out, out_h, out_w = gy.shape
     groups = geo.groups
     tiles = _RowTiles(x, c_in * geo.kh * geo.kw, out_h, out_w, geo)
-    grad = xp.empty((groups, c_out // groups, c_in // groups * geo.kh * geo.kw), dtype=x.dtype)
+    grad_t = xp.empty((groups, c_in // groups * geo.kh * geo.kw, c_out // groups), dtype=x.dtype)
     product = None  # one tile's term, when there is more than one to add up
     for n in range(n_images):
         gy_groups = gy[n].reshape(groups, c_out // groups, out_h * out_w)
         for first, rows in tiles:
-            col = tiles.columns(x[n], first, rows).reshape(groups, grad.shape[2], -1)
-            gy_tile = gy_groups[:, :, tiles.pixels(first, rows)]
+            col = tiles.columns(x[n], first, rows).reshape(groups, grad_t.shape[1], -1)
+            gy_tile_t = gy_groups[:, :, tiles.pixels(first, rows)].transpose(0, 2, 1)
             if n == 0 and first == 0:
-                _matmul_grouped(gy_tile, col.transpose(0, 2, 1), out=grad)
+                _matmul_grouped(col, gy_tile_t, out=grad_t)
                 continue
             if product is None:
-                product = xp.empty_like(grad)
-            grad += _matmul_grouped(gy_tile, col.transpose(0, 2, 1), out=product)
+                product = xp.empty_like(grad_t)
+            grad_t += _matmul_grouped(col, gy_tile_t, out=product)
+    grad = xp.ascontiguousarray(grad_t.transpose(0, 2, 1))
     return grad.reshape(c_out, c_in // groups, geo.kh, geo.kw)
 
 
