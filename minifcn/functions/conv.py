@@ -4,7 +4,7 @@ conv2d, cross-correlation with weight W (C_out, C_in/g, kh, kw), per image and g
 
     forward      y   = W_mat @ im2col(x) + b             (C_out/g, out_h*out_w)
     backward x   gx  = col2im(W_mat^T @ gy)              the adjoint of the forward
-    backward W   gW  = sum_images gy @ im2col(x)^T      (computed as its transpose)
+    backward W   gW  = sum_images gy @ im2col(x)^T      (often computed transposed)
     backward b   gb  = gy summed over N, H, W
 
 conv_transpose2d is that adjoint run forwards, so its passes are the same three
@@ -163,29 +163,42 @@ def _correlate_adjoint(y, weight, geo, height, width):
 def _weight_grad(x, gy, geo):
     """d(sum gy * _correlate(x, W))/dW, shape (C_out, C_in/g, kh, kw).
 
-    It is accumulated transposed, gW^T += im2col(x) @ gy^T: OpenBLAS runs that product
-    1.1x (conv3 of VGG16) to 3x (8 output channels) faster than gy @ im2col(x)^T, whose
-    long inner dimension (the tile's pixels) it handles badly."""
+    Per tile the term is gy @ im2col(x)^T, whose inner dimension is the tile's pixels.
+    OpenBLAS handles that long inner dimension badly: the transposed product
+    im2col(x) @ gy^T runs 1.1x (VGG16's conv3) to 3x (8 output channels) faster. So
+    gW^T is accumulated instead, and transposed once at the end, whenever the columns
+    outweigh the weight (the tile has more pixels than the layer has output channels);
+    for fc6 and fc7 (256 pixels, 4096 channels) that last copy would cost a weight-sized
+    buffer (411 MB for fc6) and gain nothing."""
     xp = backend.get_array_module(x)
     x = xp.ascontiguousarray(x)
     n_images, c_in = x.shape[:2]
     _, c_out, out_h, out_w = gy.shape
     groups = geo.groups
     tiles = _RowTiles(x, c_in * geo.kh * geo.kw, out_h, out_w, geo)
-    grad_t = xp.empty((groups, c_in // groups * geo.kh * geo.kw, c_out // groups), dtype=x.dtype)
+    m, k = c_out // groups, c_in // groups * geo.kh * geo.kw
+    transposed = tiles.bounds[0][1] * out_w > m
+
+    def term(col, gy_tile, out):
+        if transposed:
+            return _matmul_grouped(col, gy_tile.transpose(0, 2, 1), out=out)
+        return _matmul_grouped(gy_tile, col.transpose(0, 2, 1), out=out)
+
+    grad = xp.empty((groups, k, m) if transposed else (groups, m, k), dtype=x.dtype)
     product = None  # one tile's term, when there is more than one to add up
     for n in range(n_images):
-        gy_groups = gy[n].reshape(groups, c_out // groups, out_h * out_w)
+        gy_groups = gy[n].reshape(groups, m, out_h * out_w)
         for first, rows in tiles:
-            col = tiles.columns(x[n], first, rows).reshape(groups, grad_t.shape[1], -1)
-            gy_tile_t = gy_groups[:, :, tiles.pixels(first, rows)].transpose(0, 2, 1)
+            col = tiles.columns(x[n], first, rows).reshape(groups, k, -1)
+            gy_tile = gy_groups[:, :, tiles.pixels(first, rows)]
             if n == 0 and first == 0:
-                _matmul_grouped(col, gy_tile_t, out=grad_t)
+                term(col, gy_tile, out=grad)
                 continue
             if product is None:
-                product = xp.empty_like(grad_t)
-            grad_t += _matmul_grouped(col, gy_tile_t, out=product)
-    grad = xp.ascontiguousarray(grad_t.transpose(0, 2, 1))
+                product = xp.empty_like(grad)
+            grad += term(col, gy_tile, out=product)
+    if transposed:
+        grad = xp.ascontiguousarray(grad.transpose(0, 2, 1))
     return grad.reshape(c_out, c_in // groups, geo.kh, geo.kw)
 
 

@@ -108,3 +108,27 @@ def test_a_strided_view_as_input_gives_the_contiguous_result(kernel_set, monkeyp
         results.append((y.data, xt.grad, wt.grad))
     for got, expected in zip(*results):
         numpy.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, groups", [
+    ((2, 3, 9, 9), (5, 3, 3, 3), 1),     # 49 pixels a tile > 5 channels: gW^T accumulated
+    ((2, 4, 3, 3), (12, 2, 3, 3), 2),    # 1 pixel < 6 channels a group: gW accumulated as is
+])
+def test_weight_gradient_in_either_orientation_matches_plain_sums(x_shape, w_shape, groups):
+    """gW[o, i, a, b] = sum over images and output pixels of gy[o] * x[i] at the offset
+    (a, b), written as loops over the stride-1, unpadded correlation."""
+    rng = numpy.random.default_rng(11)
+    x = rng.standard_normal(x_shape)
+    geo = conv.Geometry(*w_shape[2:], 1, 1, 0, 0, 1, 1, groups)
+    out_h, out_w = x_shape[2] - w_shape[2] + 1, x_shape[3] - w_shape[3] + 1
+    gy = rng.standard_normal((x_shape[0], w_shape[0], out_h, out_w))
+    expected = numpy.zeros(w_shape)
+    per_group_out, per_group_in = w_shape[0] // groups, w_shape[1]
+    for o in range(w_shape[0]):
+        g = o // per_group_out
+        for i in range(per_group_in):
+            for a in range(w_shape[2]):
+                for b in range(w_shape[3]):
+                    window = x[:, g * per_group_in + i, a:a + out_h, b:b + out_w]
+                    expected[o, i, a, b] = numpy.sum(gy[:, o] * window)
+    numpy.testing.assert_allclose(conv._weight_grad(x, gy, geo), expected, rtol=1e-12, atol=1e-12)
