@@ -40,7 +40,7 @@ SMALL_NET = dict(widths=(8, 16, 32, 64, 64), fc_width=128)
 SMALL_SOLVER = dict(lr=1e-3, momentum=0.9, weight_decay=0.0, iter_size=1, normalize=True,
                     optimizer="adam", lr_policy="poly")
 # Defaults that depend on the data: the built-in dataset trains in minutes, real ones in days.
-BUILT_IN_RUN = dict(iterations=5000, val_interval=1000)
+BUILT_IN_RUN = dict(iterations=4500, val_interval=1500)
 REAL_DATA_RUN = dict(iterations=100000, val_interval=4000)
 
 

@@ -134,7 +134,7 @@ def test_solver_presets_and_overrides():
 
 def test_run_length_defaults_depend_on_the_data():
     built_in, real = TrainConfig(), TrainConfig(data="voc:/x")
-    assert (built_in.iterations, built_in.val_interval) == (5000, 1000)
+    assert (built_in.iterations, built_in.val_interval) == (4500, 1500)
     assert (real.iterations, real.val_interval) == (100000, 4000)
     assert TrainConfig(iterations=7, val_interval=2).val_interval == 2
 
