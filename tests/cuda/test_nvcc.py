@@ -51,3 +51,16 @@ def test_kernel_file_compiles_to_ptx(compiled, filename, dtype, arch):
     defined = set(cuda_emulator.defined_kernels(cuda.kernel_source(filename)))
     assert defined and defined == entries
 
+
+
+@pytest.mark.parametrize("filename", cuda_emulator.kernel_files())
+def test_kernel_file_compiles_as_it_stands(filename, tmp_path):
+    """`nvcc -ptx kernels/<file>.cu`, with no flags: the file and its #include alone."""
+    if NVCC is None:
+        pytest.skip("nvcc is not installed (CUDA toolkit): cannot check that kernels/*.cu compile")
+    ptx = tmp_path / "out.ptx"
+    result = subprocess.run([NVCC, "-ptx", str(cuda.KERNEL_DIR / filename), "-o", str(ptx)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, f"nvcc could not compile kernels/{filename}:\n{result.stderr}"
+    assert set(re.findall(r"\.entry (\w+)\(", ptx.read_text())) == set(
+        cuda_emulator.defined_kernels(cuda.kernel_source(filename)))
