@@ -8,7 +8,7 @@ function (e.g. cupy's synchronize) to `time_calls`, a CPU one passes none.
     summary(times)                                   # {"median_s", "min_s", "max_s", "runs"}
     run_child([...])                                 # a child's JSON answer + its peak RSS
     markdown_table(["op", "ms"], rows)               # a GitHub markdown table
-    write_results("cpu", machine_slug(), report, markdown)   # results/cpu-<machine>-<date>.*
+    publish("cpu", machine_slug(), report, markdown)  # results/cpu-<machine>-<date>.*, printed
 """
 import datetime
 import json
@@ -228,3 +228,11 @@ def write_results(prefix, machine, report, markdown, date=None, directory=RESULT
     json_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     md_path.write_text(markdown if markdown.endswith("\n") else markdown + "\n")
     return json_path, md_path
+
+
+def publish(prefix, machine, report, markdown, date=None, directory=RESULTS_DIR):
+    """write_results, then print the markdown and where both files went."""
+    paths = write_results(prefix, machine, report, markdown, date, directory)
+    print(markdown)
+    print("wrote", *paths)
+    return paths

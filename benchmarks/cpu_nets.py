@@ -2,7 +2,7 @@
 the same nets in PyTorch (when torch is installed), side by side in one run.
 
     python -m benchmarks.cpu_nets [--nets fcn32s fcn8s] [--repeat 3] [--numpy-kernels]
-                                  [--no-torch] [--out DIR]
+                                  [--glibc-malloc] [--no-torch] [--out DIR]
 
 For each net, pass and engine a fresh Python process builds the net, runs one warm-up
 and `repeat` timed passes and reports its times and its peak resident memory
@@ -29,7 +29,7 @@ from . import common
 TARGETS = {"train": 1.0, "inference": 1.2, "memory": 1.0}
 N_CLASS = 21
 ENGINES = {"minifcn": "minifcn (numba kernels)", "minifcn-numpy": "minifcn (NumPy kernels)",
-           "torch": "PyTorch"}
+           "minifcn-glibc-malloc": "minifcn (malloc returns freed memory)", "torch": "PyTorch"}
 
 
 # ------------------------------------------------------------------- the child process
@@ -145,6 +145,8 @@ def child(engine, net_name, pass_name, size, repeat):
 def run_config(engine, net_name, pass_name, size, repeat):
     env = dict(os.environ)
     env["MINIFCN_CPU_KERNELS"] = "numpy" if engine == "minifcn-numpy" else "numba"
+    if engine == "minifcn-glibc-malloc":  # glibc's default: large arrays mapped afresh
+        env["MINIFCN_KEEP_FREED_MEMORY"] = "0"
     reply = common.run_child(["-m", "benchmarks.cpu_nets", "--child", engine, net_name, pass_name,
                               str(size), str(repeat)], env=env)
     reply.update(common.summary(reply["times_s"]))
@@ -199,6 +201,8 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=500)
     parser.add_argument("--numpy-kernels", action="store_true",
                         help="also run minifcn with MINIFCN_CPU_KERNELS=numpy")
+    parser.add_argument("--glibc-malloc", action="store_true",
+                        help="also run minifcn with MINIFCN_KEEP_FREED_MEMORY=0")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--out", default=str(common.RESULTS_DIR))
     parser.add_argument("--child", nargs=5, metavar=("ENGINE", "NET", "PASS", "SIZE", "REPEAT"),
@@ -209,8 +213,9 @@ def main(argv=None):
         return child(engine, net_name, pass_name, int(size), int(repeat))
 
     has_torch = not args.no_torch and common.package_versions(["torch"])["torch"] is not None
-    engines = ["minifcn"] + (["minifcn-numpy"] if args.numpy_kernels else []) + (
-        ["torch"] if has_torch else [])
+    engines = (["minifcn"] + (["minifcn-numpy"] if args.numpy_kernels else [])
+               + (["minifcn-glibc-malloc"] if args.glibc_malloc else [])
+               + (["torch"] if has_torch else []))
     report = {"date": datetime.date.today().isoformat(), "machine": common.describe_machine(),
               "size": args.size, "repeat": args.repeat, "engines": engines, "results": []}
     for net_name in args.nets:
@@ -224,10 +229,8 @@ def main(argv=None):
                       f"load {runs[engine]['load_before']:.1f}", flush=True)
             report["results"].append({"net": net_name, "pass": pass_name, "runs": runs})
     markdown = markdown_report(report)
-    paths = common.write_results("cpu-nets", common.machine_slug(report["machine"]), report,
-                                 markdown, directory=args.out)
-    print(markdown)
-    print("wrote", *paths)
+    common.publish("cpu-nets", common.machine_slug(report["machine"]), report, markdown,
+                   directory=args.out)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ Rows:
     (gW and gx: twice the forward's GEMM work), through functions/conv.py, blocked;
   - upscore (the 64/32 deconvolution) forward and backward;
   - max pooling of conv1_2's output, forward and backward;
-  - the softmax loss over 21 x 500 x 500 scores, forward and backward.
+  - the softmax loss over 21 x 500 x 500 scores, forward and backward;
+  - the weight gradient's GEMM per tile, both ways round (functions/conv.py,
+    _weight_grad, picks col @ gy^T): conv1_2 of the default small net and of FCN-32s;
+  - the SGD update of fc6's weight (411 MB; optim.sgd_update, cpu/solver.py).
 
 GEMM-bound rows report GFLOP/s and that as a fraction of the machine's sgemm rate
 (a 4096^3 float32 np.matmul measured in the same run); memory-bound rows report GB/s
@@ -152,6 +155,37 @@ def pool_and_loss_cases(torch):
     return cases
 
 
+def weight_grad_gemm_cases():
+    """One tile's weight-gradient product, gy (m, P) @ col^T (P, k) against the
+    transposed col (k, P) @ gy^T (P, m): same FLOPs, the inner dimension P differs."""
+    cases = []
+    for name, m, k, pixels in (("small-net conv1_2", 8, 72, 58000),
+                               ("conv1_2", 64, 576, 7000), ("conv3_2", 256, 2304, 1750)):
+        col, gy = _normal(k, pixels), _normal(m, pixels)
+        grad, grad_t = numpy.empty((m, k), numpy.float32), numpy.empty((k, m), numpy.float32)
+        shape, flops = f"m {m}, k {k}, {pixels} px", 2 * m * k * pixels
+        cases += [Case(f"{name} gW: gy @ col^T", shape,
+                       lambda gy=gy, col=col, out=grad: numpy.matmul(gy, col.T, out=out), flops=flops),
+                  Case(f"{name} gW: col @ gy^T", shape,
+                       lambda gy=gy, col=col, out=grad_t: numpy.matmul(col, gy.T, out=out), flops=flops)]
+    return cases
+
+
+def sgd_cases(torch):
+    """Caffe's SGD step on fc6's weight: reads w, g and the history v, writes v and w."""
+    from minifcn.optim import sgd_update
+    param, grad = _normal(4096, 25088), _normal(4096, 25088)
+    history = numpy.zeros_like(param)
+    case = Case("SGD update", "fc6 weight 4096x25088",
+                lambda: backend.kernel("sgd_update", param, sgd_update)(
+                    param, grad, history, 0.99, 1e-10, 1.0, 5e-4), bytes_moved=5 * param.nbytes)
+    if torch:
+        weight = torch.nn.Parameter(torch.from_numpy(param.copy()))
+        weight.grad = torch.from_numpy(grad)
+        case.torch_run = torch.optim.SGD([weight], lr=1e-10, momentum=0.99, weight_decay=5e-4).step
+    return [case]
+
+
 def measure_sgemm(repeat):
     """GFLOP/s of a 4096^3 float32 np.matmul (the BLAS the convolutions use)."""
     a, b = _normal(4096, 4096), _normal(4096, 4096)
@@ -198,8 +232,8 @@ def markdown_report(report):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--ops", nargs="+", default=["im2col", "conv", "upscore", "pool"],
-                        choices=["im2col", "conv", "upscore", "pool"])
+    groups = ["im2col", "conv", "upscore", "pool", "gemm", "sgd"]
+    parser.add_argument("--ops", nargs="+", default=groups, choices=groups)
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--out", default=str(common.RESULTS_DIR))
     args = parser.parse_args(argv)
@@ -212,7 +246,8 @@ def main(argv=None):
               "tiling": {"column_buffer_bytes": conv.column_buffer_bytes,
                          "min_tile_pixels": conv.min_tile_pixels}, "rows": []}
     builders = {"im2col": lambda: im2col_cases(), "conv": lambda: convolution_cases(torch),
-                "upscore": lambda: upscore_cases(torch), "pool": lambda: pool_and_loss_cases(torch)}
+                "upscore": lambda: upscore_cases(torch), "pool": lambda: pool_and_loss_cases(torch),
+                "gemm": weight_grad_gemm_cases, "sgd": lambda: sgd_cases(torch)}
     for group in args.ops:
         for case in builders[group]():
             row = {"op": case.op, "shape": case.shape, "times": {}, "rates": {}}
@@ -230,10 +265,8 @@ def main(argv=None):
                   flush=True)
     report["load_after"] = common.load_average()
     markdown = markdown_report(report)
-    paths = common.write_results("cpu-ops", common.machine_slug(report["machine"]), report,
-                                 markdown, directory=args.out)
-    print(markdown)
-    print("wrote", *paths)
+    common.publish("cpu-ops", common.machine_slug(report["machine"]), report, markdown,
+                   directory=args.out)
 
 
 if __name__ == "__main__":

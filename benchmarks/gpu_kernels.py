@@ -25,14 +25,15 @@ without a GPU (tests/cuda/test_gpu_benchmark_report.py).
 """
 import argparse
 import datetime
-import json
 import re
 import statistics
 from pathlib import Path
 
 import numpy
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from . import common
+
+RESULTS_DIR = common.RESULTS_DIR
 COPY_BYTES = 1 << 30
 FLOAT32 = 4
 
@@ -49,11 +50,14 @@ def bandwidth_fraction(bytes_moved, seconds, copy_bytes_per_second):
     return achieved / 1e9, achieved / copy_bytes_per_second
 
 
+def device_slug(device_name):
+    """The device name made file-safe: "NVIDIA H100 80GB HBM3" -> "NVIDIA-H100-80GB-HBM3"."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", device_name).strip("-") or "unknown-gpu"
+
+
 def result_paths(device_name, date, directory=RESULTS_DIR):
-    """gpu-<device>-<date>.json and .md, the device name made file-safe."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", device_name).strip("-") or "unknown-gpu"
-    stem = Path(directory) / f"gpu-{slug}-{date}"
-    return stem.with_suffix(".json"), stem.with_suffix(".md")
+    """gpu-<device>-<date>.json and .md."""
+    return common.result_paths("gpu", device_slug(device_name), date, directory)
 
 
 def _ms(seconds):
@@ -411,12 +415,7 @@ def main(argv=None):
               "kernels": benchmark_kernels(cupy, torch, args.repeat), "net": [], "notes": []}
     if not args.no_net:
         report["net"], report["notes"] = benchmark_net(cupy, torch, args.net_repeat)
-    args.out.mkdir(parents=True, exist_ok=True)
-    json_path, markdown_path = result_paths(device, date, args.out)
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    markdown_path.write_text(markdown_report(report))
-    print(markdown_report(report))
-    print(f"wrote {json_path} and {markdown_path}")
+    common.publish("gpu", device_slug(device), report, markdown_report(report), date, args.out)
 
 
 if __name__ == "__main__":

@@ -9,16 +9,16 @@ implementations: plain NumPy, kept because readers learn from it, and numba kern
 `minifcn/cpu/`. `cpu_kernels()` says which one runs; the environment variable
 `MINIFCN_CPU_KERNELS=numpy|numba` (or `use_cpu_kernels(...)`) chooses. The default
 ("auto") is numba when it imports: on the 2-core machine of benchmarks/results it
-trains the default small FCN about 15% faster per step and FCN-32s at 500x500 faster
-still (the NumPy max pooling alone takes 0.4 s there, numba's 0.03 s). Its threads
+trains FCN-32s at 500x500 in 7.1 s a step instead of 9.0 s (cpu-nets-*.md; the NumPy
+max pooling alone takes 0.38 s there, numba's 0.04 s: cpu-ops-*.md). Its threads
 sleep between parallel loops (the "workqueue" pool, cpu/__init__.py says why), but
 on a machine whose cores are busy with other work we have seen its parallel loops
 wait for descheduled threads; MINIFCN_CPU_KERNELS=numpy is the way out.
 
 Memory. An FCN's activations are arrays of tens or hundreds of MB; glibc's malloc
 maps each such array from the system and unmaps it when freed, so every training step
-pays for the kernel zeroing all of them afresh (2.9 s of system time in a 17 s FCN-32s
-step). `keep_freed_memory()`, called at import (MINIFCN_KEEP_FREED_MEMORY=0 turns it
+pays for the kernel zeroing all of them afresh (an FCN-32s step: 9.20 s against 8.58 s,
+benchmarks/results/keep-freed-memory/). `keep_freed_memory()`, called at import (MINIFCN_KEEP_FREED_MEMORY=0 turns it
 off), has malloc serve them from its heap and keep freed memory there for the next
 step, as the caching allocators of GPU frameworks do.
 """
@@ -136,17 +136,15 @@ def set_rng_state(state):
 def cpu_kernels():
     """"numba" or "numpy": which implementation the CPU hot paths use now."""
     global _cpu_kernels
-    if _cpu_kernels == "auto":
+    if _cpu_kernels != "numpy":  # "auto" or "numba": both need numba to import
         try:
             import numba  # noqa: F401
-            _cpu_kernels = "numba"
         except ImportError:
+            if _cpu_kernels == "numba":
+                raise RuntimeError("MINIFCN_CPU_KERNELS=numba, but numba does not import") from None
             _cpu_kernels = "numpy"
-    elif _cpu_kernels == "numba":
-        try:
-            import numba  # noqa: F401
-        except ImportError:
-            raise RuntimeError("MINIFCN_CPU_KERNELS=numba, but numba does not import") from None
+        else:
+            _cpu_kernels = "numba"
     return _cpu_kernels
 
 

@@ -43,7 +43,7 @@ def _parser():
                     "pictures. With --data voc:DIR --weights VGG16.npz it runs the paper's recipe.")
     # Options left out stay None, so TrainConfig's defaults (train.py) are the only ones.
     train.add_argument("--model", choices=MODELS, help=f"which net (default {TrainConfig.model})")
-    train.add_argument("--data", help=f"data source: {DATA_HELP} (default synthetic)")
+    train.add_argument("--data", help=f"data source: {DATA_HELP} (default {TrainConfig.data})")
     train.add_argument("--val-data", help="validation source, e.g. voc:DIR when training on "
                        "sbd:DIR as the paper does (default: the val split of --data)")
     train.add_argument("--weights", help="converted VGG16 .npz to start from (see `minifcn convert`)")

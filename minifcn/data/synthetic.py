@@ -21,7 +21,9 @@ Why shapes scale with the scene: an FCN-8s scores every 8th pixel and interpolat
 between, so a shape must span several such cells for its outline to be drawn. Scoring
 the true labels at stride 8 and interpolating them back (the best such a net could do
 with bilinear upsampling of averaged scores) gives mean IU 0.82 with radii of 7-19
-pixels in 96-pixel scenes, but 0.93 with radii of 16-32 in 160-pixel scenes. Drawing is vectorized over a coordinate grid: each shape is a
+pixels in 96-pixel scenes, but 0.93 with radii of 16-32 in 160-pixel scenes.
+
+Drawing is vectorized over a coordinate grid: each shape is a
 boolean mask computed from pixel offsets to its centre (about 1 ms a scene).
 
 Its preprocessing is simple mean subtraction at unit scale (pixels 0..1 minus 0.5), which

@@ -165,7 +165,8 @@ def _weight_grad(x, gy, geo):
 
     Per tile the term is gy @ im2col(x)^T, whose inner dimension is the tile's pixels.
     OpenBLAS handles that long inner dimension badly: the transposed product
-    im2col(x) @ gy^T runs 1.1x (VGG16's conv3) to 3x (8 output channels) faster. So
+    im2col(x) @ gy^T runs 1.6x faster for the default small net's conv1_2 (8 output
+    channels) and up to 10% faster at VGG16's shapes (benchmarks/cpu_ops.py, "gW" rows). So
     gW^T is accumulated instead, and transposed once at the end, whenever the columns
     outweigh the weight (the tile has more pixels than the layer has output channels);
     for fc6 and fc7 (256 pixels, 4096 channels) that last copy would cost a weight-sized
