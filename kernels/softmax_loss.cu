@@ -8,9 +8,13 @@
 //                                                               (0 where t(p) is ignored)
 //
 // score and gscore are (N, C, H, W), target (N, H, W) int32, all C-contiguous; a pixel
-// p = (n, h, w) reads its C scores with a stride of H * W. The labels were checked
-// against [0, C) by the caller (F.softmax_cross_entropy). `coefficient` points to a
+// p = (n, h, w) reads its C scores with a stride of H * W. `coefficient` points to a
 // 0-d array on the device (gy / D), so no host ever waits for the loss to be computed.
+//
+// A label outside [0, C) that is not ignore_index makes that pixel's loss and
+// gradients NaN: checking the labels on the host first would make it wait for the GPU
+// (F.softmax_cross_entropy checks host labels, the datasets every label map they
+// read), and reading scores[label] would read another pixel's memory.
 //
 // THREAD MAPPING
 //   forward:  one thread per pixel, N * H * W in all; it writes that pixel's loss and
@@ -49,11 +53,15 @@ extern "C" __global__ void softmax_cross_entropy_forward(
             counted[pixel] = 0;
             continue;
         }
+        counted[pixel] = 1;
+        if (label < 0 || label >= channels) {
+            pixel_loss[pixel] = nan("");
+            continue;
+        }
         const long long n = pixel / pixels_per_image;
         const scalar_t* scores = score + n * channels * pixels_per_image + pixel % pixels_per_image;
         pixel_loss[pixel] = log_sum_exp(scores, channels, pixels_per_image)
                           - scores[label * pixels_per_image];
-        counted[pixel] = 1;
     }
 }
 
@@ -68,8 +76,9 @@ extern "C" __global__ void softmax_cross_entropy_backward(
                                + pixel % pixels_per_image;
         const scalar_t* scores = score + offset;
         scalar_t* grads = gscore + offset;
-        if (label == ignore_index) {
-            for (long long c = 0; c < channels; ++c) grads[c * pixels_per_image] = 0;
+        if (label == ignore_index || label < 0 || label >= channels) {
+            const scalar_t value = label == ignore_index ? scalar_t(0) : scalar_t(nan(""));
+            for (long long c = 0; c < channels; ++c) grads[c * pixels_per_image] = value;
             continue;
         }
         const scalar_t lse = log_sum_exp(scores, channels, pixels_per_image);

@@ -301,7 +301,10 @@ def save_prediction_pictures(net, dataset, path, device="cpu", count=4):
 
 
 def _train_step(net, opt, dataset, config, solver, iteration):
-    """Forward and backward over iter_size batches, then one solver step; the mean loss."""
+    """Forward and backward over iter_size batches, then one solver step; the mean loss.
+
+    The losses are summed where they are (on the GPU: on the device), so a step is read
+    back, and the GPU waited for, once, at the end."""
     opt.zero_grad()
     total = 0.0
     for micro in range(solver["iter_size"]):
@@ -310,9 +313,9 @@ def _train_step(net, opt, dataset, config, solver, iteration):
         loss = softmax_cross_entropy(score, backend.to_device(labels, config.device),
                                      normalize=solver["normalize"])
         loss.backward()
-        total += float(loss.item())
+        total = total + loss.data
     opt.step()
-    return total / solver["iter_size"]
+    return float(total) / solver["iter_size"]
 
 
 def _batch(dataset, config, position):

@@ -15,7 +15,13 @@ keeping a second (N, C, H, W) array alive between the passes.
 The kernel contract shared by every kernel set:
     softmax_cross_entropy_forward(s, t, ignore) -> (loss_sum, count)   0-d arrays
     softmax_cross_entropy_backward(s, t, ignore, coefficient) -> gs     coefficient 0-d
-Both stay on the device: nothing here waits for the GPU except the label range check.
+Both stay on the device: nothing here waits for the GPU.
+
+Labels outside [0, C) other than ignore_index are a ValueError when they are on the
+host (`check_labels`). Labels on the GPU are not checked, since reading them back would
+make every step wait for the GPU; there such a pixel makes the loss and its gradients
+NaN (kernels/softmax_loss.cu). The datasets check every label map as they read it
+(data/base.py, naming the file), so training never gets that far.
 """
 import numpy
 
@@ -88,10 +94,16 @@ def softmax_cross_entropy(score, target, ignore_index=255, normalize=True):
     if backend.device_of(labels) != score.device:
         raise ValueError(f"{op}: score is on {score.device} but target on {backend.device_of(labels)}")
     xp = backend.get_array_module(labels)
-    bad = ((labels < 0) | (labels >= n_class)) & (labels != ignore_index)
-    if bool(bad.any()):
-        found = backend.to_numpy(labels[bad][:5]).tolist()
-        raise ValueError(f"{op}: labels must be in [0, {n_class}) or ignore_index="
-                         f"{ignore_index}; found {found} in target {labels.shape}")
+    if xp is numpy:
+        check_labels(labels, n_class, ignore_index, op)
     labels = labels.astype(xp.int64 if xp is numpy else xp.int32, copy=False)
     return SoftmaxCrossEntropy(labels, ignore_index, bool(normalize))(score)
+
+
+def check_labels(labels, n_class, ignore_index=255, op="softmax_cross_entropy"):
+    """ValueError unless every label of the host array `labels` is in [0, n_class) or
+    is ignore_index."""
+    bad = ((labels < 0) | (labels >= n_class)) & (labels != ignore_index)
+    if bad.any():
+        raise ValueError(f"{op}: labels must be in [0, {n_class}) or ignore_index="
+                         f"{ignore_index}; found {labels[bad][:5].tolist()} in target {labels.shape}")

@@ -5,6 +5,10 @@ emulation of kernels/*.cu (cuda_emulator.py): the functions under test are the r
 ones, run on NumPy arrays. Each test runs twice, with the launch shape cuda.py picks and
 with a 2-block x 3-thread grid, so every thread loops (the grid-stride path).
 
+`emulated_cupy` goes one step further: it installs a CPU stand-in for CuPy itself
+(emulated_cupy.py), so `to("cuda")`, the ops, the solvers and the training loop run
+their GPU code path end to end, on device arrays as strict as CuPy's.
+
 This directory has no __init__.py on purpose: as a package it would be called `cuda`
 and could shadow NVIDIA's cuda-python package that CuPy imports.
 """
@@ -14,9 +18,10 @@ import warnings
 import numpy
 import pytest
 
-from minifcn import cuda
+from minifcn import backend, cuda
 
 import cuda_emulator
+import emulated_cupy as emulated_cupy_module
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +44,12 @@ def emulated_cuda(request, emulated_gpu, monkeypatch):
 @pytest.fixture(params=["float32", "float64"])
 def dtype(request):
     return numpy.dtype(request.param)
+
+
+@pytest.fixture
+def emulated_cupy(emulated_gpu, monkeypatch):
+    """minifcn with `cupy` = the CPU stand-in and its kernels the CPU emulation."""
+    cupy = emulated_cupy_module.EmulatedCupy()
+    monkeypatch.setattr(backend, "_cupy", cupy)
+    monkeypatch.setattr(cuda, "_enqueue", emulated_cupy_module.kernel_launcher(emulated_gpu.enqueuer()))
+    return cupy

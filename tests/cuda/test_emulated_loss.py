@@ -53,3 +53,24 @@ def test_int64_labels_are_accepted(emulated_cuda, rng):
     expected_sum, expected_count = softmax_cross_entropy_forward_numpy(score, target, 255)
     assert int(count) == int(expected_count)
     numpy.testing.assert_allclose(loss_sum, expected_sum, rtol=1e-12)
+
+
+def test_labels_out_of_range_make_their_pixels_nan(emulated_cuda, dtype, rng):
+    # On the GPU nothing checks the labels (that would wait for the device): a label
+    # outside [0, C) other than ignore_index poisons its pixel instead of reading
+    # another pixel's scores. The other pixels are untouched.
+    score, target = _case(rng, (2, 5, 4, 3), dtype, 255, 0.2)
+    bad = numpy.zeros(target.shape, bool)
+    bad[0, 1, 2], bad[1, 3, 0], bad[1, 0, 0] = True, True, True
+    poisoned = target.copy()
+    poisoned[bad] = [5, -3, 1000]
+    loss_sum, _ = emulated_cuda.softmax_cross_entropy_forward(score, poisoned, 255)
+    assert numpy.isnan(loss_sum)
+
+    coefficient = numpy.asarray(0.5, dtype=dtype)
+    gscore = emulated_cuda.softmax_cross_entropy_backward(score, poisoned, 255, coefficient)
+    bad_channels = numpy.broadcast_to(bad[:, None], score.shape)
+    assert numpy.isnan(gscore[bad_channels]).all()
+    target[bad] = 255  # every other pixel: as if the bad ones were ignored
+    expected = softmax_cross_entropy_backward_numpy(score, target, 255, coefficient)
+    numpy.testing.assert_allclose(gscore[~bad_channels], expected[~bad_channels], **tolerance(dtype))

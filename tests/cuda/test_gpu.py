@@ -1,22 +1,35 @@
-"""On a real GPU: every op through the public API, CuPy against NumPy, forward and
-backward, on odd sizes; then a whole small FCN-8s training step. Skipped without a GPU
-(tests/conftest.py); what runs without one is the emulation in the other files here."""
+"""The GPU backend end to end: every op through the public API on device arrays against
+NumPy, forward and backward, on odd sizes; then whole FCN-8s training steps.
+
+Each test runs on two backends (the `device` fixture):
+- "gpu": CuPy on a real GPU (marked `gpu`; skipped without one, tests/conftest.py);
+- "emulated": the CPU stand-in for CuPy with the CPU build of kernels/*.cu
+  (emulated_cupy.py), which runs everywhere, CI included. It checks the GPU code path
+  (dispatch, host/device moves, kernel arguments), not the device.
+"""
+import json
+
 import numpy
 import pytest
 
 import minifcn as mf
 from minifcn import backend, cuda, functions as F
-from minifcn.optim import SGD
-
-pytestmark = pytest.mark.gpu
+from minifcn.models import FCN8s
+from minifcn.optim import SGD, Adam
 
 TOLERANCE = {numpy.float32: {"rtol": 1e-4, "atol": 1e-5}, numpy.float64: {"rtol": 1e-9, "atol": 1e-11}}
 
 
-@pytest.fixture(autouse=True)
-def plain_float32_gemms():
+@pytest.fixture(params=[pytest.param("gpu", marks=pytest.mark.gpu), "emulated"])
+def device(request):
+    """Run the test on CuPy and a GPU, or on the emulated CuPy; either way the device is
+    "cuda"."""
+    if request.param == "emulated":
+        request.getfixturevalue("emulated_cupy")
+        yield "cuda"
+        return
     previous = cuda.allow_tf32(False)  # TF32 would put GEMMs 1e-3 away from NumPy's
-    yield
+    yield "cuda"
     cuda.allow_tf32(previous)
 
 
@@ -67,11 +80,11 @@ def _run(function, arrays, device, seed=1):
 
 @pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
 @pytest.mark.parametrize("name", sorted(_cases(numpy.random.default_rng(0), numpy.float32)))
-def test_op_on_gpu_matches_numpy(name, dtype):
+def test_op_on_the_device_matches_numpy(device, name, dtype):
     function, arrays = _cases(numpy.random.default_rng(0), dtype)[name]
     with backend.use_cpu_kernels("numpy"):
         expected_y, expected_grads = _run(function, arrays, "cpu")
-    y, grads = _run(function, arrays, "cuda")
+    y, grads = _run(function, arrays, device)
     assert y.dtype == dtype
     numpy.testing.assert_allclose(y, expected_y, **TOLERANCE[dtype])
     assert len(grads) == len(expected_grads)
@@ -80,9 +93,8 @@ def test_op_on_gpu_matches_numpy(name, dtype):
         numpy.testing.assert_allclose(grad, expected, **TOLERANCE[dtype])
 
 
-def test_the_cuda_kernels_are_the_ones_used():
-    cupy = backend.require_cupy()
-    array = cupy.zeros(1, dtype=cupy.float32)
+def test_the_cuda_kernels_are_the_ones_used(device):
+    array = backend.to_device(numpy.zeros(1, numpy.float32), device)
     for name in ("im2col", "col2im", "max_pool_forward", "max_pool_backward", "avg_pool_forward",
                  "avg_pool_backward", "softmax_cross_entropy_forward",
                  "softmax_cross_entropy_backward", "crop_forward", "crop_backward",
@@ -90,7 +102,7 @@ def test_the_cuda_kernels_are_the_ones_used():
         assert backend.kernel(name, array, None) is getattr(cuda, name)
 
 
-def test_gradients_are_deterministic():
+def test_gradients_are_deterministic(device):
     # col2im and the pooling backward passes gather (no atomics): bit-identical reruns.
     rng = numpy.random.default_rng(0)
     x, w = rng.standard_normal((1, 8, 9, 9)).astype(numpy.float32), rng.standard_normal((8, 8, 8, 8)).astype(numpy.float32)
@@ -98,34 +110,33 @@ def test_gradients_are_deterministic():
     def function(x, w):
         return F.max_pool2d(F.conv_transpose2d(x, w, stride=4), 3, 2, ceil_mode=True)
 
-    first, second = _run(function, [x, w], "cuda"), _run(function, [x, w], "cuda")
+    first, second = _run(function, [x, w], device), _run(function, [x, w], device)
     numpy.testing.assert_array_equal(first[0], second[0])
     for a, b in zip(first[1], second[1]):
         numpy.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.gpu
 def test_tf32_switch_round_trips():
-    cuda.allow_tf32(True)
-    ampere_or_later = int(backend.require_cupy().cuda.Device().compute_capability) >= 80
-    assert cuda.tf32_allowed() == ampere_or_later
-    cuda.allow_tf32(False)
-    assert not cuda.tf32_allowed()
+    previous = cuda.allow_tf32(True)
+    try:
+        ampere_or_later = int(backend.require_cupy().cuda.Device().compute_capability) >= 80
+        assert cuda.tf32_allowed() == ampere_or_later
+        cuda.allow_tf32(False)
+        assert not cuda.tf32_allowed()
+    finally:
+        cuda.allow_tf32(previous)
 
 
 def _small_fcn8s():
-    models = pytest.importorskip("minifcn.models", reason="minifcn.models is not there yet")
-    if not hasattr(models, "FCN8s"):
-        pytest.skip("minifcn.models has no FCN8s yet")
-    try:  # a narrow VGG so the CPU side stays quick; float64 so the comparison is tight
-        return models.FCN8s(n_class=3, widths=(4, 8, 8, 16, 16), fc_width=16, dtype=numpy.float64)
-    except TypeError:  # only the documented FCN8s(n_class): the full VGG16 widths
-        return models.FCN8s(n_class=3)
+    # A narrow VGG so the CPU side stays quick; float64 so the comparison is tight.
+    return FCN8s(n_class=3, widths=(4, 8, 8, 16, 16), fc_width=16, dtype=numpy.float64)
 
 
-def _train(net, device, image, labels, steps=2):
-    """`steps` SGD steps (dropout off: CPU and GPU draw different masks); the losses."""
+def _train(net, device, image, labels, solver_class=SGD, steps=2, **options):
+    """`steps` solver steps (dropout off: CPU and GPU draw different masks); the losses."""
     net.to(device).eval()
-    solver = SGD(net, lr=1e-4, momentum=0.9, weight_decay=5e-4)
+    solver = solver_class(net, **options)
     x = mf.Tensor(backend.to_device(image.astype(net.conv1_1.weight.dtype), device))
     target = backend.to_device(labels, device)
     losses = []
@@ -138,7 +149,11 @@ def _train(net, device, image, labels, steps=2):
     return losses
 
 
-def test_a_whole_fcn8s_training_step_matches_the_cpu():
+@pytest.mark.parametrize("solver_class, options", [
+    (SGD, dict(lr=1e-4, momentum=0.9, weight_decay=5e-4)),
+    (Adam, dict(lr=1e-3, weight_decay=5e-4)),
+], ids=["sgd", "adam"])
+def test_whole_fcn8s_training_steps_match_the_cpu(device, solver_class, options):
     rng = numpy.random.default_rng(0)
     image = rng.standard_normal((1, 3, 37, 45))
     labels = rng.integers(0, 3, size=(1, 37, 45)).astype(numpy.int32)
@@ -146,9 +161,84 @@ def test_a_whole_fcn8s_training_step_matches_the_cpu():
     cpu_net, gpu_net = _small_fcn8s(), _small_fcn8s()
     gpu_net.load_state_dict(cpu_net.state_dict())
     with backend.use_cpu_kernels("numpy"):
-        cpu_losses = _train(cpu_net, "cpu", image, labels)
-    gpu_losses = _train(gpu_net, "cuda", image, labels)
+        cpu_losses = _train(cpu_net, "cpu", image, labels, solver_class, **options)
+    gpu_losses = _train(gpu_net, device, image, labels, solver_class, **options)
+    assert gpu_net.conv1_1.weight.device == "cuda"
     numpy.testing.assert_allclose(gpu_losses, cpu_losses, rtol=1e-6)
     gpu_state = gpu_net.state_dict()
     for name, value in cpu_net.state_dict().items():
+        assert isinstance(gpu_state[name], numpy.ndarray), name  # state_dict is on the host
         numpy.testing.assert_allclose(gpu_state[name], value, rtol=1e-6, atol=1e-9, err_msg=name)
+
+
+def test_bad_labels_on_the_device_give_a_nan_loss_not_a_wait(device):
+    # Host labels are checked (ValueError, tests/functions/test_bad_input.py); checking
+    # device labels would stall the GPU, so a bad one makes the loss NaN instead.
+    rng = numpy.random.default_rng(0)
+    score = mf.Tensor(backend.to_device(rng.standard_normal((1, 3, 4, 4)), device), requires_grad=True)
+    labels = numpy.zeros((1, 4, 4), numpy.int32)
+    labels[0, 2, 3] = 7
+    with pytest.raises(ValueError, match=r"found \[7\]"):
+        F.softmax_cross_entropy(mf.Tensor(score.numpy()), labels)
+    loss = F.softmax_cross_entropy(score, backend.to_device(labels, device))
+    loss.backward()
+    assert numpy.isnan(float(loss.item()))
+    grad = backend.to_numpy(score.grad)
+    assert numpy.isnan(grad[0, :, 2, 3]).all() and numpy.isfinite(numpy.delete(grad.reshape(3, 16), 11, axis=1)).all()
+
+
+def test_dropout_draws_its_mask_on_the_device(device):
+    x = mf.Tensor(backend.to_device(numpy.ones((2, 3, 40, 50), numpy.float32), device),
+                  requires_grad=True)
+    y = F.dropout(x, p=0.25)
+    y.backward(backend.to_device(numpy.ones(y.shape, numpy.float32), device))
+    kept = y.numpy() != 0
+    assert y.device == "cuda" and x.grad is not None and backend.device_of(x.grad) == "cuda"
+    numpy.testing.assert_array_equal(numpy.unique(y.numpy()), [0.0, numpy.float32(1 / 0.75)])
+    assert 0.70 < kept.mean() < 0.80  # 12000 draws: 0.75 +- 0.004 (one sigma)
+    numpy.testing.assert_array_equal(backend.to_numpy(x.grad), y.numpy())  # gx = gy * mask
+
+
+def test_a_net_moves_to_the_device_and_back(device):
+    net = _small_fcn8s()
+    before = net.state_dict()
+    net.to(device)
+    assert {param.device for param in net.parameters()} == {"cuda"}
+    net.to("cpu")
+    assert {param.device for param in net.parameters()} == {"cpu"}
+    for name, value in net.state_dict().items():
+        numpy.testing.assert_array_equal(value, before[name], err_msg=name)
+
+
+TINY = ["--widths", "3,4,4,6,6", "--fc-width", "6", "--image-size", "40", "--val-images", "2",
+        "--no-progress"]
+
+
+def test_train_resume_eval_and_predict_with_device_cuda(device, tmp_path, capsys):
+    from PIL import Image
+    from minifcn.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--device", device, "--iterations", "2", "--val-interval", "2",
+                 "--out", str(out), *TINY]) == 0
+    assert main(["train", "--device", device, "--resume",
+                 "--iterations", "3", "--val-interval", "3", "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [entry["iteration"] for entry in log if "mean_iu" in entry] == [2, 3]
+
+    def scores(device):
+        assert main(["eval", "--weights", str(out / "checkpoint.npz"), "--limit", "2",
+                     "--device", device]) == 0
+        return dict(line.split() for line in capsys.readouterr().out.splitlines()[:4])
+
+    assert scores(device) == scores("cpu")  # the same checkpoint scores the same on both
+
+    image = tmp_path / "scene.png"
+    Image.fromarray(numpy.full((20, 24, 3), 120, numpy.uint8)).save(image)
+    labels = {}
+    for where in (device, "cpu"):
+        assert main(["predict", str(image), "--weights", str(out / "checkpoint.npz"),
+                     "--device", where, "--out", str(tmp_path / where)]) == 0
+        labels[where] = numpy.asarray(Image.open(tmp_path / where / "scene_seg.png"))
+    numpy.testing.assert_array_equal(labels[device], labels["cpu"])
