@@ -14,7 +14,10 @@ setup(
     python_requires=">=3.9",
     install_requires=["numpy>=1.22", "scipy>=1.8", "pillow>=9", "numba>=0.57", "tqdm>=4.60"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        # NVRTC, the compiler cupy.RawModule uses, so the tests check that kernels/*.cu
+        # compile with it on machines with no GPU (tests/cuda/test_nvrtc.py).
+        "test": ["pytest>=7", "hypothesis>=6",
+                 "nvidia-cuda-nvrtc; sys_platform == 'linux' and platform_machine == 'x86_64'"],
         "cuda": ["cupy-cuda12x>=13"],
         "bench": ["torch"],
     },

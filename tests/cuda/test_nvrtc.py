@@ -1,0 +1,95 @@
+"""Every kernels/*.cu file compiles with NVRTC, the compiler cupy.RawModule runs on the
+GPU machine, from exactly the text and options minifcn.cuda gives it.
+
+nvcc (test_nvcc.py) compiles the same text, but with the host's headers and the CUDA
+runtime header pre-included; NVRTC has neither, so a kernel that leans on a host
+header compiles with nvcc and fails at its first launch. NVRTC ships as a library
+(libnvrtc: pip's nvidia-cuda-nvrtc, which CuPy uses and the test extra installs on
+x86-64 Linux, or the CUDA toolkit's), called here through ctypes. Where none is found
+the test skips and says so.
+"""
+import ctypes
+import ctypes.util
+import glob
+import os
+import re
+
+import pytest
+
+from minifcn import cuda
+
+import cuda_emulator
+
+ARCHITECTURES = ("compute_80", "compute_90")
+
+
+def _find_nvrtc():
+    candidates = [ctypes.util.find_library("nvrtc")]
+    try:
+        import nvidia  # pip's nvidia-cuda-nvrtc: nvidia/cu13/lib/libnvrtc.so.13
+        candidates += sorted(path for directory in nvidia.__path__
+                             for path in glob.glob(os.path.join(directory, "*", "lib", "libnvrtc.so*")))
+    except ImportError:
+        pass
+    candidates += sorted(glob.glob("/usr/local/cuda*/lib64/libnvrtc.so*"))
+    for candidate in filter(None, candidates):
+        try:
+            return ctypes.CDLL(candidate)
+        except OSError:
+            continue
+    return None
+
+
+@pytest.fixture(scope="module")
+def nvrtc():
+    library = _find_nvrtc()
+    if library is None:
+        pytest.skip("no libnvrtc on this machine (pip install nvidia-cuda-nvrtc to run this check)")
+    return library
+
+
+def _check(library, status, what):
+    if status != 0:
+        library.nvrtcGetErrorString.restype = ctypes.c_char_p
+        raise RuntimeError(f"{what}: {library.nvrtcGetErrorString(status).decode()}")
+
+
+def compile_with_nvrtc(library, source, name, options):
+    """(succeeded, NVRTC's log, PTX text)."""
+    program = ctypes.c_void_p()
+    _check(library, library.nvrtcCreateProgram(ctypes.byref(program), source.encode(),
+                                               name.encode(), 0, None, None), "nvrtcCreateProgram")
+    try:
+        encoded = [option.encode() for option in options]
+        status = library.nvrtcCompileProgram(program, len(encoded), (ctypes.c_char_p * len(encoded))(*encoded))
+        size = ctypes.c_size_t()
+        _check(library, library.nvrtcGetProgramLogSize(program, ctypes.byref(size)), "log size")
+        log = ctypes.create_string_buffer(size.value)
+        _check(library, library.nvrtcGetProgramLog(program, log), "log")
+        ptx = b""
+        if status == 0:
+            _check(library, library.nvrtcGetPTXSize(program, ctypes.byref(size)), "PTX size")
+            buffer = ctypes.create_string_buffer(size.value)
+            _check(library, library.nvrtcGetPTX(program, buffer), "PTX")
+            ptx = buffer.value
+        return status == 0, log.value.decode(errors="replace"), ptx.decode(errors="replace")
+    finally:
+        library.nvrtcDestroyProgram(ctypes.byref(program))
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("dtype", cuda_emulator.DTYPES)
+@pytest.mark.parametrize("filename", cuda_emulator.kernel_files())
+def test_kernel_file_compiles_with_nvrtc(nvrtc, filename, dtype, arch):
+    source = cuda.kernel_source(filename)
+    ok, log, ptx = compile_with_nvrtc(nvrtc, source, filename,
+                                      [f"--gpu-architecture={arch}", *cuda.compile_options(dtype)])
+    assert ok, f"NVRTC ({arch}) could not compile {filename} for {dtype}:\n{log}"
+    assert set(re.findall(r"\.entry (\w+)\(", ptx)) == set(cuda_emulator.defined_kernels(source))
+
+
+def test_nvrtc_reports_a_broken_kernel(nvrtc):
+    # The check above can fail: a kernel that uses a host header's name does not compile.
+    ok, log, _ = compile_with_nvrtc(nvrtc, 'extern "C" __global__ void k(float* x) { x[0] = std::sqrt(2.0f); }',
+                                    "broken.cu", ["--gpu-architecture=compute_80"])
+    assert not ok and "std" in log
