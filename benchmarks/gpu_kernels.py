@@ -268,6 +268,23 @@ def lrn_cases(normal, torch):
     ]
 
 
+def dropout_cases(normal, torch):
+    """Dropout of fc6's output (4096 x 16 x 16; fc7's is the same), p = 0.5: the mask
+    hashed and applied in one pass against drawing, comparing and multiplying."""
+    import math
+    from minifcn import cuda
+    from minifcn.functions import activation
+    x = normal(1, 4096, 16, 16)
+    threshold = math.ceil(0.5 * 2**53)
+    torch_call = None
+    if torch:
+        t_x = torch.as_tensor(x)
+        torch_call = lambda: torch.nn.functional.dropout(t_x, 0.5, training=True)  # noqa: E731
+    return [Case("dropout", f"fc6 {x.shape}", 2 * x.nbytes,  # reads x, writes y
+                 lambda: cuda.dropout(x, 12345, threshold, 2.0),
+                 lambda: activation.dropout_numpy(x, 12345, threshold, 2.0), torch_call)]
+
+
 def benchmark_kernels(cupy, torch, repeat):
     rng = cupy.random.default_rng(0)
 
@@ -276,7 +293,8 @@ def benchmark_kernels(cupy, torch, repeat):
 
     rows = []
     for build in (lambda: im2col_cases(normal, torch), lambda: pooling_cases(normal, torch),
-                  lambda: loss_and_crop_cases(normal, torch, cupy), lambda: lrn_cases(normal, torch)):
+                  lambda: loss_and_crop_cases(normal, torch, cupy), lambda: lrn_cases(normal, torch),
+                  lambda: dropout_cases(normal, torch)):
         for case in build():
             rows.append({"kernel": case.kernel, "shape": case.shape, "bytes": case.bytes_moved,
                          "minifcn_s": time_gpu(case.minifcn, cupy_events, repeat),

@@ -265,6 +265,15 @@ def lrn_backward(x, y, scale, gy, size, alpha, beta):
     return gx
 
 
+# ---------------------------------------------------------------------------- dropout
+def dropout(x, seed, threshold, scale):
+    """x * mask * scale, the mask a function of (seed, flat index); see activation.py."""
+    xp, x = _module_and_contiguous(x)
+    y = xp.empty(x.shape, dtype=x.dtype)
+    _launch("dropout.cu", "dropout", x.dtype, x.size, x, x.size, seed, threshold, scale, y)
+    return y
+
+
 # ------------------------------------------------------------------------------- TF32
 def allow_tf32(enabled=True):
     """Let float32 GEMMs use TF32 tensor cores (True) or not (False, the default);

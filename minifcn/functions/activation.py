@@ -4,12 +4,24 @@
     dropout   y = x * m / (1 - p),  m ~ Bernoulli(1 - p)   gx = gy * m / (1 - p)
               (inverted dropout: at test time, or training=False, y = x)
 
-ReLU keeps only the sign mask for backward (one byte per element, not the input);
-dropout keeps its scaled mask. `relu(x, inplace=True)` writes y over x, as Caffe's
-in-place ReLU layers do (the FCNs' relu1_1 has top conv1_1): a convolution's output,
-which nothing but the ReLU reads, then needs no second buffer of its size (FCN-32s
-at 500x500 trains in about 0.5 GB less memory).
+ReLU keeps only the sign mask for backward (one byte per element, not the input).
+`relu(x, inplace=True)` writes y over x, as Caffe's in-place ReLU layers do (the FCNs'
+relu1_1 has top conv1_1): a convolution's output, which nothing but the ReLU reads,
+then needs no second buffer of its size (FCN-32s at 500x500 trains in about 0.5 GB
+less memory).
+
+Dropout keeps nothing. Its mask is a function of a seed (one draw from minifcn's
+generator per call) and the element's flat index i:
+
+    m[i] = [SplitMix64(seed, i) >> 11  >=  ceil(p 2^53)]
+
+53 uniform random bits against p in the same units, so P(m = 1) = 1 - p to 2^-53.
+Backward recomputes m from the seed, in the same function as forward: gx is the
+forward applied to gy. The numba and CUDA kernels (cpu/dropout.py, kernels/dropout.cu)
+compute the same bits in one pass, so a seed gives the same masks on the CPU and the
+GPU, and no mask is stored between the passes.
 """
+import math
 import numbers
 
 from ..autograd import Function
@@ -42,26 +54,39 @@ def relu(x, inplace=False):
 
 
 class Dropout(Function):
-    def __init__(self, p):
-        self.p = p
+    def __init__(self, p, seed):
+        self.seed, self.threshold = seed, math.ceil(p * 2**53)  # p 2^53 is exact
+        self.scale = 1.0 / (1.0 - p)
 
     def forward(self, x):
-        xp = backend.get_array_module(x)
-        keep = _uniform(xp, x.shape) >= self.p
-        self.mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
-        return x * self.mask
+        return self._apply_mask(x)
 
     def backward(self, gy):
-        return gy * self.mask
+        return self._apply_mask(gy)
+
+    def _apply_mask(self, array):
+        return backend.kernel("dropout", array, dropout_numpy)(
+            array, self.seed, self.threshold, self.scale)
 
 
-def _uniform(xp, shape):
-    """Uniform [0, 1) draws from minifcn's seeded generator (backend.seed)."""
-    if xp.__name__ == "numpy":
-        return backend.rng().random(shape, dtype="float32")
-    # On the GPU draw there, seeded from the host generator so runs stay reproducible.
-    seed = int(backend.rng().integers(2**63))
-    return xp.random.default_rng(seed).random(shape, dtype="float32")
+# SplitMix64 (Steele, Lea and Flood, 2014): output i + 1 of the generator started at seed.
+GOLDEN_GAMMA, MIX1, MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+
+
+def splitmix64(xp, seed, size):
+    """The SplitMix64 outputs for indices 0 .. size-1, uint64 (wrapping arithmetic)."""
+    u64 = xp.uint64
+    z = (xp.arange(1, size + 1, dtype=u64) * u64(GOLDEN_GAMMA)) + u64(seed)
+    z = (z ^ (z >> u64(30))) * u64(MIX1)
+    z = (z ^ (z >> u64(27))) * u64(MIX2)
+    return z ^ (z >> u64(31))
+
+
+def dropout_numpy(x, seed, threshold, scale):
+    """x * m * scale with m from (seed, flat index), as kernels/dropout.cu computes it."""
+    xp = backend.get_array_module(x)
+    keep = (splitmix64(xp, seed, x.size) >> xp.uint64(11)) >= xp.uint64(threshold)
+    return xp.where(keep.reshape(x.shape), x * x.dtype.type(scale), x.dtype.type(0))
 
 
 def dropout(x, p=0.5, training=True):
@@ -70,4 +95,4 @@ def dropout(x, p=0.5, training=True):
         raise ValueError(f"dropout: p must be in [0, 1), got {p!r}")
     if not training or p == 0.0:
         return x
-    return Dropout(float(p))(x)
+    return Dropout(float(p), seed=int(backend.rng().integers(2**63)))(x)

@@ -1,6 +1,8 @@
 """Kernel level: each numba kernel (minifcn.cpu) against its NumPy version, the
 contract, on random inputs and geometries: odd sizes, stride 1-3, padding 0-3,
 dilation 1-2, ceil mode, ties, ignored pixels, float32 and float64."""
+import math
+
 import numpy
 import pytest
 
@@ -164,3 +166,15 @@ def test_sgd_update_matches_numpy_over_steps(shape, decay, grad_scale, dtype):
         numpy.testing.assert_array_equal(grad, kept)  # the gradient is left alone
     numpy.testing.assert_allclose(history, expected_history, **TOLERANCE[dtype])
     numpy.testing.assert_allclose(param, expected_param, **TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (3, 5, 7), (2, 17, 4, 9)])
+@pytest.mark.parametrize("p, seed", [(0.1, 0), (0.5, 2**63 - 1), (0.9, 424242)])
+def test_dropout_matches_numpy_bit_for_bit(shape, p, seed, dtype):
+    from minifcn.functions.activation import dropout_numpy
+    x = numpy.random.default_rng(4).standard_normal(shape).astype(dtype)
+    threshold, scale = math.ceil(p * 2**53), 1.0 / (1.0 - p)
+    y = numba_kernels.dropout(x, seed, threshold, scale)
+    assert y.dtype == dtype and y.shape == shape
+    numpy.testing.assert_array_equal(y, dropout_numpy(x, seed, threshold, scale))

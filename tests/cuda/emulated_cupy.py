@@ -153,19 +153,6 @@ def _on_device(function, where):
 
 
 # -------------------------------------------------------------------- the module
-class _Generator:
-    """cupy.random.Generator: draws on the device (here NumPy's, wrapped)."""
-
-    def __init__(self, seed):
-        self._generator = numpy.random.default_rng(seed)
-
-    def random(self, size=None, dtype=numpy.float64):
-        return _to_device(self._generator.random(size, dtype=dtype))
-
-    def standard_normal(self, size=None, dtype=numpy.float64):
-        return _to_device(self._generator.standard_normal(size, dtype=dtype))
-
-
 def _transfer(function):
     """cupy.asarray/array: a device array as NumPy's function treats an array; anything
     from the host copied, as a transfer to the device does."""
@@ -188,12 +175,13 @@ class EmulatedCupy(types.SimpleNamespace):
         runtime = types.SimpleNamespace(getDeviceCount=lambda: 1)
         super().__init__(
             __name__="cupy", ndarray=ndarray, asnumpy=_asnumpy,
-            random=types.SimpleNamespace(default_rng=_Generator),
             cuda=types.SimpleNamespace(runtime=runtime),
             **{name: _transfer(getattr(numpy, name)) for name in _TRANSFERS})
 
     def __getattr__(self, name):
         value = getattr(numpy, name)
+        if isinstance(value, types.ModuleType):  # numpy.random & co. would draw on the host
+            raise AttributeError(f"the emulated CuPy has no cupy.{name}")
         if isinstance(value, (type, numbers.Number)) or not callable(value):
             return value  # numpy.float32, numpy.inf, numpy.newaxis: CuPy's are NumPy's
         return _on_device(value, f"cupy.{name}")

@@ -10,7 +10,7 @@ import pytest
 
 import minifcn
 from minifcn import cuda
-from minifcn.functions import array, im2col, loss, norm, pooling
+from minifcn.functions import activation, array, im2col, loss, norm, pooling
 
 import cuda_emulator
 
@@ -24,6 +24,7 @@ CONTRACTS = {
     "softmax_cross_entropy_backward": loss.softmax_cross_entropy_backward_numpy,
     "crop_forward": array.crop_forward_numpy, "crop_backward": array.crop_backward_numpy,
     "lrn_forward": norm.lrn_forward_numpy, "lrn_backward": norm.lrn_backward_numpy,
+    "dropout": activation.dropout_numpy,
 }
 
 

@@ -98,7 +98,7 @@ def test_the_cuda_kernels_are_the_ones_used(device):
     for name in ("im2col", "col2im", "max_pool_forward", "max_pool_backward", "avg_pool_forward",
                  "avg_pool_backward", "softmax_cross_entropy_forward",
                  "softmax_cross_entropy_backward", "crop_forward", "crop_backward",
-                 "lrn_forward", "lrn_backward"):
+                 "lrn_forward", "lrn_backward", "dropout"):
         assert backend.kernel(name, array, None) is getattr(cuda, name)
 
 
@@ -134,8 +134,10 @@ def _small_fcn8s():
 
 
 def _train(net, device, image, labels, solver_class=SGD, steps=2, **options):
-    """`steps` solver steps (dropout off: CPU and GPU draw different masks); the losses."""
-    net.to(device).eval()
+    """`steps` solver steps in training mode (dropout on: the CPU and the GPU draw the
+    same masks from the same seed); the losses."""
+    mf.seed(0)
+    net.to(device).train()
     solver = solver_class(net, **options)
     x = mf.Tensor(backend.to_device(image.astype(net.conv1_1.weight.dtype), device))
     target = backend.to_device(labels, device)
@@ -187,16 +189,21 @@ def test_bad_labels_on_the_device_give_a_nan_loss_not_a_wait(device):
     assert numpy.isnan(grad[0, :, 2, 3]).all() and numpy.isfinite(numpy.delete(grad.reshape(3, 16), 11, axis=1)).all()
 
 
-def test_dropout_draws_its_mask_on_the_device(device):
-    x = mf.Tensor(backend.to_device(numpy.ones((2, 3, 40, 50), numpy.float32), device),
-                  requires_grad=True)
-    y = F.dropout(x, p=0.25)
-    y.backward(backend.to_device(numpy.ones(y.shape, numpy.float32), device))
-    kept = y.numpy() != 0
-    assert y.device == "cuda" and x.grad is not None and backend.device_of(x.grad) == "cuda"
-    numpy.testing.assert_array_equal(numpy.unique(y.numpy()), [0.0, numpy.float32(1 / 0.75)])
+def test_dropout_on_the_device_draws_the_cpus_masks(device):
+    x = numpy.random.default_rng(0).standard_normal((2, 3, 40, 50)).astype(numpy.float32)
+    results = {}
+    for where in ("cpu", device):
+        mf.seed(3)
+        leaf = mf.Tensor(backend.to_device(x, where), requires_grad=True)
+        y = F.dropout(leaf, p=0.25)
+        y.backward(backend.to_device(numpy.ones(y.shape, numpy.float32), where))
+        assert y.device == where and backend.device_of(leaf.grad) == where
+        results[where] = y.numpy(), backend.to_numpy(leaf.grad)
+    numpy.testing.assert_array_equal(results[device][0], results["cpu"][0])
+    numpy.testing.assert_array_equal(results[device][1], results["cpu"][1])
+    kept = results[device][1] != 0
     assert 0.70 < kept.mean() < 0.80  # 12000 draws: 0.75 +- 0.004 (one sigma)
-    numpy.testing.assert_array_equal(backend.to_numpy(x.grad), y.numpy())  # gx = gy * mask
+    numpy.testing.assert_array_equal(numpy.unique(results[device][1]), [0.0, numpy.float32(1 / 0.75)])
 
 
 def test_a_net_moves_to_the_device_and_back(device):

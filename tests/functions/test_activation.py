@@ -1,9 +1,12 @@
 """relu and dropout."""
+import math
+
 import numpy
 import pytest
 
 import minifcn as mf
 from minifcn import functions as F
+from minifcn.functions.activation import Dropout, splitmix64
 from minifcn.gradcheck import check_backward
 
 
@@ -134,3 +137,34 @@ def test_dropout_float32_and_float64_draw_the_same_mask(rng):
     y64 = F.dropout(mf.Tensor(x), p=0.5)
     assert y32.dtype == numpy.float32
     numpy.testing.assert_allclose(y32.data, y64.data, rtol=1e-6)
+
+
+def test_splitmix64_gives_the_published_outputs():
+    # Seed 1234567's first five outputs, as listed with the reference implementation
+    # (Rosetta Code, "Pseudo-random numbers/Splitmix64").
+    outputs = splitmix64(numpy, 1234567, 5)
+    assert outputs.dtype == numpy.uint64
+    assert outputs.tolist() == [6457827717110365317, 3203168211198807973, 9817491932198370423,
+                                4593380528125082431, 16408922859458223821]
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.75])
+@pytest.mark.parametrize("seed", [0, 987654321, 2**63 - 1])
+def test_dropout_mask_is_the_hash_of_seed_and_index(rng, p, seed):
+    # Plain Python integers, element by element: keep where the top 53 bits of
+    # SplitMix64(seed, i) reach ceil(p 2^53).
+    x = rng.standard_normal((3, 5, 7))
+    mask64 = 2**64 - 1
+
+    def bits(i):
+        z = (seed + (i + 1) * 0x9E3779B97F4A7C15) & mask64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask64
+        return (z ^ (z >> 31)) >> 11
+
+    threshold = math.ceil(p * 2**53)
+    expected = numpy.array([value / (1 - p) if bits(i) >= threshold else 0.0
+                            for i, value in enumerate(x.ravel())]).reshape(x.shape)
+    y = Dropout(p, seed)(mf.Tensor(x)).data
+    numpy.testing.assert_allclose(y, expected, rtol=1e-15, atol=0)
+    numpy.testing.assert_array_equal(y == 0, expected == 0)
