@@ -209,12 +209,30 @@ def test_dropout_on_the_device_draws_the_cpus_masks(device):
 def test_a_net_moves_to_the_device_and_back(device):
     net = _small_fcn8s()
     before = net.state_dict()
-    net.to(device)
+    assert net.to(device) is net
     assert {param.device for param in net.parameters()} == {"cuda"}
+    assert all(isinstance(value, numpy.ndarray) for value in net.state_dict().values())
+    net.load_state_dict(_small_fcn8s().state_dict())  # loads in place, on the device
+    assert net.conv1_1.weight.device == "cuda"
+    net.load_state_dict(before)
     net.to("cpu")
     assert {param.device for param in net.parameters()} == {"cpu"}
     for name, value in net.state_dict().items():
         numpy.testing.assert_array_equal(value, before[name], err_msg=name)
+
+
+def test_fcn8s_inference_on_the_device_matches_the_cpu(device):
+    rng = numpy.random.default_rng(0)
+    net = _small_fcn8s().eval()
+    net.load_state_dict({name: rng.standard_normal(value.shape) * 0.5
+                         for name, value in net.state_dict().items()})
+    x = mf.Tensor(rng.standard_normal((1, 3, 17, 23)))
+    with backend.use_cpu_kernels("numpy"):
+        expected = net(x).numpy()
+    with mf.no_grad():
+        y = net.to(device)(x.to(device))
+    assert y.device == "cuda"
+    numpy.testing.assert_allclose(y.numpy(), expected, rtol=1e-9, atol=1e-9)
 
 
 TINY = ["--widths", "3,4,4,6,6", "--fc-width", "6", "--image-size", "40", "--val-images", "2",

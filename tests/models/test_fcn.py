@@ -139,17 +139,6 @@ def test_init_from_copies_the_shared_parameters():
         models.init_from(models.FCN16s(21, **TINY), fcn32)
 
 
-@pytest.mark.gpu
-def test_fcn8s_on_the_gpu_matches_the_cpu(rng):
-    net = models.FCN8s(3, dtype=numpy.float64, **TINY).eval()
-    net.load_state_dict({name: rng.standard_normal(value.shape) * 0.5
-                         for name, value in net.state_dict().items()})
-    x = mf.Tensor(rng.standard_normal((1, 3, 17, 23)))
-    expected = net(x).numpy()
-    assert net.to("cuda") is net and net.upscore8.weight.device == "cuda"
-    numpy.testing.assert_allclose(net(x.to("cuda")).numpy(), expected, rtol=1e-9, atol=1e-9)
-
-
 # ------------------------------------------------------------------------- load_vgg16
 def write_converted_vgg16(path, widths, fc_width, rng):
     """A small stand-in for `minifcn convert`'s output: a VGG16 classifier's parameters

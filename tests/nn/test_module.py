@@ -141,19 +141,6 @@ def test_to_cpu_returns_the_same_module():
         net.to("tpu")
 
 
-@pytest.mark.gpu
-def test_to_cuda_and_back(x):
-    net = Net().eval()
-    expected = net(x).numpy()
-    net.to("cuda")
-    assert all(p.device == "cuda" for p in net.parameters())
-    numpy.testing.assert_allclose(net(x.to("cuda")).numpy(), expected, rtol=1e-10)
-    assert isinstance(net.state_dict()["fc.weight"], numpy.ndarray)
-    net.load_state_dict(Net().state_dict())
-    assert net.conv1_1.weight.device == "cuda"
-    assert net.to("cpu").conv1_1.weight.device == "cpu"
-
-
 # ----------------------------------------------------------------------------- layers
 def test_layers_compute_their_functions(rng):
     x = mf.Tensor(rng.standard_normal((2, 4, 6, 5)))
