@@ -64,3 +64,27 @@ def test_large_arrays_come_from_the_heap_and_stay_there_when_freed():
     mapped, heap, heap_after = map(int, run_python(HEAP_AROUND_AN_ARRAY,
                                                    MINIFCN_KEEP_FREED_MEMORY="0").split())
     assert mapped >= 64 and heap_after < 64  # glibc's default: its own mapping, unmapped
+
+
+def test_asking_for_the_gpu_without_cupy_or_a_gpu_says_what_is_missing(monkeypatch, capsys):
+    import types
+    from minifcn.cli import main
+
+    monkeypatch.setattr(backend, "_cupy", False)  # as if `import cupy` had failed
+    assert not backend.gpu_available()
+    with pytest.raises(RuntimeError, match=r"needs CuPy: pip install 'minifcn\[cuda\]'"):
+        backend.to_device(numpy.zeros(3), "cuda")
+    assert main(["train", "--device", "cuda", "--iterations", "1", "--widths", "3,4,4,6,6",
+                 "--fc-width", "6", "--image-size", "40", "--no-progress", "--out", "/nonexistent/run"]) == 1
+    assert capsys.readouterr().err.strip().endswith("needs CuPy: pip install 'minifcn[cuda]' on a "
+                                                    "machine with an NVIDIA GPU and its driver")
+
+    def no_device():
+        raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+    driverless = types.SimpleNamespace(cuda=types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDeviceCount=no_device)))
+    monkeypatch.setattr(backend, "_cupy", driverless)  # CuPy installed, no GPU
+    assert not backend.gpu_available()
+    with pytest.raises(RuntimeError, match="CuPy is installed but no CUDA GPU can be used: "
+                                           "cudaErrorNoDevice"):
+        backend.to_device(numpy.zeros(3), "cuda")
