@@ -78,9 +78,12 @@ def markdown_report(report):
              "| minifcn / PyTorch |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in report["kernels"]:
-        gbs, fraction = bandwidth_fraction(row["bytes"], row["minifcn_s"], copy)
-        lines.append(f"| {row['kernel']} | {row['shape']} | {_ms(row['minifcn_s'])} | {gbs:.0f} | "
-                     f"{fraction:.0%} | {_ms(row['cupy_only_s'])} | {_ms(row['torch_s'])} | "
+        gbs, fraction = ("-", "-")
+        if row["minifcn_s"] is not None:
+            gbs, fraction = bandwidth_fraction(row["bytes"], row["minifcn_s"], copy)
+            gbs, fraction = f"{gbs:.0f}", f"{fraction:.0%}"
+        lines.append(f"| {row['kernel']} | {row['shape']} | {_ms(row['minifcn_s'])} | {gbs} | "
+                     f"{fraction} | {_ms(row['cupy_only_s'])} | {_ms(row['torch_s'])} | "
                      f"{_ratio(row['minifcn_s'], row['torch_s'])} |")
     if report.get("net"):
         lines += ["", "| net | pass | GEMM precision | minifcn ms | PyTorch ms | minifcn / PyTorch |",
@@ -109,6 +112,17 @@ def time_gpu(function, events, repeat, warmup=3):
         end.synchronize()
         times.append(elapsed_ms(start, end) / 1e3)
     return statistics.median(times)
+
+
+def time_or_record_failure(what, function, events, repeat, failures, warmup=3):
+    """time_gpu's median, or None with "what: the error" added to `failures`: one
+    broken case must not cost the rest of a run on a borrowed GPU."""
+    try:
+        return time_gpu(function, events, repeat, warmup)
+    except Exception as error:  # noqa: BLE001 (anything: the report says what)
+        failures.append(f"{what}: {type(error).__name__}: {error}")
+        print(f"  FAILED {failures[-1]}", flush=True)
+        return None
 
 
 def cupy_events():
@@ -285,22 +299,33 @@ def dropout_cases(normal, torch):
                  lambda: activation.dropout_numpy(x, 12345, threshold, 2.0), torch_call)]
 
 
-def benchmark_kernels(cupy, torch, repeat):
+def benchmark_kernels(cupy, torch, repeat, failures):
     rng = cupy.random.default_rng(0)
 
     def normal(*shape):
         return rng.standard_normal(shape, dtype=cupy.float32)
 
     rows = []
-    for build in (lambda: im2col_cases(normal, torch), lambda: pooling_cases(normal, torch),
-                  lambda: loss_and_crop_cases(normal, torch, cupy), lambda: lrn_cases(normal, torch),
-                  lambda: dropout_cases(normal, torch)):
-        for case in build():
-            rows.append({"kernel": case.kernel, "shape": case.shape, "bytes": case.bytes_moved,
-                         "minifcn_s": time_gpu(case.minifcn, cupy_events, repeat),
-                         "cupy_only_s": time_gpu(case.cupy_only, cupy_events, repeat),
-                         "torch_s": case.torch and time_gpu(case.torch, torch_events, repeat)})
-            print(f"  {case.kernel:32s} {rows[-1]['minifcn_s'] * 1e3:9.3f} ms", flush=True)
+    for family, build in (("im2col", lambda: im2col_cases(normal, torch)),
+                          ("pooling", lambda: pooling_cases(normal, torch)),
+                          ("loss and crop", lambda: loss_and_crop_cases(normal, torch, cupy)),
+                          ("lrn", lambda: lrn_cases(normal, torch)),
+                          ("dropout", lambda: dropout_cases(normal, torch))):
+        try:
+            cases = build()
+        except Exception as error:  # noqa: BLE001
+            failures.append(f"{family} cases: {type(error).__name__}: {error}")
+            print(f"  FAILED {failures[-1]}", flush=True)
+            cases = []
+        for case in cases:
+            row = {"kernel": case.kernel, "shape": case.shape, "bytes": case.bytes_moved}
+            for column, function, events in (("minifcn_s", case.minifcn, cupy_events),
+                                             ("cupy_only_s", case.cupy_only, cupy_events),
+                                             ("torch_s", case.torch, torch_events)):
+                row[column] = function and time_or_record_failure(
+                    f"{case.kernel} ({column[:-2]})", function, events, repeat, failures)
+            rows.append(row)
+            print(f"  {case.kernel:32s} {_ms(row['minifcn_s']):>9s} ms", flush=True)
         cupy.get_default_memory_pool().free_all_blocks()
     return rows
 
@@ -334,7 +359,7 @@ def torch_fcn32s(torch, n_class):
     return FCN32s()
 
 
-def benchmark_net(cupy, torch, repeat, size=500, n_class=21):
+def benchmark_net(cupy, torch, repeat, failures, size=500, n_class=21):
     """Train step and inference of FCN-32s, TF32 off then on, minifcn vs PyTorch."""
     try:
         from minifcn.models import FCN32s
@@ -389,11 +414,13 @@ def benchmark_net(cupy, torch, repeat, size=500, n_class=21):
         if torch:
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
         for pass_name, (ours, theirs) in calls.items():
+            what = f"FCN-32s {pass_name}, {precision}"
             rows.append({"model": f"FCN-32s {size}x{size}", "pass": pass_name, "precision": precision,
-                         "minifcn_s": time_gpu(ours, cupy_events, repeat, warmup=2),
-                         "torch_s": theirs and time_gpu(theirs, torch_events, repeat, warmup=2)})
-            print(f"  FCN-32s {pass_name:10s} {precision:15s} {rows[-1]['minifcn_s'] * 1e3:9.1f} ms",
-                  flush=True)
+                         "minifcn_s": time_or_record_failure(f"{what} (minifcn)", ours, cupy_events,
+                                                             repeat, failures, warmup=2),
+                         "torch_s": theirs and time_or_record_failure(
+                             f"{what} (PyTorch)", theirs, torch_events, repeat, failures, warmup=2)})
+            print(f"  {what:40s} {_ms(rows[-1]['minifcn_s']):>9s} ms", flush=True)
     cuda.allow_tf32(False)
     return rows, ["PyTorch runs with torch.backends.cudnn.benchmark = True (its fastest algorithms)."
                   if torch else "PyTorch with CUDA is not installed: no PyTorch column."]
@@ -429,10 +456,16 @@ def main(argv=None):
     report = {"device": device, "date": date, "repeat": args.repeat,
               "versions": {"cupy": cupy.__version__, "torch": torch and torch.__version__,
                            "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion()},
-              "copy_bandwidth_bytes_per_s": measure_copy_bandwidth(args.repeat),
-              "kernels": benchmark_kernels(cupy, torch, args.repeat), "net": [], "notes": []}
+              "copy_bandwidth_bytes_per_s": measure_copy_bandwidth(args.repeat)}
+    failures = []
+    report["kernels"] = benchmark_kernels(cupy, torch, args.repeat, failures)
+    report["net"], report["notes"] = [], []
     if not args.no_net:
-        report["net"], report["notes"] = benchmark_net(cupy, torch, args.net_repeat)
+        try:
+            report["net"], report["notes"] = benchmark_net(cupy, torch, args.net_repeat, failures)
+        except Exception as error:  # noqa: BLE001 (the kernels' numbers are still worth writing)
+            failures.append(f"FCN-32s: {type(error).__name__}: {error}")
+    report["notes"] += [f"Failed: {failure}" for failure in failures]
     common.publish("gpu", device_slug(device), report, markdown_report(report), date, args.out)
 
 

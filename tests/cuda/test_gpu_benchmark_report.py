@@ -64,3 +64,34 @@ def test_the_pytorch_fcn32s_matches_the_reference_shapes():
     weights = [tuple(p.shape) for name, p in net.named_parameters() if name.endswith("weight")]
     assert len(weights) == 17  # 13 convolutions, fc6, fc7, score_fr, upscore
     assert weights[13:] == [(4096, 512, 7, 7), (4096, 4096, 1, 1), (21, 4096, 1, 1), (21, 21, 64, 64)]
+
+
+class _HostEvents:
+    """Stand-ins for CUDA events, timing on the host: time_gpu's logic without a GPU."""
+
+    class Event:
+        def record(self):
+            import time
+            self.at = time.perf_counter()
+
+        def synchronize(self):
+            pass
+
+    def __call__(self):
+        return self.Event(), self.Event(), lambda start, end: (end.at - start.at) * 1e3
+
+
+def test_a_failing_case_is_recorded_and_the_run_goes_on():
+    failures, calls = [], []
+    seconds = gpu_kernels.time_or_record_failure("ok", lambda: calls.append(1), _HostEvents(), 5, failures)
+    assert seconds is not None and seconds >= 0 and len(calls) == 3 + 5 and failures == []
+
+    def broken():
+        raise RuntimeError("illegal memory access")
+    assert gpu_kernels.time_or_record_failure("im2col conv1_2 (minifcn)", broken, _HostEvents(),
+                                              5, failures) is None
+    assert failures == ["im2col conv1_2 (minifcn): RuntimeError: illegal memory access"]
+    report = dict(REPORT, kernels=REPORT["kernels"] + [
+        {"kernel": "col2im fc6", "shape": "s", "bytes": 1.0, "minifcn_s": None,
+         "cupy_only_s": 1e-3, "torch_s": None}])
+    assert "| col2im fc6 | s | - | - | - | 1.000 | - | - |" in gpu_kernels.markdown_report(report)
