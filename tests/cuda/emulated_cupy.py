@@ -1,6 +1,6 @@
 """A stand-in for CuPy that runs on the CPU, so the whole GPU path runs without a GPU.
 
-`EmulatedCupy(gpu)` is a module-like object that minifcn's backend takes for `cupy`:
+`EmulatedCupy()` is a module-like object that minifcn's backend takes for `cupy`:
 `tests/cuda/conftest.py` puts it where `backend.cupy_or_none()` keeps the real one and
 routes `minifcn.cuda._enqueue` to the CPU build of kernels/*.cu (cuda_emulator.py).
 Then `net.to("cuda")`, every op, the solvers and `minifcn train --device cuda` run as
@@ -15,6 +15,8 @@ as CuPy's (stricter where CuPy is lenient, never more lenient):
   module or a kernel launch raises TypeError: the host array must be moved with
   `cupy.asarray` first (CuPy raises the same error in ufuncs and kernel launches);
 - reductions return 0-d device arrays, never NumPy scalars, as CuPy's do.
+And `host_reads` counts every read of a device value on the host (`.get()`, `float()`,
+`.item()`...): on a GPU each one waits for all the work queued before it.
 
 What it cannot catch: anything about the device itself (speed, memory, races between
 threads, CuPy functions NumPy has and CuPy lacks). tests/cuda/test_gpu.py runs the
@@ -26,8 +28,9 @@ import types
 import numpy
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
-_HOST_ONLY = ("ctypes", "tofile")  # NumPy attributes CuPy lacks (and every __dunder__:
-                                   # NumPy would read __array_struct__ to convert)
+# NumPy attributes CuPy lacks; every __dunder__ is refused too (NumPy would read
+# __array_struct__ to convert a device array behind CuPy's back).
+_HOST_ONLY = ("ctypes", "tofile")
 _TRANSFERS = ("asarray", "array")  # the functions that may take a host array
 
 
@@ -54,6 +57,9 @@ class ndarray(NDArrayOperatorsMixin):
 
     def item(self):
         return _read(self._host).item()
+
+    def tolist(self):
+        return _read(self._host).tolist()
 
     def __float__(self):
         return float(_read(self._host))

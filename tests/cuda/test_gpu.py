@@ -1,5 +1,6 @@
 """The GPU backend end to end: every op through the public API on device arrays against
-NumPy, forward and backward, on odd sizes; then whole FCN-8s training steps.
+NumPy, forward and backward, on odd sizes; then whole FCN-8s training steps, and
+`minifcn train/eval/predict --device cuda`.
 
 Each test runs on two backends (the `device` fixture):
 - "gpu": CuPy on a real GPU (marked `gpu`; skipped without one, tests/conftest.py);
@@ -33,6 +34,11 @@ def device(request):
     cuda.allow_tf32(previous)
 
 
+def _seeded_dropout(x):
+    mf.seed(5)  # the same seed, so the same mask, on the CPU and the device
+    return F.dropout(x, p=0.3)
+
+
 def _cases(rng, dtype):
     """name -> (function of Tensors, input arrays); float inputs get gradients."""
     def normal(*shape):
@@ -57,6 +63,7 @@ def _cases(rng, dtype):
                                       [normal(1, 2, 9, 6)]),
         "avg_pool2d 2/3": (lambda x: F.avg_pool2d(x, 2, 3), [normal(2, 1, 7, 8)]),
         "relu": (F.relu, [normal(2, 3, 4, 5)]),
+        "dropout": (_seeded_dropout, [normal(2, 3, 5, 7)]),
         "crop": (lambda x: F.crop(x, (4, 3), (2, 1)), [normal(2, 3, 7, 5)]),
         "local_response_norm": (lambda x: F.local_response_norm(x, 5, 1e-2, 0.75, 2.0),
                                 [normal(2, 7, 3, 4)]),
