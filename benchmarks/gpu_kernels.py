@@ -13,7 +13,7 @@ bytes / time is its bandwidth, reported as a fraction of the device's copy bandw
 (a 1 GiB device-to-device copy measured in the same run). DESIGN.md asks >= 70% for
 the memory-bound kernels.
 
-Whole net (if minifcn.models.FCN32s exists): FCN-32s at 500x500, batch 1, 21 classes,
+Whole net (gpu_net.py, in the same run and report): FCN-32s at 500x500, batch 1, 21 classes,
 the reference solver (SGD lr 1e-10, momentum 0.99, weight decay 5e-4): a train step
 (forward, loss, backward, update) and inference, minifcn against the same net in
 PyTorch, first with TF32 off on both sides (plain float32 GEMMs), then on. DESIGN.md
@@ -28,8 +28,6 @@ import datetime
 import re
 import statistics
 from pathlib import Path
-
-import numpy
 
 from . import common
 
@@ -60,7 +58,7 @@ def result_paths(device_name, date, directory=RESULTS_DIR):
     return common.result_paths("gpu", device_slug(device_name), date, directory)
 
 
-def _ms(seconds):
+def ms_text(seconds):
     return "-" if seconds is None else f"{seconds * 1e3:.3f}"
 
 
@@ -82,15 +80,15 @@ def markdown_report(report):
         if row["minifcn_s"] is not None:
             gbs, fraction = bandwidth_fraction(row["bytes"], row["minifcn_s"], copy)
             gbs, fraction = f"{gbs:.0f}", f"{fraction:.0%}"
-        lines.append(f"| {row['kernel']} | {row['shape']} | {_ms(row['minifcn_s'])} | {gbs} | "
-                     f"{fraction} | {_ms(row['cupy_only_s'])} | {_ms(row['torch_s'])} | "
+        lines.append(f"| {row['kernel']} | {row['shape']} | {ms_text(row['minifcn_s'])} | {gbs} | "
+                     f"{fraction} | {ms_text(row['cupy_only_s'])} | {ms_text(row['torch_s'])} | "
                      f"{_ratio(row['minifcn_s'], row['torch_s'])} |")
     if report.get("net"):
         lines += ["", "| net | pass | GEMM precision | minifcn ms | PyTorch ms | minifcn / PyTorch |",
                   "|---|---|---|---:|---:|---:|"]
         for row in report["net"]:
             lines.append(f"| {row['model']} | {row['pass']} | {row['precision']} | "
-                         f"{_ms(row['minifcn_s'])} | {_ms(row['torch_s'])} | "
+                         f"{ms_text(row['minifcn_s'])} | {ms_text(row['torch_s'])} | "
                          f"{_ratio(row['minifcn_s'], row['torch_s'])} |")
     for note in report.get("notes", []):
         lines += ["", note]
@@ -325,105 +323,9 @@ def benchmark_kernels(cupy, torch, repeat, failures):
                 row[column] = function and time_or_record_failure(
                     f"{case.kernel} ({column[:-2]})", function, events, repeat, failures)
             rows.append(row)
-            print(f"  {case.kernel:32s} {_ms(row['minifcn_s']):>9s} ms", flush=True)
+            print(f"  {case.kernel:32s} {ms_text(row['minifcn_s']):>9s} ms", flush=True)
         cupy.get_default_memory_pool().free_all_blocks()
     return rows
-
-
-# -------------------------------------------------------------------------- whole net
-def torch_fcn32s(torch, n_class):
-    """FCN-32s in PyTorch, layer for layer as minifcn.models.FCN32s (and Caffe's)."""
-    nn = torch.nn
-    layers, channels = [], 3
-    for convs, width in zip((2, 2, 3, 3, 3), (64, 128, 256, 512, 512)):
-        for _ in range(convs):
-            layers += [nn.Conv2d(channels, width, 3, padding=1 if layers else 100),
-                       nn.ReLU(inplace=True)]
-            channels = width
-        layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
-    layers += [nn.Conv2d(512, 4096, 7), nn.ReLU(inplace=True), nn.Dropout(0.5),
-               nn.Conv2d(4096, 4096, 1), nn.ReLU(inplace=True), nn.Dropout(0.5),
-               nn.Conv2d(4096, n_class, 1)]
-
-    class FCN32s(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.score_fr = nn.Sequential(*layers)
-            self.upscore = nn.ConvTranspose2d(n_class, n_class, 64, stride=32, bias=False)
-            self.upscore.weight.requires_grad_(False)  # fixed bilinear, as in the reference
-
-        def forward(self, x):
-            upscore = self.upscore(self.score_fr(x))
-            return upscore[:, :, 19: 19 + x.shape[2], 19: 19 + x.shape[3]]
-
-    return FCN32s()
-
-
-def benchmark_net(cupy, torch, repeat, failures, size=500, n_class=21):
-    """Train step and inference of FCN-32s, TF32 off then on, minifcn vs PyTorch."""
-    try:
-        from minifcn.models import FCN32s
-    except ImportError as error:
-        return [], [f"No whole-net numbers: minifcn.models.FCN32s is missing ({error})."]
-    import minifcn
-    from minifcn import cuda, functions as F
-    from minifcn.optim import SGD
-
-    rng = numpy.random.default_rng(0)
-    image = (50 * rng.standard_normal((1, 3, size, size))).astype(numpy.float32)
-    labels = rng.integers(0, n_class, size=(1, size, size)).astype(numpy.int32)
-    net = FCN32s(n_class=n_class).to("cuda")
-    solver = SGD(net, lr=1e-10, momentum=0.99, weight_decay=5e-4)
-    x, target = minifcn.Tensor(cupy.asarray(image)), cupy.asarray(labels)
-
-    def train_step():
-        net.train()
-        solver.zero_grad()
-        F.softmax_cross_entropy(net(x), target, normalize=False).backward()
-        solver.step()
-
-    def inference():
-        net.eval()
-        with minifcn.no_grad():
-            net(x)
-
-    calls = {"train step": (train_step, None), "inference": (inference, None)}
-    if torch:
-        t_net = torch_fcn32s(torch, n_class).cuda()
-        t_solver = torch.optim.SGD([p for p in t_net.parameters() if p.requires_grad],
-                                   lr=1e-10, momentum=0.99, weight_decay=5e-4)
-        t_x, t_target = torch.as_tensor(image, device="cuda"), torch.as_tensor(labels, device="cuda").long()
-
-        def torch_train_step():
-            t_net.train()
-            t_solver.zero_grad()
-            torch.nn.functional.cross_entropy(t_net(t_x), t_target, ignore_index=255,
-                                              reduction="sum").backward()
-            t_solver.step()
-
-        def torch_inference():
-            t_net.eval()
-            with torch.no_grad():
-                t_net(t_x)
-
-        calls = {"train step": (train_step, torch_train_step), "inference": (inference, torch_inference)}
-
-    rows = []
-    for precision, tf32 in (("fp32 (TF32 off)", False), ("TF32 on", True)):
-        cuda.allow_tf32(tf32)
-        if torch:
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
-        for pass_name, (ours, theirs) in calls.items():
-            what = f"FCN-32s {pass_name}, {precision}"
-            rows.append({"model": f"FCN-32s {size}x{size}", "pass": pass_name, "precision": precision,
-                         "minifcn_s": time_or_record_failure(f"{what} (minifcn)", ours, cupy_events,
-                                                             repeat, failures, warmup=2),
-                         "torch_s": theirs and time_or_record_failure(
-                             f"{what} (PyTorch)", theirs, torch_events, repeat, failures, warmup=2)})
-            print(f"  {what:40s} {_ms(rows[-1]['minifcn_s']):>9s} ms", flush=True)
-    cuda.allow_tf32(False)
-    return rows, ["PyTorch runs with torch.backends.cudnn.benchmark = True (its fastest algorithms)."
-                  if torch else "PyTorch with CUDA is not installed: no PyTorch column."]
 
 
 def _torch_with_cuda():
@@ -461,6 +363,7 @@ def main(argv=None):
     report["kernels"] = benchmark_kernels(cupy, torch, args.repeat, failures)
     report["net"], report["notes"] = [], []
     if not args.no_net:
+        from .gpu_net import benchmark_net
         try:
             report["net"], report["notes"] = benchmark_net(cupy, torch, args.net_repeat, failures)
         except Exception as error:  # noqa: BLE001 (the kernels' numbers are still worth writing)
