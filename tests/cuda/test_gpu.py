@@ -262,9 +262,12 @@ def test_train_resume_eval_and_predict_with_device_cuda(device, tmp_path, capsys
     def scores(device):
         assert main(["eval", "--weights", str(out / "checkpoint.npz"), "--limit", "2",
                      "--device", device]) == 0
-        return dict(line.split() for line in capsys.readouterr().out.splitlines()[:4])
+        return {key: float(value) for key, value in
+                (line.split() for line in capsys.readouterr().out.splitlines()[:4])}
 
-    assert scores(device) == scores("cpu")  # the same checkpoint scores the same on both
+    # The same checkpoint scores the same on both, up to the few pixels whose two best
+    # classes are closer than float32 sums in another order can tell apart.
+    assert scores(device) == pytest.approx(scores("cpu"), abs=2e-3)
 
     image = tmp_path / "scene.png"
     Image.fromarray(numpy.full((20, 24, 3), 120, numpy.uint8)).save(image)
@@ -272,5 +275,6 @@ def test_train_resume_eval_and_predict_with_device_cuda(device, tmp_path, capsys
     for where in (device, "cpu"):
         assert main(["predict", str(image), "--weights", str(out / "checkpoint.npz"),
                      "--device", where, "--out", str(tmp_path / where)]) == 0
-        labels[where] = numpy.asarray(Image.open(tmp_path / where / "scene_seg.png"))
-    numpy.testing.assert_array_equal(labels[device], labels["cpu"])
+        labels[where] = numpy.asarray(Image.open(tmp_path / where / "scene_seg.png").convert("RGB"))
+    assert labels[device].shape == labels["cpu"].shape == (20, 24, 3)  # coloured by class
+    assert (labels[device] == labels["cpu"]).all(axis=-1).mean() > 0.99
