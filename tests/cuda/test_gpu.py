@@ -15,7 +15,7 @@ import pytest
 
 import minifcn as mf
 from minifcn import backend, cuda, functions as F
-from minifcn.models import FCN8s
+from minifcn.models import MODELS, FCN8s, build
 from minifcn.optim import SGD, Adam
 
 TOLERANCE = {numpy.float32: {"rtol": 1e-4, "atol": 1e-5}, numpy.float64: {"rtol": 1e-9, "atol": 1e-11}}
@@ -228,18 +228,34 @@ def test_a_net_moves_to_the_device_and_back(device):
         numpy.testing.assert_array_equal(value, before[name], err_msg=name)
 
 
-def test_fcn8s_inference_on_the_device_matches_the_cpu(device):
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_on_the_device_matches_the_cpu(device, name):
+    # Forward and backward of each net (FCN-AlexNet brings LRN and grouped convolutions),
+    # narrow and in float64, dropout on with the same seed on both sides.
     rng = numpy.random.default_rng(0)
-    net = _small_fcn8s().eval()
-    net.load_state_dict({name: rng.standard_normal(value.shape) * 0.5
-                         for name, value in net.state_dict().items()})
-    x = mf.Tensor(rng.standard_normal((1, 3, 17, 23)))
-    with backend.use_cpu_kernels("numpy"):
-        expected = net(x).numpy()
-    with mf.no_grad():
-        y = net.to(device)(x.to(device))
-    assert y.device == "cuda"
-    numpy.testing.assert_allclose(y.numpy(), expected, rtol=1e-9, atol=1e-9)
+    widths = (4, 8, 8, 16, 16) if name != "fcn-alexnet" else (4, 8, 8, 8, 8)
+    net = build(name, 3, widths=widths, fc_width=8, dtype=numpy.float64).train()
+    net.load_state_dict({key: rng.standard_normal(value.shape) * 0.5
+                         for key, value in net.state_dict().items()})
+    image = rng.standard_normal((1, 3, 17, 23))
+    gy = rng.standard_normal((1, 3, 17, 23))
+    results = {}
+    for where in ("cpu", device):
+        mf.seed(1)
+        net.to(where)
+        for param in net.parameters():
+            param.grad = None
+        with backend.use_cpu_kernels("numpy"):
+            score = net(mf.Tensor(backend.to_device(image, where)))
+            score.backward(backend.to_device(gy, where))
+        assert score.device == where
+        results[where] = score.numpy(), {key: backend.to_numpy(param.grad)
+                                         for key, param in net.named_parameters()
+                                         if param.grad is not None}
+    numpy.testing.assert_allclose(results[device][0], results["cpu"][0], rtol=1e-9, atol=1e-9)
+    assert results[device][1].keys() == results["cpu"][1].keys() and results["cpu"][1]
+    for key, grad in results["cpu"][1].items():
+        numpy.testing.assert_allclose(results[device][1][key], grad, rtol=1e-8, atol=1e-9, err_msg=key)
 
 
 TINY = ["--widths", "3,4,4,6,6", "--fc-width", "6", "--image-size", "40", "--val-images", "2",
