@@ -349,7 +349,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from minifcn import backend
-    cupy = backend.require_cupy()
+    try:
+        cupy = backend.require_cupy()
+    except RuntimeError as error:
+        parser.exit(1, f"{parser.prog}: {error}\n")
     torch = None if args.no_torch else _torch_with_cuda()
     device = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
     device = device.decode() if isinstance(device, bytes) else device

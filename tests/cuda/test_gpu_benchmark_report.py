@@ -96,3 +96,13 @@ def test_a_failing_case_is_recorded_and_the_run_goes_on():
         {"kernel": "col2im fc6", "shape": "s", "bytes": 1.0, "minifcn_s": None,
          "cupy_only_s": 1e-3, "torch_s": None}])
     assert "| col2im fc6 | s | - | - | - | 1.000 | - | - |" in gpu_kernels.markdown_report(report)
+
+
+def test_without_cupy_it_says_so_in_one_line():
+    code = ("import sys; sys.modules['cupy'] = None\n"
+            "from benchmarks.gpu_kernels import main; main([])")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "python -m benchmarks.gpu_kernels: the GPU backend needs CuPy: pip install "
+        "'minifcn[cuda]' on a machine with an NVIDIA GPU and its driver"]
