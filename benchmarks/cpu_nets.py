@@ -4,13 +4,10 @@ the same nets in PyTorch (when torch is installed), side by side in one run.
     python -m benchmarks.cpu_nets [--nets fcn32s fcn8s] [--repeat 3] [--numpy-kernels]
                                   [--glibc-malloc] [--no-torch] [--out DIR]
 
-For each net, pass and engine a fresh Python process builds the net, runs one warm-up
-and `repeat` timed passes and reports its times and its peak resident memory
-(getrusage ru_maxrss, so the peak is that configuration's alone):
-
-    train      forward, loss (SoftmaxWithLoss, normalize false), backward, SGD update
-               (lr 1e-10, momentum 0.99, weight decay 5e-4: the FCN-32s solver)
-    inference  forward only, eval mode, no graph
+For each net, pass (train step or inference, as nets.py builds them) and engine a
+fresh Python process builds the net, runs one warm-up and `repeat` timed passes and
+reports its times and its peak resident memory (getrusage ru_maxrss, so the peak is
+that configuration's alone).
 
 For each net and pass the engines run one right after the other, so that a change in
 the machine's load between them is unlikely; the load average is recorded with each
@@ -24,115 +21,17 @@ import datetime
 import os
 import sys
 
-from . import common
+from . import common, nets
+from .nets import N_CLASS
 
 TARGETS = {"train": 1.0, "inference": 1.2, "memory": 1.0}
-N_CLASS = 21
 ENGINES = {"minifcn": "minifcn (numba kernels)", "minifcn-numpy": "minifcn (NumPy kernels)",
            "minifcn-glibc-malloc": "minifcn (malloc returns freed memory)", "torch": "PyTorch"}
 
 
 # ------------------------------------------------------------------- the child process
-def minifcn_step(net_name, size, seed=0):
-    """(train_step, inference) closures for minifcn's net."""
-    import numpy
-    import minifcn as mf
-    from minifcn import functions as F
-    from minifcn import models
-    from minifcn.optim import SGD
-
-    net = {"fcn32s": models.FCN32s, "fcn8s": models.FCN8s}[net_name](n_class=N_CLASS)
-    rng = numpy.random.default_rng(seed)
-    image = mf.Tensor(rng.standard_normal((1, 3, size, size)).astype(numpy.float32))
-    label = rng.integers(0, N_CLASS, (1, size, size))
-    solver = SGD(net, lr=1e-10, momentum=0.99, weight_decay=5e-4)
-
-    def train_step():
-        net.train()
-        solver.zero_grad()
-        loss = F.softmax_cross_entropy(net(image), label, ignore_index=255, normalize=False)
-        loss.backward()
-        solver.step()
-
-    def inference():
-        net.eval()
-        with mf.no_grad():
-            net(image)
-    return train_step, inference
-
-
-def torch_step(net_name, size, seed=0):
-    """The same nets in PyTorch: VGG16 trunk (conv1_1 pad 100, ceil pooling), fc6 7x7,
-    fc7 1x1, score layers, fixed deconvolutions, Caffe's crop offsets."""
-    import torch
-    from torch import nn
-    import torch.nn.functional as TF
-
-    torch.manual_seed(seed)
-
-    class FCN(nn.Module):
-        def __init__(self, skips):
-            super().__init__()
-            self.skips = skips
-            blocks, channels = [], 3
-            for width, convs in zip((64, 128, 256, 512, 512), (2, 2, 3, 3, 3)):
-                layers = []
-                for index in range(convs):
-                    pad = 100 if not blocks and index == 0 else 1
-                    layers += [nn.Conv2d(channels, width, 3, padding=pad), nn.ReLU(inplace=True)]
-                    channels = width
-                layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
-                blocks.append(nn.Sequential(*layers))
-            self.blocks = nn.ModuleList(blocks)
-            self.fc6, self.fc7 = nn.Conv2d(512, 4096, 7), nn.Conv2d(4096, 4096, 1)
-            self.score_fr = nn.Conv2d(4096, N_CLASS, 1)
-            fixed = lambda k, s: nn.ConvTranspose2d(N_CLASS, N_CLASS, k, s, bias=False)  # noqa
-            if skips:
-                self.score_pool4, self.score_pool3 = nn.Conv2d(512, N_CLASS, 1), nn.Conv2d(256, N_CLASS, 1)
-                self.upscore2, self.upscore_pool4, self.upscore = fixed(4, 2), fixed(4, 2), fixed(16, 8)
-            else:
-                self.upscore = fixed(64, 32)
-            for layer in (self.upscore2, self.upscore_pool4, self.upscore) if skips else (self.upscore,):
-                layer.weight.requires_grad_(False)
-
-        def forward(self, x):
-            h, pools = x, []
-            for block in self.blocks:
-                h = block(h)
-                pools.append(h)
-            h = TF.dropout(TF.relu(self.fc6(h)), 0.5, self.training)
-            h = TF.dropout(TF.relu(self.fc7(h)), 0.5, self.training)
-            h = self.score_fr(h)
-            if self.skips:
-                crop = lambda t, ref, o: t[:, :, o: o + ref.shape[2], o: o + ref.shape[3]]  # noqa
-                h = self.upscore2(h)
-                h = self.upscore_pool4(h + crop(self.score_pool4(pools[3]), h, 5))
-                h = self.upscore(h + crop(self.score_pool3(pools[2]), h, 9))
-                return h[:, :, 31: 31 + x.shape[2], 31: 31 + x.shape[3]]
-            return self.upscore(h)[:, :, 19: 19 + x.shape[2], 19: 19 + x.shape[3]]
-
-    net = FCN(skips=net_name == "fcn8s")
-    image = torch.randn(1, 3, size, size)
-    label = torch.randint(0, N_CLASS, (1, size, size))
-    solver = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=1e-10,
-                             momentum=0.99, weight_decay=5e-4)
-
-    def train_step():
-        net.train()
-        solver.zero_grad()
-        loss = TF.cross_entropy(net(image), label, ignore_index=255, reduction="sum")
-        loss.backward()
-        solver.step()
-
-    def inference():
-        net.eval()
-        with torch.no_grad():
-            net(image)
-    return train_step, inference
-
-
 def child(engine, net_name, pass_name, size, repeat):
-    build = torch_step if engine == "torch" else minifcn_step
+    build = nets.torch_passes if engine == "torch" else nets.minifcn_passes
     train_step, inference = build(net_name, size)
     function = train_step if pass_name == "train" else inference
     load_before = common.load_average()
@@ -194,7 +93,7 @@ def markdown_report(report):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nets", nargs="+", default=["fcn32s", "fcn8s"], choices=["fcn32s", "fcn8s"])
+    parser.add_argument("--nets", nargs="+", default=list(nets.NETS), choices=nets.NETS)
     parser.add_argument("--passes", nargs="+", default=["train", "inference"],
                         choices=["train", "inference"])
     parser.add_argument("--repeat", type=int, default=3)

@@ -368,7 +368,7 @@ def main(argv=None):
     if not args.no_net:
         from .gpu_net import benchmark_net
         try:
-            report["net"], report["notes"] = benchmark_net(cupy, torch, args.net_repeat, failures)
+            report["net"], report["notes"] = benchmark_net(torch, args.net_repeat, failures)
         except Exception as error:  # noqa: BLE001 (the kernels' numbers are still worth writing)
             failures.append(f"FCN-32s: {type(error).__name__}: {error}")
     report["notes"] += [f"Failed: {failure}" for failure in failures]

@@ -1,5 +1,5 @@
-"""benchmarks/gpu_kernels.py's and gpu_net.py's pure-Python parts (they need a GPU to run,
-not to test these)."""
+"""benchmarks/gpu_kernels.py's pure-Python parts (it needs a GPU to run, not to test
+these), and the PyTorch net the whole-net benchmarks build (benchmarks/nets.py)."""
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +9,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # `benchmarks` is a top-level package of the repository
 
-from benchmarks import gpu_kernels, gpu_net  # noqa: E402
+from benchmarks import gpu_kernels, nets  # noqa: E402
 
 REPORT = {
     "device": "NVIDIA H100 80GB HBM3", "date": "2026-05-10", "repeat": 30,
@@ -59,7 +59,7 @@ def test_imports_without_cupy_or_torch():
 def test_the_pytorch_fcn32s_matches_the_reference_shapes():
     torch = pytest.importorskip("torch")
     with torch.device("meta"):  # shapes only: nothing is allocated or initialized
-        net = gpu_net.torch_fcn32s(torch, n_class=21)
+        net = nets.torch_fcn(torch, "fcn32s")
         score = net(torch.empty(1, 3, 500, 500))
     assert tuple(score.shape) == (1, 21, 500, 500)
     weights = [tuple(p.shape) for name, p in net.named_parameters() if name.endswith("weight")]

@@ -1,0 +1,117 @@
+"""The nets the whole-net benchmarks time, built once for every engine and device:
+FCN-32s and FCN-8s at batch 1 with the FCN-32s solver (SGD lr 1e-10, momentum 0.99,
+weight decay 5e-4) and SoftmaxWithLoss with normalize false, in minifcn and, layer for
+layer, in PyTorch. cpu_nets.py runs them on the CPU, gpu_net.py on the GPU.
+
+Each builder returns (train_step, inference) closures:
+
+    train_step   forward, loss, backward, SGD update
+    inference    forward only, eval mode, no graph
+"""
+import numpy
+
+N_CLASS = 21
+NETS = ("fcn32s", "fcn8s")
+
+
+def minifcn_passes(net_name, size, device="cpu", seed=0):
+    """minifcn's net on "cpu" or "cuda"."""
+    import minifcn as mf
+    from minifcn import backend, functions as F, models
+    from minifcn.optim import SGD
+
+    net = {"fcn32s": models.FCN32s, "fcn8s": models.FCN8s}[net_name](n_class=N_CLASS).to(device)
+    rng = numpy.random.default_rng(seed)
+    image = mf.Tensor(backend.to_device(rng.standard_normal((1, 3, size, size)).astype(numpy.float32),
+                                        device))
+    label = backend.to_device(rng.integers(0, N_CLASS, (1, size, size)), device)
+    solver = SGD(net, lr=1e-10, momentum=0.99, weight_decay=5e-4)
+
+    def train_step():
+        net.train()
+        solver.zero_grad()
+        loss = F.softmax_cross_entropy(net(image), label, ignore_index=255, normalize=False)
+        loss.backward()
+        solver.step()
+
+    def inference():
+        net.eval()
+        with mf.no_grad():
+            net(image)
+    return train_step, inference
+
+
+def torch_fcn(torch, net_name):
+    """The same nets in PyTorch: VGG16 trunk (conv1_1 pad 100, ceil pooling), fc6 7x7,
+    fc7 1x1, score layers, fixed deconvolutions, Caffe's crop offsets."""
+    from torch import nn
+    import torch.nn.functional as TF
+
+    class FCN(nn.Module):
+        def __init__(self, skips):
+            super().__init__()
+            self.skips = skips
+            blocks, channels = [], 3
+            for width, convs in zip((64, 128, 256, 512, 512), (2, 2, 3, 3, 3)):
+                layers = []
+                for index in range(convs):
+                    pad = 100 if not blocks and index == 0 else 1
+                    layers += [nn.Conv2d(channels, width, 3, padding=pad), nn.ReLU(inplace=True)]
+                    channels = width
+                layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
+                blocks.append(nn.Sequential(*layers))
+            self.blocks = nn.ModuleList(blocks)
+            self.fc6, self.fc7 = nn.Conv2d(512, 4096, 7), nn.Conv2d(4096, 4096, 1)
+            self.score_fr = nn.Conv2d(4096, N_CLASS, 1)
+            fixed = lambda k, s: nn.ConvTranspose2d(N_CLASS, N_CLASS, k, s, bias=False)  # noqa
+            if skips:
+                self.score_pool4, self.score_pool3 = nn.Conv2d(512, N_CLASS, 1), nn.Conv2d(256, N_CLASS, 1)
+                self.upscore2, self.upscore_pool4, self.upscore = fixed(4, 2), fixed(4, 2), fixed(16, 8)
+            else:
+                self.upscore = fixed(64, 32)
+            for layer in (self.upscore2, self.upscore_pool4, self.upscore) if skips else (self.upscore,):
+                layer.weight.requires_grad_(False)
+
+        def forward(self, x):
+            h, pools = x, []
+            for block in self.blocks:
+                h = block(h)
+                pools.append(h)
+            h = TF.dropout(TF.relu(self.fc6(h)), 0.5, self.training)
+            h = TF.dropout(TF.relu(self.fc7(h)), 0.5, self.training)
+            h = self.score_fr(h)
+            if self.skips:
+                crop = lambda t, ref, o: t[:, :, o: o + ref.shape[2], o: o + ref.shape[3]]  # noqa
+                h = self.upscore2(h)
+                h = self.upscore_pool4(h + crop(self.score_pool4(pools[3]), h, 5))
+                h = self.upscore(h + crop(self.score_pool3(pools[2]), h, 9))
+                return h[:, :, 31: 31 + x.shape[2], 31: 31 + x.shape[3]]
+            return self.upscore(h)[:, :, 19: 19 + x.shape[2], 19: 19 + x.shape[3]]
+
+    return FCN(skips=net_name == "fcn8s")
+
+
+def torch_passes(net_name, size, device="cpu", seed=0):
+    """PyTorch's net on "cpu" or "cuda"."""
+    import torch
+    import torch.nn.functional as TF
+
+    torch.manual_seed(seed)
+    net = torch_fcn(torch, net_name).to(device)
+    image = torch.randn(1, 3, size, size, device=device)
+    label = torch.randint(0, N_CLASS, (1, size, size), device=device)
+    solver = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=1e-10,
+                             momentum=0.99, weight_decay=5e-4)
+
+    def train_step():
+        net.train()
+        solver.zero_grad()
+        loss = TF.cross_entropy(net(image), label, ignore_index=255, reduction="sum")
+        loss.backward()
+        solver.step()
+
+    def inference():
+        net.eval()
+        with torch.no_grad():
+            net(image)
+    return train_step, inference
