@@ -1,7 +1,7 @@
 """Per-op CPU benchmark at FCN-32s shapes (500x500 input, conv1_1 pad 100), with the
 NumPy kernels and the numba kernels, next to PyTorch CPU when torch is installed.
 
-    python -m benchmarks.cpu_ops [--repeat 3] [--ops conv pool loss im2col] [--no-torch] [--out DIR]
+    python -m benchmarks.cpu_ops [--repeat 3] [--ops im2col conv ... dropout] [--no-torch] [--out DIR]
 
 Rows:
   - im2col / col2im of conv1_2's input (64 x 698 x 698, 3x3, pad 1): a whole image's
@@ -13,7 +13,8 @@ Rows:
   - the softmax loss over 21 x 500 x 500 scores, forward and backward;
   - the weight gradient's GEMM per tile, both ways round (functions/conv.py,
     _weight_grad, picks col @ gy^T): conv1_2 of the default small net and of FCN-32s;
-  - the SGD update of fc6's weight (411 MB; optim.sgd_update, cpu/solver.py).
+  - the SGD update of fc6's weight (411 MB; optim.sgd_update, cpu/solver.py);
+  - dropout of fc6's output (4096 x 16 x 16, p 0.5; functions/activation.py, cpu/dropout.py).
 
 GEMM-bound rows report GFLOP/s and that as a fraction of the machine's sgemm rate
 (a 4096^3 float32 np.matmul measured in the same run); memory-bound rows report GB/s
@@ -186,6 +187,21 @@ def sgd_cases(torch):
     return [case]
 
 
+def dropout_cases(torch):
+    """Dropout of fc6's output, p = 0.5: reads x, writes y (the mask is hashed, not read)."""
+    import math
+    from minifcn.functions.activation import dropout_numpy
+    x = _normal(1, 4096, 16, 16)
+    threshold = math.ceil(0.5 * 2**53)
+    case = Case("dropout", "fc6 output 4096x16x16",
+                lambda: backend.kernel("dropout", x, dropout_numpy)(x, 12345, threshold, 2.0),
+                bytes_moved=2 * x.nbytes)
+    if torch:
+        t_x = torch.from_numpy(x)
+        case.torch_run = lambda: torch.nn.functional.dropout(t_x, 0.5, training=True)
+    return [case]
+
+
 def measure_sgemm(repeat):
     """GFLOP/s of a 4096^3 float32 np.matmul (the BLAS the convolutions use)."""
     a, b = _normal(4096, 4096), _normal(4096, 4096)
@@ -232,7 +248,7 @@ def markdown_report(report):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
-    groups = ["im2col", "conv", "upscore", "pool", "gemm", "sgd"]
+    groups = ["im2col", "conv", "upscore", "pool", "gemm", "sgd", "dropout"]
     parser.add_argument("--ops", nargs="+", default=groups, choices=groups)
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--out", default=str(common.RESULTS_DIR))
@@ -247,7 +263,8 @@ def main(argv=None):
                          "min_tile_pixels": conv.min_tile_pixels}, "rows": []}
     builders = {"im2col": lambda: im2col_cases(), "conv": lambda: convolution_cases(torch),
                 "upscore": lambda: upscore_cases(torch), "pool": lambda: pool_and_loss_cases(torch),
-                "gemm": weight_grad_gemm_cases, "sgd": lambda: sgd_cases(torch)}
+                "gemm": weight_grad_gemm_cases, "sgd": lambda: sgd_cases(torch),
+                "dropout": lambda: dropout_cases(torch)}
     for group in args.ops:
         for case in builders[group]():
             row = {"op": case.op, "shape": case.shape, "times": {}, "rates": {}}

@@ -2,11 +2,13 @@
 
     y[i] = x[i] * scale   where SplitMix64(seed, i) >> 11 >= threshold,   else 0
 
-The NumPy version builds the 64-bit hashes in several passes over uint64 temporaries
-(7 ms for FCN-32s's fc6 output of 1 M elements, where drawing a float32 mask took 2);
-this one hashes and multiplies in one pass. Loop mapping: prange over the flat
-index; each element is independent. Every integer operation is on uint64, so it wraps
-as in C (numba would turn a uint64 mixed with a signed int into a float).
+The NumPy version builds the 64-bit hashes in several passes over uint64 temporaries;
+this one hashes and multiplies in one pass: 0.41 ms against 6.9 ms for FCN-32s's fc6
+output of 1 M elements (PyTorch: 12.9 ms; benchmarks/results/dropout/).
+
+Loop mapping: prange over the flat index; each element is independent. Every integer
+operation is on uint64, so it wraps as in C (numba would turn a uint64 mixed with a
+signed int into a float).
 """
 import numpy
 from numba import njit, prange
