@@ -2,7 +2,7 @@
 the same nets in PyTorch (when torch is installed), side by side in one run.
 
     python -m benchmarks.cpu_nets [--nets fcn32s fcn8s] [--repeat 3] [--numpy-kernels]
-                                  [--glibc-malloc] [--no-torch] [--out DIR]
+                                  [--glibc-malloc] [--copying-relu] [--no-torch] [--out DIR]
 
 For each net, pass (train step or inference, as nets.py builds them) and engine a
 fresh Python process builds the net, runs one warm-up and `repeat` timed passes and
@@ -26,11 +26,15 @@ from .nets import N_CLASS
 
 TARGETS = {"train": 1.0, "inference": 1.2, "memory": 1.0}
 ENGINES = {"minifcn": "minifcn (numba kernels)", "minifcn-numpy": "minifcn (NumPy kernels)",
-           "minifcn-glibc-malloc": "minifcn (malloc returns freed memory)", "torch": "PyTorch"}
+           "minifcn-glibc-malloc": "minifcn (malloc returns freed memory)",
+           "minifcn-copying-relu": "minifcn (ReLU not in place)", "torch": "PyTorch"}
 
 
 # ------------------------------------------------------------------- the child process
 def child(engine, net_name, pass_name, size, repeat):
+    if engine == "minifcn-copying-relu":
+        from minifcn.models.vgg import VGGTrunk
+        VGGTrunk.inplace_relu = False
     build = nets.torch_passes if engine == "torch" else nets.minifcn_passes
     train_step, inference = build(net_name, size)
     function = train_step if pass_name == "train" else inference
@@ -102,6 +106,8 @@ def main(argv=None):
                         help="also run minifcn with MINIFCN_CPU_KERNELS=numpy")
     parser.add_argument("--glibc-malloc", action="store_true",
                         help="also run minifcn with MINIFCN_KEEP_FREED_MEMORY=0")
+    parser.add_argument("--copying-relu", action="store_true",
+                        help="also run minifcn with the ReLUs writing a new array")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--out", default=str(common.RESULTS_DIR))
     parser.add_argument("--child", nargs=5, metavar=("ENGINE", "NET", "PASS", "SIZE", "REPEAT"),
@@ -114,6 +120,7 @@ def main(argv=None):
     has_torch = not args.no_torch and common.package_versions(["torch"])["torch"] is not None
     engines = (["minifcn"] + (["minifcn-numpy"] if args.numpy_kernels else [])
                + (["minifcn-glibc-malloc"] if args.glibc_malloc else [])
+               + (["minifcn-copying-relu"] if args.copying_relu else [])
                + (["torch"] if has_torch else []))
     report = {"date": datetime.date.today().isoformat(), "machine": common.describe_machine(),
               "size": args.size, "repeat": args.repeat, "engines": engines, "results": []}

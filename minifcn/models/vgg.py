@@ -75,10 +75,14 @@ class VGGTrunk(Module):
         self.fc6, self.drop6 = fc6, Dropout(0.5)
         self.fc7, self.drop7 = fc7, Dropout(0.5)
 
+    # Caffe's in-place ReLU (functions/activation.py); False only to measure what it
+    # saves (benchmarks/cpu_nets.py --copying-relu).
+    inplace_relu = True
+
     def block(self, x, *convs):
         """Each named conv + ReLU, then pool: 2x2 stride 2 max, rounding up as Caffe does."""
         for name in convs:
-            x = F.relu(getattr(self, name)(x), inplace=True)  # Caffe's in-place ReLU
+            x = F.relu(getattr(self, name)(x), inplace=self.inplace_relu)
         return F.max_pool2d(x, 2, stride=2, ceil_mode=True)
 
     def features(self, data):
@@ -88,8 +92,8 @@ class VGGTrunk(Module):
         pool3 = self.block(pool2, "conv3_1", "conv3_2", "conv3_3")
         pool4 = self.block(pool3, "conv4_1", "conv4_2", "conv4_3")
         pool5 = self.block(pool4, "conv5_1", "conv5_2", "conv5_3")
-        drop6 = self.drop6(F.relu(self.fc6(pool5), inplace=True))
-        drop7 = self.drop7(F.relu(self.fc7(drop6), inplace=True))
+        drop6 = self.drop6(F.relu(self.fc6(pool5), inplace=self.inplace_relu))
+        drop7 = self.drop7(F.relu(self.fc7(drop6), inplace=self.inplace_relu))
         return pool3, pool4, drop7
 
     def device(self):
