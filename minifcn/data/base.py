@@ -19,6 +19,7 @@ import os
 
 import numpy
 
+from ..functions.loss import invalid_labels
 from .io import DataError, check_same_size, load_image, read_split, require_directory
 
 VOID = 255
@@ -142,7 +143,7 @@ def void_zero_labels(raw):
 
 def check_label_values(label, n_class, path):
     """DataError for a class number outside [0, n_class) that is not void."""
-    bad = ((label >= n_class) & (label != VOID)) | (label < 0)
+    bad = invalid_labels(label, n_class, VOID)
     if bad.any():
         value = int(label[bad][0])
         raise DataError(f"{path}: label value {value} is neither a class in [0, {n_class}) "

@@ -100,10 +100,16 @@ def softmax_cross_entropy(score, target, ignore_index=255, normalize=True):
     return SoftmaxCrossEntropy(labels, ignore_index, bool(normalize))(score)
 
 
+def invalid_labels(labels, n_class, ignore_index):
+    """Where the label array `labels` holds neither a class in [0, n_class) nor
+    ignore_index (the datasets check their label files with it too)."""
+    return ((labels < 0) | (labels >= n_class)) & (labels != ignore_index)
+
+
 def check_labels(labels, n_class, ignore_index=255, op="softmax_cross_entropy"):
     """ValueError unless every label of the host array `labels` is in [0, n_class) or
     is ignore_index."""
-    bad = ((labels < 0) | (labels >= n_class)) & (labels != ignore_index)
+    bad = invalid_labels(labels, n_class, ignore_index)
     if bad.any():
         raise ValueError(f"{op}: labels must be in [0, {n_class}) or ignore_index="
                          f"{ignore_index}; found {labels[bad][:5].tolist()} in target {labels.shape}")
