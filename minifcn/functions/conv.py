@@ -47,10 +47,13 @@ from .validate import float_tensor, pair, same_device, same_dtype
 Geometry = namedtuple("Geometry", "kh kw sy sx ph pw dy dx groups")
 
 # Tile size of the blocked convolution. A tile's column matrix takes about
-# `column_buffer_bytes`: small enough to stay in the last-level cache between im2col
-# writing it and the GEMM reading it (im2col/col2im run 1.5-2x faster than on tiles of
-# 64 MB), large enough that a layer needs few GEMM calls (each one a fork and join of
-# the BLAS threads: on a busy machine 2 MB tiles made FCN-32s inference 2x slower).
+# `column_buffer_bytes`. Smaller tiles stay in the last-level cache between im2col
+# writing them and the GEMM reading them; larger ones need fewer GEMM calls (each a fork
+# and join of the BLAS threads). On the 2-core development machine (32 MiB of L3, shared
+# with other tenants) FCN-32s trained and inferred as fast with 4 MiB as with 64 MiB
+# tiles: the fastest of five runs within 5% of each other, the medians inside the
+# machine's noise; 2 MiB had the slowest medians (benchmarks/conv_tiles.py,
+# results/conv-tiles-*). 16 MiB sits in that flat range and bounds the buffer's memory.
 # A tile also holds at least `min_tile_pixels` output pixels: below that the GEMMs get
 # thin, and the weight gradient, which adds one weight-sized product per tile, would
 # spend more time adding than multiplying (fc6's weight is 411 MB, its output 256 px:
