@@ -1,10 +1,12 @@
 """GPU benchmarks: each CUDA kernel at FCN-sized shapes, then a whole FCN-32s step.
 
-    python -m benchmarks.gpu_kernels [--repeat 30] [--no-net] [--no-torch] [--out DIR]
+    python -m benchmarks.gpu_kernels [--repeat 30] [--size 500] [--no-net] [--no-torch]
+                                     [--out DIR]
 
-Kernels. The shapes are VGG16-FCN's at 500x500 with conv1_1's pad 100 (conv1 maps are
-698 x 698, pool1 349, ..., score_fr 16 x 16 upsampled to 544 and cropped to 500). Each
-kernel is timed with CUDA events, median of `repeat` runs after warm-up, next to:
+Kernels. The shapes are VGG16-FCN's on a `size` x `size` image (`fcn_shapes`; at 500,
+with conv1_1's pad 100, conv1 maps are 698 x 698, pool1 349, ..., score_fr 16 x 16
+upsampled to 544 and cropped to 500). Each kernel is timed with CUDA events, median of
+`repeat` runs after warm-up, next to:
   - CuPy only: the op's `*_numpy` reference (written against the array API) run on
     CuPy arrays, what the GPU backend would do without kernels/*.cu;
   - PyTorch (cuDNN and ATen's CUDA kernels) where torch with CUDA is installed.
@@ -13,18 +15,19 @@ bytes / time is its bandwidth, reported as a fraction of the device's copy bandw
 (a 1 GiB device-to-device copy measured in the same run). DESIGN.md asks >= 70% for
 the memory-bound kernels.
 
-Whole net (gpu_net.py, in the same run and report): FCN-32s at 500x500, batch 1, 21 classes,
-the reference solver (SGD lr 1e-10, momentum 0.99, weight decay 5e-4): a train step
-(forward, loss, backward, update) and inference, minifcn against the same net in
-PyTorch, first with TF32 off on both sides (plain float32 GEMMs), then on. DESIGN.md
-asks the fp32 train step to be <= 1.3x PyTorch's.
+Whole net (gpu_net.py, in the same run and report): FCN-32s at size x size, batch 1,
+21 classes, the reference solver (SGD lr 1e-10, momentum 0.99, weight decay 5e-4): a
+train step (forward, loss, backward, update) and inference, minifcn against the same
+net in PyTorch, first with TF32 off on both sides (plain float32 GEMMs), then on.
+DESIGN.md asks the fp32 train step to be <= 1.3x PyTorch's.
 
 Writes benchmarks/results/gpu-<device>-<date>.json and .md (the same numbers as a
-table). The functions above `main` that format and compute are pure Python and tested
-without a GPU (tests/cuda/test_gpu_benchmark_report.py).
+table). tests/cuda/test_gpu_benchmark_report.py tests the formatting and arithmetic,
+and runs the whole benchmark on the emulated CuPy at --size 8, without a GPU.
 """
 import argparse
 import datetime
+import math
 import re
 import statistics
 from pathlib import Path
@@ -37,6 +40,23 @@ FLOAT32 = 4
 
 
 # ------------------------------------------------------------------- pure arithmetic
+def fcn_shapes(size):
+    """Side lengths of VGG16-FCN's maps for a size x size image: conv1 (3x3, pad 100),
+    pool1..pool5 (2x2, stride 2, Caffe's ceil rounding), fc6's 7x7 output, upscore's
+    64/32 upsampling of it (cropped at offset 19 back to size), and FCN-AlexNet's norm1
+    (conv1: 11x11, stride 4, pad 100)."""
+    from minifcn.functions.im2col import conv_output_size
+    from minifcn.functions.pooling import pool_output_size
+    shapes = {"size": size, "conv1": conv_output_size(size, 3, 1, 100)}
+    side = shapes["conv1"]
+    for index in range(1, 6):
+        side = shapes[f"pool{index}"] = pool_output_size(side, 2, 2, 0, ceil_mode=True)
+    shapes["fc6"] = conv_output_size(side, 7, 1, 0)
+    shapes["upscore"] = (shapes["fc6"] - 1) * 32 + 64
+    shapes["norm1"] = conv_output_size(size, 11, 4, 100)
+    return shapes
+
+
 def copy_bandwidth(nbytes, seconds):
     """Bytes/s of a device-to-device copy of `nbytes`: each byte is read and written."""
     return 2 * nbytes / seconds
@@ -124,8 +144,9 @@ def time_or_record_failure(what, function, events, repeat, failures, warmup=3):
 
 
 def cupy_events():
-    import cupy
-    return cupy.cuda.Event(), cupy.cuda.Event(), cupy.cuda.get_elapsed_time
+    from minifcn import backend
+    cuda = backend.require_cupy().cuda
+    return cuda.Event(), cuda.Event(), cuda.get_elapsed_time
 
 
 def torch_events():
@@ -134,8 +155,7 @@ def torch_events():
             lambda start, end: start.elapsed_time(end))
 
 
-def measure_copy_bandwidth(repeat):
-    import cupy
+def measure_copy_bandwidth(cupy, repeat):
     source, target = cupy.empty(COPY_BYTES, cupy.uint8), cupy.empty(COPY_BYTES, cupy.uint8)
     seconds = time_gpu(lambda: target.data.copy_from_device_async(source.data, COPY_BYTES),
                        cupy_events, repeat)
@@ -151,12 +171,13 @@ class Case:
         self.minifcn, self.cupy_only, self.torch = minifcn, cupy_only, torch
 
 
-def im2col_cases(normal, torch):
+def im2col_cases(shapes, normal, torch):
     """conv1_2 (3x3 pad 1 on 64 x 698 x 698) and fc6 (7x7 on 512 x 22 x 22) both ways,
     and upscore's col2im (the 64/32 deconvolution of score_fr, 16 x 16 -> 544 x 544)."""
-    return (convolution_cases("conv1_2", (64, 698, 698), 3, 1, 1, normal, torch)
-            + convolution_cases("fc6", (512, 22, 22), 7, 1, 0, normal, torch)
-            + convolution_cases("upscore", (21, 544, 544), 64, 32, 0, normal, torch)[1:])
+    conv1, pool5, up = shapes["conv1"], shapes["pool5"], shapes["upscore"]
+    return (convolution_cases("conv1_2", (64, conv1, conv1), 3, 1, 1, normal, torch)
+            + convolution_cases("fc6", (512, pool5, pool5), 7, 1, 0, normal, torch)
+            + convolution_cases("upscore", (21, up, up), 64, 32, 0, normal, torch)[1:])
 
 
 def convolution_cases(name, image_shape, k, s, p, normal, torch):
@@ -180,12 +201,13 @@ def convolution_cases(name, image_shape, k, s, p, normal, torch):
                  lambda: col2im_numpy(col, h, w, *steps), fold)]
 
 
-def pooling_cases(normal, torch):
+def pooling_cases(shapes, normal, torch):
     """pool1: 2x2 stride 2 with Caffe's ceil rounding on conv1_2's 64 x 698 x 698."""
     from minifcn import cuda
     from minifcn.functions import pooling
-    x = normal(1, 64, 698, 698)
-    window, out = (2, 2, 2, 2, 0, 0), (349, 349)
+    side = shapes["conv1"]
+    x = normal(1, 64, side, side)
+    window, out = (2, 2, 2, 2, 0, 0), (shapes["pool1"],) * 2
     y, argmax = cuda.max_pool_forward(x, *window, *out)  # argmax: int32, as many bytes as y
     gy = normal(*y.shape)
     torch_calls = [None] * 4
@@ -205,26 +227,27 @@ def pooling_cases(normal, torch):
              lambda: cuda.max_pool_forward(x, *window, *out),
              lambda: pooling.max_pool_forward_numpy(x, *window, *out), torch_calls[0]),
         Case("max_pool_backward", shape, gy.nbytes + argmax.nbytes + x.nbytes,
-             lambda: cuda.max_pool_backward(gy, argmax, 698, 698, *window),
-             lambda: pooling.max_pool_backward_numpy(gy, argmax, 698, 698, *window), torch_calls[1]),
+             lambda: cuda.max_pool_backward(gy, argmax, side, side, *window),
+             lambda: pooling.max_pool_backward_numpy(gy, argmax, side, side, *window), torch_calls[1]),
         Case("avg_pool_forward", shape, x.nbytes + y.nbytes,
              lambda: cuda.avg_pool_forward(x, *window, *out),
              lambda: pooling.avg_pool_forward_numpy(x, *window, *out), torch_calls[2]),
         Case("avg_pool_backward", shape, gy.nbytes + x.nbytes,
-             lambda: cuda.avg_pool_backward(gy, 698, 698, *window),
-             lambda: pooling.avg_pool_backward_numpy(gy, 698, 698, *window), torch_calls[3]),
+             lambda: cuda.avg_pool_backward(gy, side, side, *window),
+             lambda: pooling.avg_pool_backward_numpy(gy, side, side, *window), torch_calls[3]),
     ]
 
 
-def loss_and_crop_cases(normal, torch, cupy):
+def loss_and_crop_cases(shapes, normal, torch, cupy):
     """The loss on FCN's 21 x 500 x 500 output (10% of pixels ignored), and the crop of
     upscore's 544 x 544 to it."""
     from minifcn import cuda
     from minifcn.functions import array, loss
-    score, gy, upscore = normal(1, 21, 500, 500), normal(1, 21, 500, 500), normal(1, 21, 544, 544)
+    size, up, offset = shapes["size"], shapes["upscore"], 19
+    score, gy, upscore = normal(1, 21, size, size), normal(1, 21, size, size), normal(1, 21, up, up)
     rng = cupy.random.default_rng(1)
-    target = rng.integers(0, 21, size=(1, 500, 500), dtype=cupy.int32)
-    target[rng.random((1, 500, 500)) < 0.1] = 255
+    target = rng.integers(0, 21, size=(1, size, size), dtype=cupy.int32)
+    target[rng.random((1, size, size)) < 0.1] = 255
     coefficient = cupy.asarray(1.0, dtype=cupy.float32)
     torch_calls = [None] * 4
     if torch:
@@ -236,8 +259,8 @@ def loss_and_crop_cases(normal, torch, cupy):
         torch_calls = [
             lambda: tf.cross_entropy(t_score, t_target, ignore_index=255, reduction="sum"),
             lambda: torch.autograd.grad(t_loss, t_leaf, retain_graph=True),
-            lambda: t_upscore[:, :, 19:519, 19:519].contiguous(),
-            lambda: tf.pad(t_gy, (19, 25, 19, 25))]
+            lambda: t_upscore[:, :, offset:offset + size, offset:offset + size].contiguous(),
+            lambda: tf.pad(t_gy, (offset, up - size - offset) * 2)]
     return [
         Case("softmax_cross_entropy_forward", f"{score.shape}", score.nbytes + target.nbytes,
              lambda: cuda.softmax_cross_entropy_forward(score, target, 255),
@@ -246,20 +269,21 @@ def loss_and_crop_cases(normal, torch, cupy):
              lambda: cuda.softmax_cross_entropy_backward(score, target, 255, coefficient),
              lambda: loss.softmax_cross_entropy_backward_numpy(score, target, 255, coefficient),
              torch_calls[1]),
-        Case("crop_forward", f"{upscore.shape} -> 500", 2 * gy.nbytes,
-             lambda: cuda.crop_forward(upscore, 19, 19, 500, 500),
-             lambda: array.crop_forward_numpy(upscore, 19, 19, 500, 500), torch_calls[2]),
-        Case("crop_backward", f"{gy.shape} -> 544", gy.nbytes + upscore.nbytes,
-             lambda: cuda.crop_backward(gy, 544, 544, 19, 19),
-             lambda: array.crop_backward_numpy(gy, 544, 544, 19, 19), torch_calls[3]),
+        Case("crop_forward", f"{upscore.shape} -> {size}", 2 * gy.nbytes,
+             lambda: cuda.crop_forward(upscore, offset, offset, size, size),
+             lambda: array.crop_forward_numpy(upscore, offset, offset, size, size), torch_calls[2]),
+        Case("crop_backward", f"{gy.shape} -> {up}", gy.nbytes + upscore.nbytes,
+             lambda: cuda.crop_backward(gy, up, up, offset, offset),
+             lambda: array.crop_backward_numpy(gy, up, up, offset, offset), torch_calls[3]),
     ]
 
 
-def lrn_cases(normal, torch):
+def lrn_cases(shapes, normal, torch):
     """FCN-AlexNet's norm1 at 500x500: 96 x 173 x 173, size 5."""
     from minifcn import cuda
     from minifcn.functions import norm
-    x, gy = normal(1, 96, 173, 173), normal(1, 96, 173, 173)
+    side = shapes["norm1"]
+    x, gy = normal(1, 96, side, side), normal(1, 96, side, side)
     y, scale = cuda.lrn_forward(x, 5, 1e-4, 0.75, 1.0)
     torch_calls = [None] * 2
     if torch:
@@ -280,13 +304,12 @@ def lrn_cases(normal, torch):
     ]
 
 
-def dropout_cases(normal, torch):
+def dropout_cases(shapes, normal, torch):
     """Dropout of fc6's output (4096 x 16 x 16; fc7's is the same), p = 0.5: the mask
     hashed and applied in one pass against drawing, comparing and multiplying."""
-    import math
     from minifcn import cuda
     from minifcn.functions import activation
-    x = normal(1, 4096, 16, 16)
+    x = normal(1, 4096, shapes["fc6"], shapes["fc6"])
     threshold = math.ceil(0.5 * 2**53)
     torch_call = None
     if torch:
@@ -297,18 +320,19 @@ def dropout_cases(normal, torch):
                  lambda: activation.dropout_numpy(x, 12345, threshold, 2.0), torch_call)]
 
 
-def benchmark_kernels(cupy, torch, repeat, failures):
+def benchmark_kernels(cupy, torch, repeat, failures, size=500):
+    shapes = fcn_shapes(size)
     rng = cupy.random.default_rng(0)
 
     def normal(*shape):
         return rng.standard_normal(shape, dtype=cupy.float32)
 
     rows = []
-    for family, build in (("im2col", lambda: im2col_cases(normal, torch)),
-                          ("pooling", lambda: pooling_cases(normal, torch)),
-                          ("loss and crop", lambda: loss_and_crop_cases(normal, torch, cupy)),
-                          ("lrn", lambda: lrn_cases(normal, torch)),
-                          ("dropout", lambda: dropout_cases(normal, torch))):
+    for family, build in (("im2col", lambda: im2col_cases(shapes, normal, torch)),
+                          ("pooling", lambda: pooling_cases(shapes, normal, torch)),
+                          ("loss and crop", lambda: loss_and_crop_cases(shapes, normal, torch, cupy)),
+                          ("lrn", lambda: lrn_cases(shapes, normal, torch)),
+                          ("dropout", lambda: dropout_cases(shapes, normal, torch))):
         try:
             cases = build()
         except Exception as error:  # noqa: BLE001
@@ -343,6 +367,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_kernels", description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=30, help="timed runs per kernel (median)")
     parser.add_argument("--net-repeat", type=int, default=10, help="timed runs per whole-net pass")
+    parser.add_argument("--size", type=int, default=500,
+                        help="image side the FCN shapes derive from (the reference: 500)")
     parser.add_argument("--no-net", action="store_true", help="kernels only, no FCN-32s")
     parser.add_argument("--no-torch", action="store_true", help="no PyTorch comparison")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for .json and .md")
@@ -358,17 +384,17 @@ def main(argv=None):
     device = device.decode() if isinstance(device, bytes) else device
     date = datetime.date.today().isoformat()
     print(f"{device}: copy bandwidth ...", flush=True)
-    report = {"device": device, "date": date, "repeat": args.repeat,
+    report = {"device": device, "date": date, "repeat": args.repeat, "size": args.size,
               "versions": {"cupy": cupy.__version__, "torch": torch and torch.__version__,
                            "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion()},
-              "copy_bandwidth_bytes_per_s": measure_copy_bandwidth(args.repeat)}
+              "copy_bandwidth_bytes_per_s": measure_copy_bandwidth(cupy, args.repeat)}
     failures = []
-    report["kernels"] = benchmark_kernels(cupy, torch, args.repeat, failures)
+    report["kernels"] = benchmark_kernels(cupy, torch, args.repeat, failures, args.size)
     report["net"], report["notes"] = [], []
     if not args.no_net:
         from .gpu_net import benchmark_net
         try:
-            report["net"], report["notes"] = benchmark_net(torch, args.net_repeat, failures)
+            report["net"], report["notes"] = benchmark_net(torch, args.net_repeat, failures, args.size)
         except Exception as error:  # noqa: BLE001 (the kernels' numbers are still worth writing)
             failures.append(f"FCN-32s: {type(error).__name__}: {error}")
     report["notes"] += [f"Failed: {failure}" for failure in failures]

@@ -18,11 +18,17 @@ as CuPy's (stricter where CuPy is lenient, never more lenient):
 And `host_reads` counts every read of a device value on the host (`.get()`, `float()`,
 `.item()`...): on a GPU each one waits for all the work queued before it.
 
+It also has the few pieces of CuPy's device API that benchmarks/gpu_kernels.py uses
+(events, the device's name, `cupy.random`, a device-to-device copy), so that benchmark
+can be run end to end at a small size; its events read the host's clock, which is
+right here because every emulated kernel has finished when its launch returns.
+
 What it cannot catch: anything about the device itself (speed, memory, races between
 threads, CuPy functions NumPy has and CuPy lacks). tests/cuda/test_gpu.py runs the
 same tests on a real GPU when there is one.
 """
 import numbers
+import time
 import types
 
 import numpy
@@ -106,6 +112,10 @@ class ndarray(NDArrayOperatorsMixin):
             return _on_device(value, f"ndarray.{name}")
         return _to_device(value)
 
+    @property
+    def data(self):  # CuPy's MemoryPointer, not NumPy's memoryview
+        return _MemoryPointer(self._host)
+
     def __getitem__(self, key):
         return _to_device(self._host[_index_to_host(key)])
 
@@ -158,6 +168,40 @@ def _on_device(function, where):
     return call
 
 
+# ------------------------------------------------- CuPy's device API, as benchmarks use it
+class _MemoryPointer:
+    def __init__(self, host):
+        self._host = host
+
+    def copy_from_device_async(self, source, nbytes):
+        target = self._host.reshape(-1).view(numpy.uint8)
+        target[:nbytes] = source._host.reshape(-1).view(numpy.uint8)[:nbytes]
+
+
+class _Event:
+    """cupy.cuda.Event on the host's clock (emulated kernels finish as they launch)."""
+
+    def record(self, stream=None):
+        self.at = time.perf_counter()
+
+    def synchronize(self):
+        pass
+
+
+def _elapsed_ms(start, end):
+    return (end.at - start.at) * 1e3
+
+
+class _Generator:
+    """cupy.random.Generator: NumPy's, its draws handed out as device arrays."""
+
+    def __init__(self, seed=None):
+        self._numpy = numpy.random.default_rng(seed)
+
+    def __getattr__(self, name):
+        return _on_device(getattr(self._numpy, name), f"Generator.{name}")
+
+
 # -------------------------------------------------------------------- the module
 def _transfer(function):
     """cupy.asarray/array: a device array as NumPy's function treats an array; anything
@@ -178,10 +222,16 @@ class EmulatedCupy(types.SimpleNamespace):
     (`_on_device`); the data types and constants are NumPy's, as CuPy's are."""
 
     def __init__(self):
-        runtime = types.SimpleNamespace(getDeviceCount=lambda: 1)
+        runtime = types.SimpleNamespace(
+            getDeviceCount=lambda: 1, runtimeGetVersion=lambda: 0,
+            getDeviceProperties=lambda device: {"name": b"emulated GPU"})
+        cuda = types.SimpleNamespace(runtime=runtime, Event=_Event, get_elapsed_time=_elapsed_ms,
+                                     Device=lambda device=0: types.SimpleNamespace(id=device))
+        pool = types.SimpleNamespace(free_all_blocks=lambda: None)
         super().__init__(
-            __name__="cupy", ndarray=ndarray, asnumpy=_asnumpy,
-            cuda=types.SimpleNamespace(runtime=runtime),
+            __name__="cupy", __version__="emulated", ndarray=ndarray, asnumpy=_asnumpy, cuda=cuda,
+            random=types.SimpleNamespace(default_rng=_Generator),
+            get_default_memory_pool=lambda: pool,
             **{name: _transfer(getattr(numpy, name)) for name in _TRANSFERS})
 
     def __getattr__(self, name):

@@ -1,5 +1,7 @@
-"""benchmarks/gpu_kernels.py's pure-Python parts (it needs a GPU to run, not to test
-these), and the PyTorch net the whole-net benchmarks build (benchmarks/nets.py)."""
+"""benchmarks/gpu_kernels.py: its pure-Python parts, a whole run on the emulated CuPy at
+a small size (a GPU is needed for its timings, not to find its mistakes), and the
+PyTorch net the whole-net benchmarks build (benchmarks/nets.py)."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -67,29 +69,15 @@ def test_the_pytorch_fcn32s_matches_the_reference_shapes():
     assert weights[13:] == [(4096, 512, 7, 7), (4096, 4096, 1, 1), (21, 4096, 1, 1), (21, 21, 64, 64)]
 
 
-class _HostEvents:
-    """Stand-ins for CUDA events, timing on the host: time_gpu's logic without a GPU."""
-
-    class Event:
-        def record(self):
-            import time
-            self.at = time.perf_counter()
-
-        def synchronize(self):
-            pass
-
-    def __call__(self):
-        return self.Event(), self.Event(), lambda start, end: (end.at - start.at) * 1e3
-
-
-def test_a_failing_case_is_recorded_and_the_run_goes_on():
+def test_a_failing_case_is_recorded_and_the_run_goes_on(emulated_cupy):
     failures, calls = [], []
-    seconds = gpu_kernels.time_or_record_failure("ok", lambda: calls.append(1), _HostEvents(), 5, failures)
+    events = gpu_kernels.cupy_events  # the emulation's events read the host's clock
+    seconds = gpu_kernels.time_or_record_failure("ok", lambda: calls.append(1), events, 5, failures)
     assert seconds is not None and seconds >= 0 and len(calls) == 3 + 5 and failures == []
 
     def broken():
         raise RuntimeError("illegal memory access")
-    assert gpu_kernels.time_or_record_failure("im2col conv1_2 (minifcn)", broken, _HostEvents(),
+    assert gpu_kernels.time_or_record_failure("im2col conv1_2 (minifcn)", broken, events,
                                               5, failures) is None
     assert failures == ["im2col conv1_2 (minifcn): RuntimeError: illegal memory access"]
     report = dict(REPORT, kernels=REPORT["kernels"] + [
@@ -106,3 +94,62 @@ def test_without_cupy_it_says_so_in_one_line():
     assert result.stderr.strip().splitlines() == [
         "python -m benchmarks.gpu_kernels: the GPU backend needs CuPy: pip install "
         "'minifcn[cuda]' on a machine with an NVIDIA GPU and its driver"]
+
+
+def test_fcn_shapes_are_the_reference_nets():
+    # At 500 x 500: the sizes of Caffe's FCN-32s (pool5 22, fc6 16, upscore 544 cropped
+    # at 19) and FCN-AlexNet's norm1 (173). At 8 x 8, pad 100 still leaves fc6 one pixel.
+    assert gpu_kernels.fcn_shapes(500) == {
+        "size": 500, "conv1": 698, "pool1": 349, "pool2": 175, "pool3": 88, "pool4": 44,
+        "pool5": 22, "fc6": 16, "upscore": 544, "norm1": 173}
+    assert gpu_kernels.fcn_shapes(8) == {
+        "size": 8, "conv1": 206, "pool1": 103, "pool2": 52, "pool3": 26, "pool4": 13,
+        "pool5": 7, "fc6": 1, "upscore": 64, "norm1": 50}
+
+
+class _GemmSettings:
+    """cupy._core._routines_linalg's compute-type switch (cuda.allow_tf32), which the
+    emulation has no module for."""
+    COMPUTE_TYPE_DEFAULT, COMPUTE_TYPE_TF32 = "default", "tf32"
+
+    def __init__(self):
+        self.switched = [self.COMPUTE_TYPE_DEFAULT]
+
+    def set_compute_type(self, dtype, compute_type):
+        self.switched.append(compute_type)
+
+    def get_compute_type(self, dtype):
+        return self.switched[-1]
+
+
+def test_the_whole_benchmark_runs_on_the_emulated_cupy(emulated_cupy, monkeypatch, tmp_path):
+    """Every case builds and runs, at an 8 x 8 image, so that a borrowed GPU's minutes
+    are not spent finding a wrong argument (the timings here mean nothing)."""
+    from benchmarks import gpu_net
+    from minifcn import cuda
+    gemm = _GemmSettings()
+    monkeypatch.setattr(cuda, "_cupy_linalg", lambda: gemm)
+    monkeypatch.setattr(gpu_kernels, "COPY_BYTES", 1 << 20)
+    timed = gpu_kernels.time_or_record_failure
+
+    def once(*args, warmup=None):  # no warm-up: one call of each case, at CPU speed
+        return timed(*args, warmup=0)
+    for module in (gpu_kernels, gpu_net):
+        monkeypatch.setattr(module, "time_or_record_failure", once)
+    gpu_kernels.main(["--size", "8", "--repeat", "1", "--net-repeat", "1", "--no-torch",
+                      "--out", str(tmp_path)])
+    [path] = tmp_path.glob("gpu-emulated-GPU-*.json")
+    report = json.loads(path.read_text())
+    assert [note for note in report["notes"] if note.startswith("Failed")] == []
+    assert [row["kernel"] for row in report["kernels"]] == [
+        "im2col conv1_2", "col2im conv1_2", "im2col fc6", "col2im fc6", "col2im upscore",
+        "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
+        "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "crop_forward",
+        "crop_backward", "lrn_forward", "lrn_backward", "dropout"]
+    assert report["kernels"][0]["shape"] == "(64, 206, 206) k3 s1 p1"
+    assert all(row["minifcn_s"] is not None and row["cupy_only_s"] is not None
+               for row in report["kernels"])
+    assert [(row["pass"], row["precision"], row["minifcn_s"] is not None) for row in report["net"]] == [
+        ("train step", "fp32 (TF32 off)", True), ("inference", "fp32 (TF32 off)", True),
+        ("train step", "TF32 on", True), ("inference", "TF32 on", True)]
+    assert gemm.switched[1:] == ["default", "tf32", "default"]  # and TF32 is off again
