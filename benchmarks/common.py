@@ -217,8 +217,8 @@ def format_ratio(numerator, denominator):
 def result_paths(prefix, machine, date=None, directory=RESULTS_DIR):
     """<directory>/<prefix>-<machine>-<date>.json and .md."""
     date = date or datetime.date.today().isoformat()
-    stem = Path(directory) / f"{prefix}-{machine}-{date}"
-    return stem.with_suffix(".json"), stem.with_suffix(".md")
+    stem = f"{prefix}-{machine}-{date}"  # may hold dots ("nvcc-13.0"): no with_suffix
+    return Path(directory) / f"{stem}.json", Path(directory) / f"{stem}.md"
 
 
 def write_results(prefix, machine, report, markdown, date=None, directory=RESULTS_DIR):

@@ -115,7 +115,8 @@ def _parser():
 
     bench = commands.add_parser("bench", help="run a benchmark from benchmarks/ (needs the source tree)")
     bench.add_argument("name", nargs="?", default="cpu_ops",
-                       help="cpu_ops, cpu_nets, conv_tiles or gpu_kernels (default cpu_ops)")
+                       help="cpu_ops, cpu_nets, conv_tiles, gpu_kernels or kernel_resources "
+                            "(default cpu_ops)")
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to the benchmark")
     bench.set_defaults(run=_bench)
     return parser

@@ -1,5 +1,6 @@
 """Every kernels/*.cu file compiles with nvcc to PTX for Ampere (sm_80) and Hopper
-(sm_90), in both dtypes, warnings as errors, and defines the kernels cuda.py launches.
+(sm_90), in both dtypes, warnings as errors, and defines the kernels cuda.py launches;
+and no kernel uses local memory (ptxas's report, benchmarks/kernel_resources.py).
 
 What is compiled is exactly what cupy.RawModule hands to NVRTC: the text from
 `minifcn.cuda.kernel_source` (includes pasted in) with `minifcn.cuda.compile_options`.
@@ -8,13 +9,18 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from minifcn import cuda
 
 import cuda_emulator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the `benchmarks` package
+from benchmarks import kernel_resources  # noqa: E402
 
 ARCHITECTURES = ("sm_80", "sm_90")
 NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc") else None)
@@ -64,3 +70,28 @@ def test_kernel_file_compiles_as_it_stands(filename, tmp_path):
     assert result.returncode == 0, f"nvcc could not compile kernels/{filename}:\n{result.stderr}"
     assert set(re.findall(r"\.entry (\w+)\(", ptx.read_text())) == set(
         cuda_emulator.defined_kernels(cuda.kernel_source(filename)))
+
+
+def test_no_kernel_spills_or_has_a_stack_frame():
+    """Local memory (a stack frame, spilled registers) would add traffic to kernels that
+    are meant to be bound by their reads and writes alone. Hopper, both dtypes."""
+    if NVCC is None:
+        pytest.skip("nvcc is not installed (CUDA toolkit): cannot ask ptxas")
+    jobs = [(filename, dtype) for filename in cuda_emulator.kernel_files()
+            for dtype in cuda_emulator.DTYPES]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        reports = pool.map(lambda job: kernel_resources.ptxas_report(*job, "sm_90", NVCC), jobs)
+    for (filename, dtype), report in zip(jobs, reports):
+        assert set(report) == set(cuda_emulator.defined_kernels(cuda.kernel_source(filename)))
+        for kernel, resources in report.items():
+            assert resources["stack_bytes"] == resources["spill_stores"] == resources["spill_loads"] == 0, (
+                f"{kernel} ({filename}, {dtype}) uses local memory: {resources}")
+            assert 0 < resources["registers"] <= 255
+
+
+def test_resident_threads_as_registers_allow():
+    # 256-thread blocks, registers allocated per thread in steps of 8, 65536 per SM
+    assert kernel_resources.resident_fraction(32) == 1.0      # 8 blocks
+    assert kernel_resources.resident_fraction(33) == 0.75     # 40 a thread: 6 blocks
+    assert kernel_resources.resident_fraction(64) == 0.5      # 4 blocks
+    assert kernel_resources.resident_fraction(255) == 0.125   # 1 block
