@@ -179,6 +179,13 @@ def describe_machine(extra=None):
     return machine
 
 
+def machine_sentence(machine):
+    """"Machine: <cpu>, <n> cores, <m> GiB; NumPy BLAS: <blas>", the first line of every
+    CPU report."""
+    return (f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GiB; "
+            f"NumPy BLAS: {machine['numpy_blas']}")
+
+
 def machine_slug(machine=None):
     """A file-safe name for the machine: e.g. "amd-epyc-2c"."""
     machine = machine or describe_machine()

@@ -34,11 +34,9 @@ def markdown_report(report):
             cells.append(f"{common.format_seconds(s['median_s'])} "
                          f"({common.format_seconds(s['min_s'])}-{common.format_seconds(s['max_s'])})")
         rows.append(cells)
-    machine = report["machine"]
     return "\n".join([
         f"# Convolution tile size, FCN-32s 500x500 ({report['date']})", "",
-        f"Machine: {machine['cpu']}, {machine['cores']} cores; NumPy BLAS: {machine['numpy_blas']}. "
-        f"{report['rounds']} rounds, the sizes in turn within each; 1-minute load average "
+        f"{common.machine_sentence(report['machine'])}. {report['rounds']} rounds, the sizes in turn within each; 1-minute load average "
         f"{report['load_before']:.1f} before, {report['load_after']:.1f} after.", "",
         common.markdown_table(headers, rows, "l" + "r" * len(passes)), ""])
 

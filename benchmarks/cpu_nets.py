@@ -77,13 +77,11 @@ def markdown_report(report):
                        f"<= {TARGETS['memory']:.1f}x"]
         time_rows.append(cells)
         memory_rows.append(memory)
-    machine = report["machine"]
     loads = [run.get(key) for row in report["results"] for run in row["runs"].values()
              for key in ("load_before", "load_after") if run.get(key) is not None]
     lines = [f"# CPU whole-net benchmark ({report['date']})", "",
-             f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GiB; "
-             f"NumPy BLAS: {machine['numpy_blas']}; packages: "
-             + ", ".join(f"{k} {v}" for k, v in machine["packages"].items() if v) + ".", "",
+             common.machine_sentence(report["machine"]) + "; packages: "
+             + ", ".join(f"{k} {v}" for k, v in report["machine"]["packages"].items() if v) + ".", "",
              f"Batch 1, {report['size']}x{report['size']}, {N_CLASS} classes, float32. Median of "
              f"{report['repeat']} timed runs after one warm-up, each configuration in its own "
              "process. 1-minute load average during the runs: "

@@ -233,10 +233,9 @@ def markdown_report(report):
             cells += [common.format_seconds(row.get("torch")),
                       common.format_ratio(row["times"].get("numba"), row.get("torch"))]
         rows.append(cells)
-    machine = report["machine"]
     return "\n".join([
         f"# CPU op benchmark ({report['date']})", "",
-        f"Machine: {machine['cpu']}, {machine['cores']} cores; NumPy BLAS: {machine['numpy_blas']}; "
+        f"{common.machine_sentence(report['machine'])}; "
         f"measured sgemm (4096^3): {report['sgemm_gflops']:.0f} GFLOP/s. Median of "
         f"{report['repeat']} runs after a warm-up; 1-minute load average "
         f"{report['load_before']:.1f} before, {report['load_after']:.1f} after.", "",
