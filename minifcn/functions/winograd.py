@@ -1,0 +1,148 @@
+"""Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for
+Convolutional Neural Networks", 2016): a 3x3 stride-1 convolution with 2.25x fewer
+multiplications than im2col's GEMM. conv.py uses it on the CPU for the 3x3 layers.
+
+Each 2x2 block of outputs (a "tile") reads one 4x4 patch d of the padded input, patches
+of neighbouring tiles overlapping by two rows or columns. With
+
+    B^T = [[1, 0, -1,  0],    G = [[  1,    0,   0],    A^T = [[1, 1,  1,  0],
+           [0, 1,  1,  0],         [1/2,  1/2, 1/2],           [0, 1, -1, -1]]
+           [0, -1, 1,  0],         [1/2, -1/2, 1/2],
+           [0, 1,  0, -1]]         [  0,    0,   1]]
+
+one input channel's contribution to one output channel's tile is A^T [(G g G^T) * (B^T d B)] A,
+* elementwise. The sum over input channels commutes with A^T . A, so it can be taken
+first, separately at each of the 16 positions ab of the 4x4 transformed tile:
+
+    U[ab]       = (G W G^T)[ab]        (C_out, C_in)    filter transform, once per call
+    V[:, ab, :] = (B^T d B)[ab]        (C_in, tiles)    input transform
+    M[:, ab, :] = U[ab] @ V[:, ab, :]  (C_out, tiles)   16 GEMMs
+    y           = A^T M A + b                           output transform, 2x2 outputs a tile
+
+The GEMMs do 16 C_out C_in multiply-adds per tile where im2col's does 4 outputs x 9 taps
+= 36: 2.25x fewer. The transforms only add and subtract. In exact arithmetic the result
+is the convolution's; in floating point it differs from im2col's by rounding (the sums
+are short: about 1e-6 relative in float32).
+
+The gradient to the input of a stride-1 3x3 convolution with padding p is itself such a
+convolution, of gy with the weights flipped and their channel axes swapped, padding
+2 - p (`adjoint_weight`), so conv.py runs both through `correlate`. The weight gradient
+stays with im2col.
+
+Bands. As conv.py walks an image in bands of output rows, `correlate` walks it in bands
+of tile rows whose V takes about conv.column_buffer_bytes, reused from band to band.
+V is (C_in, 16, length) and M (C_out, 16, length), the tiles of the band along the last
+axis, so that each transform writes or reads one channel's 16 rows close together;
+`length` >= the tiles of a band is an odd number of cache lines, so that those 16 rows
+do not all map to the same cache sets. (Laid out (16, C, tiles), their distance was a
+multiple of 4 KiB at 256 channels, and the input transform ran 4x slower there.)
+
+The kernel contract shared with cpu/winograd.py (numba):
+    winograd_input(x, ph, pw, first, rows, V)   V[:, :, :rows * cols] for tile rows
+                                                [first, first + rows), cols tiles a row
+    winograd_output(M, first, rows, bias, y)    y[:, 2 first : 2 first + 2 rows] = A^T M A + b
+"""
+import numpy
+
+from .. import backend
+
+B_T = numpy.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
+G = numpy.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+A_T = numpy.array([[1, 1, 1, 0], [0, 1, -1, -1]])
+
+# conv.py takes this path only when the weight has at least this many channels on both
+# sides: with fewer, the 16 GEMMs are too thin to gain on im2col's one. At 64, every 3x3
+# layer of VGG16-FCN at 500x500 but conv1_1 (3 input channels) runs 1.1-1.8x faster,
+# forward and backward to the input; at 8 to 32 channels (the default small net's first
+# layers) some ran faster and some slower than with im2col.
+min_channels = 64
+
+
+def applies(x, weight, geo):
+    """Whether conv.py may compute a convolution of the CPU array x with weight (3x3,
+    either channel order) through `correlate`."""
+    return (backend.get_array_module(x) is numpy and weight.shape[2:] == (3, 3)
+            and (geo.sy, geo.sx, geo.dy, geo.dx, geo.groups) == (1, 1, 1, 1, 1)
+            and min(weight.shape[:2]) >= min_channels)
+
+
+def adjoint_weight(weight):
+    """The weight whose convolution (padding 2 - p) is the input gradient of `weight`'s
+    stride-1 convolution with padding p: flipped in space, channel axes swapped."""
+    return numpy.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+
+
+def filter_transform(weight):
+    """U (16, C_out, C_in): G W G^T for each channel pair, its 4x4 entries flattened.
+    As one GEMM: U[ab] = sum over ij of G[a, i] G[b, j] W[:, :, i, j] (a per-pair
+    (4x3)(3x3)(3x4) product would be 40 ms a call at 512 x 512 channels, this 2 ms)."""
+    g_g = numpy.einsum("ai,bj->abij", G, G).reshape(16, 9).astype(weight.dtype)
+    c_out, c_in = weight.shape[:2]
+    return (g_g @ weight.reshape(c_out * c_in, 9).T).reshape(16, c_out, c_in)
+
+
+def correlate(x, weight, ph, pw, bias=None, band_bytes=16 * 2**20):
+    """3x3 stride-1 cross-correlation of x (N, C_in, H, W) with weight (C_out, C_in, 3, 3),
+    padding (ph, pw) >= 0, plus bias if given: (N, C_out, H + 2 ph - 2, W + 2 pw - 2)."""
+    n_images, c_in, height, width = x.shape
+    c_out = weight.shape[0]
+    out_h, out_w = height + 2 * ph - 2, width + 2 * pw - 2
+    tile_rows, tile_cols = -(-out_h // 2), -(-out_w // 2)
+    rows = max(1, min(tile_rows, band_bytes // (16 * c_in * tile_cols * x.itemsize)))
+    u = filter_transform(weight)
+    length = _row_length(rows * tile_cols, x.itemsize)
+    v = numpy.empty((c_in, 16, length), x.dtype)
+    m = numpy.empty((c_out, 16, length), x.dtype)
+    zero_bias = numpy.zeros(c_out, x.dtype) if bias is None else bias
+    y = numpy.empty((n_images, c_out, out_h, out_w), x.dtype)
+    transform_input = backend.kernel("winograd_input", x, winograd_input_numpy)
+    transform_output = backend.kernel("winograd_output", x, winograd_output_numpy)
+    x = numpy.ascontiguousarray(x)
+    for n in range(n_images):
+        for first in range(0, tile_rows, rows):
+            band_rows = min(rows, tile_rows - first)  # the last band may be shorter
+            tiles = band_rows * tile_cols
+            transform_input(x[n], ph, pw, first, band_rows, v)
+            numpy.matmul(u, v[:, :, :tiles].transpose(1, 0, 2),
+                         out=m[:, :, :tiles].transpose(1, 0, 2))
+            transform_output(m, first, band_rows, zero_bias, y[n])
+    return y
+
+
+def _row_length(tiles, itemsize, line_bytes=64):
+    """The smallest odd number of cache lines that holds `tiles` entries, in entries."""
+    per_line = line_bytes // itemsize
+    lines = -(-tiles // per_line)
+    return (lines + 1 - lines % 2) * per_line
+
+
+# ---------------------------------------------------------------- the NumPy kernels
+def winograd_input_numpy(x, ph, pw, first, rows, v):
+    """V[:, :, :rows * cols] = B^T d B for the tiles of rows [first, first + rows)."""
+    channels, height, width = x.shape
+    tile_cols = -(-(width + 2 * pw - 2) // 2)
+    # the band's padded input: 2 rows + 2 and 2 cols + 2, zeros outside x
+    patch_h, patch_w = 2 * rows + 2, 2 * tile_cols + 2
+    top, left = 2 * first - ph, -pw
+    band = numpy.zeros((channels, patch_h, patch_w), x.dtype)
+    r0, r1 = max(top, 0), min(top + patch_h, height)
+    c0, c1 = max(left, 0), min(left + patch_w, width)
+    band[:, r0 - top: r1 - top, c0 - left: c1 - left] = x[:, r0:r1, c0:c1]
+    patches = numpy.lib.stride_tricks.sliding_window_view(band, (4, 4), axis=(1, 2))[:, ::2, ::2]
+    b_t = B_T.astype(x.dtype)
+    v[:, :, : rows * tile_cols] = numpy.einsum("ai,crsij,bj->cabrs", b_t, patches, b_t).reshape(
+        channels, 16, rows * tile_cols)
+    return v
+
+
+def winograd_output_numpy(m, first, rows, bias, y):
+    """y's rows [2 first, 2 first + 2 rows) = A^T M A + bias (the last row and column
+    of tiles may hang over y's edge by one: that half is dropped)."""
+    out_h, out_w = y.shape[1:]
+    tile_cols = -(-out_w // 2)
+    a_t = A_T.astype(m.dtype)
+    tiles = m[:, :, : rows * tile_cols].reshape(-1, 4, 4, rows, tile_cols)
+    out = numpy.einsum("ai,kijrs,bj->krasb", a_t, tiles, a_t).reshape(-1, 2 * rows, 2 * tile_cols)
+    top, bottom = 2 * first, min(2 * (first + rows), out_h)
+    y[:, top:bottom] = out[:, : bottom - top, :out_w] + bias[:, None, None]
+    return y
