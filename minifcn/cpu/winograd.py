@@ -3,8 +3,11 @@
     winograd_input   V[c, ab, t] = (B^T d B)[ab], d the 4x4 input patch of tile t
     winograd_output  y's 2x2 block of tile t = A^T M[k, :, t] A + bias[k]
 
-B^T d B and A^T M A are written out as sums (B^T and A^T hold only 0 and +-1): first
-down the columns, then along the rows, each row of sums kept in four locals.
+B^T d B and A^T M A are written out as sums (B^T and A^T hold only 0 and +-1). The
+input transform takes a whole row of tiles at a time: B^T down the columns of the four
+input rows it reads (padding copied in as zeros, so no pixel is bounds-checked), then
+B along each row of that, tile after tile: loops over contiguous rows that the
+compiler can vectorize.
 
 Loop mapping: prange over channels (input channels c for the input transform, output
 channels k for the output transform): each thread writes its own rows of V, or its
@@ -13,54 +16,35 @@ order of t (row-major over the band), so each of the 16 rows of V or M is walked
 contiguously (functions/winograd.py pads their length so that the 16 rows do not
 fall into the same cache sets).
 """
+import numpy
 from numba import njit, prange
-
-
-@njit(inline="always")
-def _pixel(plane, row, col):
-    """plane[row, col], or 0 in the padding."""
-    if 0 <= row < plane.shape[0] and 0 <= col < plane.shape[1]:
-        return plane[row, col]
-    return plane.dtype.type(0)
-
-
-@njit(inline="always")
-def _column_of_b_t_d(plane, top, col, inside):
-    """B^T applied to the patch column plane[top : top + 4, col]; `inside`: all four
-    pixels are in the plane, so none needs checking (the common case)."""
-    if inside:
-        d0, d1, d2, d3 = plane[top, col], plane[top + 1, col], plane[top + 2, col], plane[top + 3, col]
-    else:
-        d0, d1 = _pixel(plane, top, col), _pixel(plane, top + 1, col)
-        d2, d3 = _pixel(plane, top + 2, col), _pixel(plane, top + 3, col)
-    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
 
 
 @njit(parallel=True, cache=True)
 def winograd_input(x, ph, pw, first, rows, v):
     channels, height, width = x.shape
     tile_cols = (width + 2 * pw - 1) // 2  # ceil((width + 2 pw - 2) / 2)
+    span = 2 * tile_cols + 2  # the padded columns a row of patches reads
     for c in prange(channels):
-        plane = x[c]
+        padded = numpy.zeros((4, span), x.dtype)  # the 4 input rows of a tile row, padding included
+        b_t_d = numpy.empty((4, span), x.dtype)   # B^T of them: row a of B^T d for every column
         for r in range(rows):
             top = 2 * (first + r) - ph
-            rows_inside = top >= 0 and top + 3 < height
-            for s in range(tile_cols):
-                t, left = r * tile_cols + s, 2 * s - pw
-                inside = rows_inside and left >= 0 and left + 3 < width
-                # e_j = B^T d[:, j]; then row a of B^T d B is (e0 - e2, e1 + e2, e2 - e1, e1 - e3)[a]
-                e00, e01, e02, e03 = _column_of_b_t_d(plane, top, left, inside)
-                e10, e11, e12, e13 = _column_of_b_t_d(plane, top, left + 1, inside)
-                e20, e21, e22, e23 = _column_of_b_t_d(plane, top, left + 2, inside)
-                e30, e31, e32, e33 = _column_of_b_t_d(plane, top, left + 3, inside)
-                v[c, 0, t], v[c, 1, t] = e00 - e20, e10 + e20
-                v[c, 2, t], v[c, 3, t] = e20 - e10, e10 - e30
-                v[c, 4, t], v[c, 5, t] = e01 - e21, e11 + e21
-                v[c, 6, t], v[c, 7, t] = e21 - e11, e11 - e31
-                v[c, 8, t], v[c, 9, t] = e02 - e22, e12 + e22
-                v[c, 10, t], v[c, 11, t] = e22 - e12, e12 - e32
-                v[c, 12, t], v[c, 13, t] = e03 - e23, e13 + e23
-                v[c, 14, t], v[c, 15, t] = e23 - e13, e13 - e33
+            for i in range(4):
+                inside = 0 <= top + i < height
+                for col in range(width):
+                    padded[i, pw + col] = x[c, top + i, col] if inside else 0
+            for q in range(span):
+                d0, d1, d2, d3 = padded[0, q], padded[1, q], padded[2, q], padded[3, q]
+                b_t_d[0, q], b_t_d[1, q], b_t_d[2, q], b_t_d[3, q] = d0 - d2, d1 + d2, d2 - d1, d1 - d3
+            first_tile = r * tile_cols
+            for a in range(4):  # row a of (B^T d) B, tile by tile: columns 2s .. 2s + 3
+                e, ab = b_t_d[a], 4 * a
+                for s in range(tile_cols):
+                    e0, e1, e2, e3 = e[2 * s], e[2 * s + 1], e[2 * s + 2], e[2 * s + 3]
+                    t = first_tile + s
+                    v[c, ab, t], v[c, ab + 1, t] = e0 - e2, e1 + e2
+                    v[c, ab + 2, t], v[c, ab + 3, t] = e2 - e1, e1 - e3
 
 
 @njit(parallel=True, cache=True)
