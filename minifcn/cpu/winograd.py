@@ -19,6 +19,11 @@ fall into the same cache sets).
 import numpy
 from numba import njit, prange
 
+from ..functions import winograd
+
+b_t = njit(inline="always")(winograd.b_t)  # the same sums as the NumPy kernels'
+a_t = njit(inline="always")(winograd.a_t)
+
 
 @njit(parallel=True, cache=True)
 def winograd_input(x, ph, pw, first, rows, v):
@@ -35,16 +40,15 @@ def winograd_input(x, ph, pw, first, rows, v):
                 for col in range(width):
                     padded[i, pw + col] = x[c, top + i, col] if inside else 0
             for q in range(span):
-                d0, d1, d2, d3 = padded[0, q], padded[1, q], padded[2, q], padded[3, q]
-                b_t_d[0, q], b_t_d[1, q], b_t_d[2, q], b_t_d[3, q] = d0 - d2, d1 + d2, d2 - d1, d1 - d3
+                b_t_d[0, q], b_t_d[1, q], b_t_d[2, q], b_t_d[3, q] = b_t(
+                    padded[0, q], padded[1, q], padded[2, q], padded[3, q])
             first_tile = r * tile_cols
             for a in range(4):  # row a of (B^T d) B, tile by tile: columns 2s .. 2s + 3
                 e, ab = b_t_d[a], 4 * a
                 for s in range(tile_cols):
-                    e0, e1, e2, e3 = e[2 * s], e[2 * s + 1], e[2 * s + 2], e[2 * s + 3]
                     t = first_tile + s
-                    v[c, ab, t], v[c, ab + 1, t] = e0 - e2, e1 + e2
-                    v[c, ab + 2, t], v[c, ab + 3, t] = e2 - e1, e1 - e3
+                    v[c, ab, t], v[c, ab + 1, t], v[c, ab + 2, t], v[c, ab + 3, t] = b_t(
+                        e[2 * s], e[2 * s + 1], e[2 * s + 2], e[2 * s + 3])
 
 
 @njit(parallel=True, cache=True)
@@ -57,19 +61,17 @@ def winograd_output(m, first, rows, bias, y):
             row = 2 * (first + r)
             for s in range(tile_cols):
                 t, col = r * tile_cols + s, 2 * s
-                # A^T M: rows 0 and 1 of the 2x4 product, then each times A
-                p0 = m[k, 0, t] + m[k, 4, t] + m[k, 8, t]
-                p1 = m[k, 1, t] + m[k, 5, t] + m[k, 9, t]
-                p2 = m[k, 2, t] + m[k, 6, t] + m[k, 10, t]
-                p3 = m[k, 3, t] + m[k, 7, t] + m[k, 11, t]
-                q0 = m[k, 4, t] - m[k, 8, t] - m[k, 12, t]
-                q1 = m[k, 5, t] - m[k, 9, t] - m[k, 13, t]
-                q2 = m[k, 6, t] - m[k, 10, t] - m[k, 14, t]
-                q3 = m[k, 7, t] - m[k, 11, t] - m[k, 15, t]
-                y[k, row, col] = p0 + p1 + p2 + b
+                # A^T M column by column (rows 0 and 1), then each row of it times A
+                p0, q0 = a_t(m[k, 0, t], m[k, 4, t], m[k, 8, t], m[k, 12, t])
+                p1, q1 = a_t(m[k, 1, t], m[k, 5, t], m[k, 9, t], m[k, 13, t])
+                p2, q2 = a_t(m[k, 2, t], m[k, 6, t], m[k, 10, t], m[k, 14, t])
+                p3, q3 = a_t(m[k, 3, t], m[k, 7, t], m[k, 11, t], m[k, 15, t])
+                y00, y01 = a_t(p0, p1, p2, p3)
+                y10, y11 = a_t(q0, q1, q2, q3)
+                y[k, row, col] = y00 + b
                 if col + 1 < out_w:
-                    y[k, row, col + 1] = p1 - p2 - p3 + b
+                    y[k, row, col + 1] = y01 + b
                 if row + 1 < out_h:
-                    y[k, row + 1, col] = q0 + q1 + q2 + b
+                    y[k, row + 1, col] = y10 + b
                     if col + 1 < out_w:
-                        y[k, row + 1, col + 1] = q1 - q2 - q3 + b
+                        y[k, row + 1, col + 1] = y11 + b

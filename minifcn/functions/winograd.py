@@ -117,6 +117,18 @@ def _row_length(tiles, itemsize, line_bytes=64):
 
 
 # ---------------------------------------------------------------- the NumPy kernels
+# B^T and A^T as sums: what each makes of four stacked values (rows or columns, pixels
+# or whole arrays of them). cpu/winograd.py compiles these same two functions.
+def b_t(p0, p1, p2, p3):
+    """B^T (p0, p1, p2, p3)."""
+    return p0 - p2, p1 + p2, p2 - p1, p1 - p3
+
+
+def a_t(p0, p1, p2, p3):
+    """A^T (p0, p1, p2, p3)."""
+    return p0 + p1 + p2, p1 - p2 - p3
+
+
 def winograd_input_numpy(x, ph, pw, first, rows, v):
     """V[:, :, :rows * cols] = B^T d B for the tiles of rows [first, first + rows)."""
     channels, height, width = x.shape
@@ -128,10 +140,13 @@ def winograd_input_numpy(x, ph, pw, first, rows, v):
     r0, r1 = max(top, 0), min(top + patch_h, height)
     c0, c1 = max(left, 0), min(left + patch_w, width)
     band[:, r0 - top: r1 - top, c0 - left: c1 - left] = x[:, r0:r1, c0:c1]
-    patches = numpy.lib.stride_tricks.sliding_window_view(band, (4, 4), axis=(1, 2))[:, ::2, ::2]
-    b_t = B_T.astype(x.dtype)
-    v[:, :, : rows * tile_cols] = numpy.einsum("ai,crsij,bj->cabrs", b_t, patches, b_t).reshape(
-        channels, 16, rows * tile_cols)
+    # d[i][j]: entry (i, j) of every tile's patch, (C, rows, cols)
+    d = [[band[:, i: i + 2 * rows: 2, j: j + 2 * tile_cols: 2] for j in range(4)] for i in range(4)]
+    columns = [b_t(d[0][j], d[1][j], d[2][j], d[3][j]) for j in range(4)]  # B^T d, by column
+    for a in range(4):
+        row = b_t(*(columns[j][a] for j in range(4)))  # row a of (B^T d) B
+        for b in range(4):
+            v[:, 4 * a + b, : rows * tile_cols] = row[b].reshape(channels, -1)
     return v
 
 
@@ -140,9 +155,13 @@ def winograd_output_numpy(m, first, rows, bias, y):
     of tiles may hang over y's edge by one: that half is dropped)."""
     out_h, out_w = y.shape[1:]
     tile_cols = -(-out_w // 2)
-    a_t = A_T.astype(m.dtype)
     tiles = m[:, :, : rows * tile_cols].reshape(-1, 4, 4, rows, tile_cols)
-    out = numpy.einsum("ai,kijrs,bj->krasb", a_t, tiles, a_t).reshape(-1, 2 * rows, 2 * tile_cols)
+    columns = [a_t(*(tiles[:, i, j] for i in range(4))) for j in range(4)]  # A^T M, by column
+    out = numpy.empty((m.shape[0], 2 * rows, 2 * tile_cols), m.dtype)
+    for a in range(2):
+        row = a_t(*(columns[j][a] for j in range(4)))  # row a of (A^T M) A
+        for b in range(2):
+            out[:, a::2, b::2] = row[b]
     top, bottom = 2 * first, min(2 * (first + rows), out_h)
     y[:, top:bottom] = out[:, : bottom - top, :out_w] + bias[:, None, None]
     return y
