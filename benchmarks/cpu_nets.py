@@ -2,7 +2,8 @@
 the same nets in PyTorch (when torch is installed), side by side in one run.
 
     python -m benchmarks.cpu_nets [--nets fcn32s fcn8s] [--repeat 3] [--numpy-kernels]
-                                  [--glibc-malloc] [--copying-relu] [--no-torch] [--out DIR]
+                                  [--im2col-only] [--glibc-malloc] [--copying-relu]
+                                  [--no-torch] [--out DIR]
 
 For each net, pass (train step or inference, as nets.py builds them) and engine a
 fresh Python process builds the net, runs one warm-up and `repeat` timed passes and
@@ -27,7 +28,8 @@ from .nets import N_CLASS
 TARGETS = {"train": 1.0, "inference": 1.2, "memory": 1.0}
 ENGINES = {"minifcn": "minifcn (numba kernels)", "minifcn-numpy": "minifcn (NumPy kernels)",
            "minifcn-glibc-malloc": "minifcn (malloc returns freed memory)",
-           "minifcn-copying-relu": "minifcn (ReLU not in place)", "torch": "PyTorch"}
+           "minifcn-copying-relu": "minifcn (ReLU not in place)",
+           "minifcn-im2col": "minifcn (im2col only, no Winograd)", "torch": "PyTorch"}
 
 
 # ------------------------------------------------------------------- the child process
@@ -35,6 +37,9 @@ def child(engine, net_name, pass_name, size, repeat):
     if engine == "minifcn-copying-relu":
         from minifcn.models.vgg import VGGTrunk
         VGGTrunk.inplace_relu = False
+    if engine == "minifcn-im2col":
+        from minifcn.functions import winograd
+        winograd.min_channels = float("inf")  # no layer qualifies
     build = nets.torch_passes if engine == "torch" else nets.minifcn_passes
     train_step, inference = build(net_name, size)
     function = train_step if pass_name == "train" else inference
@@ -102,6 +107,8 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=500)
     parser.add_argument("--numpy-kernels", action="store_true",
                         help="also run minifcn with MINIFCN_CPU_KERNELS=numpy")
+    parser.add_argument("--im2col-only", action="store_true",
+                        help="also run minifcn with every convolution through im2col")
     parser.add_argument("--glibc-malloc", action="store_true",
                         help="also run minifcn with MINIFCN_KEEP_FREED_MEMORY=0")
     parser.add_argument("--copying-relu", action="store_true",
@@ -117,6 +124,7 @@ def main(argv=None):
 
     has_torch = not args.no_torch and common.package_versions(["torch"])["torch"] is not None
     engines = (["minifcn"] + (["minifcn-numpy"] if args.numpy_kernels else [])
+               + (["minifcn-im2col"] if args.im2col_only else [])
                + (["minifcn-glibc-malloc"] if args.glibc_malloc else [])
                + (["minifcn-copying-relu"] if args.copying_relu else [])
                + (["torch"] if has_torch else []))
