@@ -7,7 +7,8 @@ Rows:
   - im2col / col2im of conv1_2's input (64 x 698 x 698, 3x3, pad 1): a whole image's
     columns (1.1 GB), the data movement a blocked convolution does tile by tile;
   - each distinct VGG16-FCN convolution, forward (y = W im2col(x) + b) and backward
-    (gW and gx: twice the forward's GEMM work), through functions/conv.py, blocked;
+    (gW and gx: twice the forward's GEMM work), through functions/conv.py as the nets
+    run it: blocked im2col, or Winograd (forward and gx of the 3x3 layers but conv1_1);
   - upscore (the 64/32 deconvolution) forward and backward;
   - max pooling of conv1_2's output, forward and backward;
   - the softmax loss over 21 x 500 x 500 scores, forward and backward;
@@ -17,7 +18,9 @@ Rows:
   - dropout of fc6's output (4096 x 16 x 16, p 0.5; functions/activation.py, cpu/dropout.py).
 
 GEMM-bound rows report GFLOP/s and that as a fraction of the machine's sgemm rate
-(a 4096^3 float32 np.matmul measured in the same run); memory-bound rows report GB/s
+(a 4096^3 float32 np.matmul measured in the same run), the FLOPs always a direct
+convolution's: where Winograd does 2.25x fewer, the rate can pass sgemm's (an
+effective rate, not the GEMMs'); memory-bound rows report GB/s
 (every input read once, every output written once). Times are medians after a warm-up.
 Writes benchmarks/results/cpu-ops-<machine>-<date>.json and .md.
 """
@@ -240,7 +243,9 @@ def markdown_report(report):
         f"{report['repeat']} runs after a warm-up; 1-minute load average "
         f"{report['load_before']:.1f} before, {report['load_after']:.1f} after.", "",
         f"Convolution tiles: column_buffer_bytes {report['tiling']['column_buffer_bytes']}, "
-        f"min_tile_pixels {report['tiling']['min_tile_pixels']}.", "",
+        f"min_tile_pixels {report['tiling']['min_tile_pixels']}. GFLOP/s count a direct "
+        "convolution's FLOPs: the 3x3 layers but conv1_1 run Winograd's F(2x2, 3x3) "
+        "(2.25x fewer), so theirs are effective rates and can pass sgemm's.", "",
         common.markdown_table(headers, rows, "ll" + "r" * (len(headers) - 2)), ""])
 
 

@@ -7,7 +7,7 @@ Per element of a parameter w, its gradient g and its momentum history v:
 
 The NumPy version makes several passes over memory, with temporaries of the
 parameter's size; this one makes one, reading g, w, v and writing v, w. For fc6's
-411 MB weight that takes the update from 170 ms to 36 ms (benchmarks/cpu_ops.py).
+411 MB weight that takes the update from 175 ms to 38 ms (benchmarks/cpu_ops.py).
 
 Loop mapping: prange over the flattened elements; each is independent. The
 constants arrive in the parameter's dtype, so float32 parameters are updated in
