@@ -35,7 +35,7 @@ V is (C_in, 16, length) and M (C_out, 16, length), the tiles of the band along t
 axis, so that each transform writes or reads one channel's 16 rows close together;
 `length` >= the tiles of a band is an odd number of cache lines, so that those 16 rows
 do not all map to the same cache sets. (Laid out (16, C, tiles), their distance was a
-multiple of 4 KiB at 256 channels, and the input transform ran 4x slower there.)
+multiple of 4 KiB at 256 channels, and the input transform ran 3x slower there.)
 
 The kernel contract shared with cpu/winograd.py (numba):
     winograd_input(x, ph, pw, first, rows, V)   V[:, :, :rows * cols] for tile rows
