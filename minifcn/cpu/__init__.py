@@ -10,7 +10,7 @@ how its loops map onto threads:
     loss.py      softmax_cross_entropy_forward, softmax_cross_entropy_backward
     solver.py    sgd_update (the SGD step in one pass over memory)
     dropout.py   dropout (mask hashed and applied in one pass)
-    winograd.py  winograd_input, winograd_output (the transforms of F(2x2, 3x3))
+    winograd.py  winograd_input, winograd_output, winograd_gy (F(2x2, 3x3)'s transforms)
 
 Every kernel is compiled for the dtypes it is first called with (float32, float64) and
 cached on disk (cache=True), so only the first run on a machine pays for compiling.
@@ -36,9 +36,9 @@ from .im2col import col2im, col2im_tile, im2col, im2col_tile
 from .loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from .pooling import avg_pool_backward, avg_pool_forward, max_pool_backward, max_pool_forward
 from .solver import sgd_update
-from .winograd import winograd_input, winograd_output
+from .winograd import winograd_gy, winograd_input, winograd_output
 
 __all__ = ["avg_pool_backward", "avg_pool_forward", "col2im", "col2im_tile", "dropout", "im2col",
            "im2col_tile", "max_pool_backward", "max_pool_forward",
            "sgd_update", "softmax_cross_entropy_backward", "softmax_cross_entropy_forward",
-           "winograd_input", "winograd_output"]
+           "winograd_gy", "winograd_input", "winograd_output"]

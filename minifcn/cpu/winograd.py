@@ -2,6 +2,7 @@
 
     winograd_input   V[c, ab, t] = (B^T d B)[ab], d the 4x4 input patch of tile t
     winograd_output  y's 2x2 block of tile t = A^T M[k, :, t] A + bias[k]
+    winograd_gy      dM[k, :, t] = A g A^T, g the 2x2 block of gy of tile t
 
 B^T d B and A^T M A are written out as sums (B^T and A^T hold only 0 and +-1). The
 input transform takes a whole row of tiles at a time: B^T down the columns of the four
@@ -10,7 +11,7 @@ B along each row of that, tile after tile: loops over contiguous rows that the
 compiler can vectorize.
 
 Loop mapping: prange over channels (input channels c for the input transform, output
-channels k for the output transform): each thread writes its own rows of V, or its
+channels k for the output and gy transforms): each thread writes its own rows of V, or its
 own output plane, so there are no write races. Within a channel, tile by tile in the
 order of t (row-major over the band), so each of the 16 rows of V or M is walked
 contiguously (functions/winograd.py pads their length so that the 16 rows do not
@@ -23,6 +24,7 @@ from ..functions import winograd
 
 b_t = njit(inline="always")(winograd.b_t)  # the same sums as the NumPy kernels'
 a_t = njit(inline="always")(winograd.a_t)
+a = njit(inline="always")(winograd.a)
 
 
 @njit(parallel=True, cache=True)
@@ -75,3 +77,27 @@ def winograd_output(m, first, rows, bias, y):
                     y[k, row + 1, col] = y10 + b
                     if col + 1 < out_w:
                         y[k, row + 1, col + 1] = y11 + b
+
+
+@njit(parallel=True, cache=True)
+def winograd_gy(gy, first, rows, dm):
+    out_channels, out_h, out_w = gy.shape
+    tile_cols = (out_w + 1) // 2
+    zero = gy.dtype.type(0)
+    for k in prange(out_channels):
+        for r in range(rows):
+            row = 2 * (first + r)
+            for s in range(tile_cols):
+                t, col = r * tile_cols + s, 2 * s
+                # the 2x2 block, zeros beyond gy's edge
+                right, below = col + 1 < out_w, row + 1 < out_h
+                g00 = gy[k, row, col]
+                g01 = gy[k, row, col + 1] if right else zero
+                g10 = gy[k, row + 1, col] if below else zero
+                g11 = gy[k, row + 1, col + 1] if right and below else zero
+                c00, c01, c02, c03 = a(g00, g10)  # A g, column 0
+                c10, c11, c12, c13 = a(g01, g11)  # A g, column 1
+                dm[k, 0, t], dm[k, 1, t], dm[k, 2, t], dm[k, 3, t] = a(c00, c10)
+                dm[k, 4, t], dm[k, 5, t], dm[k, 6, t], dm[k, 7, t] = a(c01, c11)
+                dm[k, 8, t], dm[k, 9, t], dm[k, 10, t], dm[k, 11, t] = a(c02, c12)
+                dm[k, 12, t], dm[k, 13, t], dm[k, 14, t], dm[k, 15, t] = a(c03, c13)

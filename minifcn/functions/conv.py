@@ -32,9 +32,8 @@ columns recomputed there, tile by tile (never kept: they are kh*kw times the inp
 On the GPU (CuPy arrays) a tile is the whole image: the CUDA kernels take whole images.
 
 Winograd. On the CPU, a 3x3 stride-1 convolution with at least 64 channels on both
-sides (all of VGG16's but conv1_1) runs _correlate and _correlate_adjoint through
-winograd.py's F(2x2, 3x3) instead, 2.25x fewer multiplications; the weight gradient
-stays blocked im2col.
+sides (all of VGG16's but conv1_1) runs all three primitives through winograd.py's
+F(2x2, 3x3) instead, with 2.25x fewer multiplications.
 
 linear is a plain matrix product: y = x W^T + b, gx = gy W, gW = gy^T x.
 """
@@ -129,7 +128,7 @@ def _matmul_grouped(a, b, out=None):
 
 def _correlate(x, weight, geo, bias=None):
     """Convolution: x (N, C, H, W) -> (N, C_out, out_h, out_w), plus bias if given."""
-    if winograd.applies(x, weight, geo):
+    if winograd.applies(x, weight.shape, geo):
         return winograd.correlate(x, weight, geo.ph, geo.pw, bias, column_buffer_bytes)
     xp = backend.get_array_module(x)
     x = xp.ascontiguousarray(x)  # im2col reads whole rows; no copy unless x is a view
@@ -153,7 +152,7 @@ def _correlate(x, weight, geo, bias=None):
 
 def _correlate_adjoint(y, weight, geo, height, width):
     """The adjoint of _correlate: y (N, C_out, out_h, out_w) -> (N, C_in, height, width)."""
-    if winograd.applies(y, weight, geo) and max(geo.ph, geo.pw) <= 2:  # its padding: 2 - p
+    if winograd.applies(y, weight.shape, geo) and max(geo.ph, geo.pw) <= 2:  # its padding: 2 - p
         return winograd.correlate(y, winograd.adjoint_weight(weight), 2 - geo.ph, 2 - geo.pw,
                                   band_bytes=column_buffer_bytes)
     xp = backend.get_array_module(y)
@@ -185,6 +184,8 @@ def _weight_grad(x, gy, geo):
     outweigh the weight (the tile has more pixels than the layer has output channels);
     for fc6 and fc7 (256 pixels, 4096 channels) that last copy would cost a weight-sized
     buffer (411 MB for fc6) and gain nothing."""
+    if winograd.applies(x, (gy.shape[1], x.shape[1], geo.kh, geo.kw), geo):
+        return winograd.weight_grad(x, gy, geo.ph, geo.pw, column_buffer_bytes)
     xp = backend.get_array_module(x)
     x = xp.ascontiguousarray(x)
     n_images, c_in = x.shape[:2]

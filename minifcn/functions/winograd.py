@@ -27,7 +27,11 @@ are short: about 1e-6 relative in float32).
 The gradient to the input of a stride-1 3x3 convolution with padding p is itself such a
 convolution, of gy with the weights flipped and their channel axes swapped, padding
 2 - p (`adjoint_weight`), so conv.py runs both through `correlate`. The weight gradient
-stays with im2col.
+is the forward's adjoint in W, taken step by step backwards (`weight_grad`):
+
+    dM[:, ab, :] = (A gy_tile A^T)[ab]          (C_out, tiles)   gy's 2x2 blocks to 4x4
+    dU[ab]       = dM[:, ab, :] @ V[:, ab, :]^T (C_out, C_in)    16 GEMMs, summed over tiles
+    dW           = G^T dU G                                      (C_out, C_in, 3, 3)
 
 Bands. As conv.py walks an image in bands of output rows, `correlate` walks it in bands
 of tile rows whose V takes about conv.column_buffer_bytes, reused from band to band.
@@ -58,12 +62,12 @@ A_T = numpy.array([[1, 1, 1, 0], [0, 1, -1, -1]])
 min_channels = 64
 
 
-def applies(x, weight, geo):
-    """Whether conv.py may compute a convolution of the CPU array x with weight (3x3,
-    either channel order) through `correlate`."""
-    return (backend.get_array_module(x) is numpy and weight.shape[2:] == (3, 3)
+def applies(x, weight_shape, geo):
+    """Whether conv.py may run a convolution of the CPU array x with a weight of this
+    shape (3x3, either channel order) through this module."""
+    return (backend.get_array_module(x) is numpy and tuple(weight_shape[2:]) == (3, 3)
             and (geo.sy, geo.sx, geo.dy, geo.dx, geo.groups) == (1, 1, 1, 1, 1)
-            and min(weight.shape[:2]) >= min_channels)
+            and min(weight_shape[:2]) >= min_channels)
 
 
 def adjoint_weight(weight):
@@ -72,41 +76,77 @@ def adjoint_weight(weight):
     return numpy.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
 
 
+def _g_kron_g(dtype):
+    """(16, 9): entry (ab, ij) is G[a, i] G[b, j], so that U = G W G^T is one GEMM."""
+    return numpy.einsum("ai,bj->abij", G, G).reshape(16, 9).astype(dtype)
+
+
 def filter_transform(weight):
     """U (16, C_out, C_in): G W G^T for each channel pair, its 4x4 entries flattened.
-    As one GEMM: U[ab] = sum over ij of G[a, i] G[b, j] W[:, :, i, j] (a per-pair
-    (4x3)(3x3)(3x4) product would be 40 ms a call at 512 x 512 channels, this 2 ms)."""
-    g_g = numpy.einsum("ai,bj->abij", G, G).reshape(16, 9).astype(weight.dtype)
+    As one GEMM (a per-pair (4x3)(3x3)(3x4) product would be 40 ms a call at 512 x 512
+    channels, this 2 ms)."""
     c_out, c_in = weight.shape[:2]
-    return (g_g @ weight.reshape(c_out * c_in, 9).T).reshape(16, c_out, c_in)
+    return (_g_kron_g(weight.dtype) @ weight.reshape(c_out * c_in, 9).T).reshape(16, c_out, c_in)
 
 
 def correlate(x, weight, ph, pw, bias=None, band_bytes=16 * 2**20):
     """3x3 stride-1 cross-correlation of x (N, C_in, H, W) with weight (C_out, C_in, 3, 3),
     padding (ph, pw) >= 0, plus bias if given: (N, C_out, H + 2 ph - 2, W + 2 pw - 2)."""
-    n_images, c_in, height, width = x.shape
     c_out = weight.shape[0]
-    out_h, out_w = height + 2 * ph - 2, width + 2 * pw - 2
-    tile_rows, tile_cols = -(-out_h // 2), -(-out_w // 2)
-    rows = max(1, min(tile_rows, band_bytes // (16 * c_in * tile_cols * x.itemsize)))
+    out_h, out_w = x.shape[2] + 2 * ph - 2, x.shape[3] + 2 * pw - 2
+    bands = _Bands(x, ph, pw, c_out, out_w, band_bytes)
     u = filter_transform(weight)
-    length = _row_length(rows * tile_cols, x.itemsize)
-    v = numpy.empty((c_in, 16, length), x.dtype)
-    m = numpy.empty((c_out, 16, length), x.dtype)
     zero_bias = numpy.zeros(c_out, x.dtype) if bias is None else bias
-    y = numpy.empty((n_images, c_out, out_h, out_w), x.dtype)
-    transform_input = backend.kernel("winograd_input", x, winograd_input_numpy)
+    y = numpy.empty((x.shape[0], c_out, out_h, out_w), x.dtype)
     transform_output = backend.kernel("winograd_output", x, winograd_output_numpy)
-    x = numpy.ascontiguousarray(x)
-    for n in range(n_images):
-        for first in range(0, tile_rows, rows):
-            band_rows = min(rows, tile_rows - first)  # the last band may be shorter
-            tiles = band_rows * tile_cols
-            transform_input(x[n], ph, pw, first, band_rows, v)
-            numpy.matmul(u, v[:, :, :tiles].transpose(1, 0, 2),
-                         out=m[:, :, :tiles].transpose(1, 0, 2))
-            transform_output(m, first, band_rows, zero_bias, y[n])
+    for n, first, band_rows, tiles in bands:
+        v, m = bands.v[:, :, :tiles], bands.m[:, :, :tiles]
+        numpy.matmul(u, v.transpose(1, 0, 2), out=m.transpose(1, 0, 2))
+        transform_output(bands.m, first, band_rows, zero_bias, y[n])
     return y
+
+
+def weight_grad(x, gy, ph, pw, band_bytes=16 * 2**20):
+    """The gradient of sum(gy * correlate(x, W, ph, pw)) in W: (C_out, C_in, 3, 3)."""
+    c_out = gy.shape[1]
+    bands = _Bands(x, ph, pw, c_out, gy.shape[3], band_bytes)
+    transform_gy = backend.kernel("winograd_gy", x, winograd_gy_numpy)
+    gy = numpy.ascontiguousarray(gy)
+    du = product = None
+    for n, first, band_rows, tiles in bands:
+        transform_gy(gy[n], first, band_rows, bands.m)
+        dm, v = bands.m[:, :, :tiles], bands.v[:, :, :tiles]
+        term = numpy.matmul(dm.transpose(1, 0, 2), v.transpose(1, 2, 0), out=product)
+        if du is None:
+            du, product = term, numpy.empty_like(term)
+        else:
+            du += term
+    c_in = x.shape[1]
+    return (du.reshape(16, c_out * c_in).T @ _g_kron_g(x.dtype)).reshape(c_out, c_in, 3, 3)
+
+
+class _Bands:
+    """Walks x (N, C_in, H, W) band by band, yielding (n, first, rows, tiles) with V of
+    that band's tiles transformed in `v` (C_in, 16, length); `m` (C_out, 16, length) is
+    the band's buffer for M or dM."""
+
+    def __init__(self, x, ph, pw, c_out, out_w, band_bytes):
+        self.x, self.ph, self.pw = numpy.ascontiguousarray(x), ph, pw
+        n_images, c_in, height = x.shape[:3]
+        self.tile_rows, self.tile_cols = -(-(height + 2 * ph - 2) // 2), -(-out_w // 2)
+        self.rows = max(1, min(self.tile_rows,
+                               band_bytes // (16 * c_in * self.tile_cols * x.itemsize)))
+        length = _row_length(self.rows * self.tile_cols, x.itemsize)
+        self.v = numpy.empty((c_in, 16, length), x.dtype)
+        self.m = numpy.empty((c_out, 16, length), x.dtype)
+        self.transform_input = backend.kernel("winograd_input", x, winograd_input_numpy)
+
+    def __iter__(self):
+        for n in range(self.x.shape[0]):
+            for first in range(0, self.tile_rows, self.rows):
+                rows = min(self.rows, self.tile_rows - first)  # the last band may be shorter
+                self.transform_input(self.x[n], self.ph, self.pw, first, rows, self.v)
+                yield n, first, rows, rows * self.tile_cols
 
 
 def _row_length(tiles, itemsize, line_bytes=64):
@@ -127,6 +167,11 @@ def b_t(p0, p1, p2, p3):
 def a_t(p0, p1, p2, p3):
     """A^T (p0, p1, p2, p3)."""
     return p0 + p1 + p2, p1 - p2 - p3
+
+
+def a(p0, p1):
+    """A (p0, p1), A^T's transpose: the adjoint of a_t."""
+    return p0, p0 + p1, p0 - p1, -p1
 
 
 def winograd_input_numpy(x, ph, pw, first, rows, v):
@@ -165,3 +210,20 @@ def winograd_output_numpy(m, first, rows, bias, y):
     top, bottom = 2 * first, min(2 * (first + rows), out_h)
     y[:, top:bottom] = out[:, : bottom - top, :out_w] + bias[:, None, None]
     return y
+
+
+def winograd_gy_numpy(gy, first, rows, dm):
+    """dM[:, :, :rows * cols] = A g A^T for the 2x2 blocks g of gy (C_out, out_h, out_w)
+    in tile rows [first, first + rows), zeros beyond gy's edge."""
+    channels, out_h, out_w = gy.shape
+    tile_cols = -(-out_w // 2)
+    band = numpy.zeros((channels, 2 * rows, 2 * tile_cols), gy.dtype)
+    top, bottom = 2 * first, min(2 * (first + rows), out_h)
+    band[:, : bottom - top, :out_w] = gy[:, top:bottom]
+    g = [[band[:, i::2, j::2] for j in range(2)] for i in range(2)]  # (C, rows, cols) each
+    columns = [a(g[0][j], g[1][j]) for j in range(2)]  # A g, by column
+    for i in range(4):
+        row = a(columns[0][i], columns[1][i])  # row i of (A g) A^T
+        for j in range(4):
+            dm[:, 4 * i + j, : rows * tile_cols] = row[j].reshape(channels, -1)
+    return dm

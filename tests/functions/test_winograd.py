@@ -1,6 +1,6 @@
 """Winograd F(2x2, 3x3) (functions/winograd.py): against the plain-loop convolution, its
 transforms against their definitions, and the gradients of the convolutions that take
-this path (conv2d forward and its input gradient, conv_transpose2d likewise).
+this path (conv2d's forward, input and weight gradients, conv_transpose2d's likewise).
 
 conftest.py runs every test with the NumPy and the numba transforms. The layers of the
 tests are small, so `winograd_everywhere` lowers the channel threshold to 1 and counts
@@ -18,14 +18,18 @@ from .reference import conv2d_ref
 
 @pytest.fixture
 def winograd_everywhere(monkeypatch):
+    """Every 3x3 stride-1 convolution through winograd.py; the list of the names of its
+    functions called (correlate, weight_grad), one entry a call."""
     calls = []
-    correlate = winograd.correlate
 
-    def counted(*args, **kwargs):
-        calls.append(args[0].shape)
-        return correlate(*args, **kwargs)
+    def counted(name, function):
+        def call(*args, **kwargs):
+            calls.append(name)
+            return function(*args, **kwargs)
+        return call
     monkeypatch.setattr(winograd, "min_channels", 1)
-    monkeypatch.setattr(winograd, "correlate", counted)
+    for name in ("correlate", "weight_grad"):
+        monkeypatch.setattr(winograd, name, counted(name, getattr(winograd, name)))
     return calls
 
 
@@ -41,7 +45,7 @@ def test_forward_matches_the_plain_loops(winograd_everywhere, x_shape, c_out, pa
     x, b = rng.standard_normal(x_shape), rng.standard_normal(c_out)
     w = rng.standard_normal((c_out, x_shape[1], 3, 3))
     y = F.conv2d(mf.Tensor(x), mf.Tensor(w), mf.Tensor(b), padding=padding)
-    assert winograd_everywhere, "conv2d did not take the Winograd path"
+    assert winograd_everywhere == ["correlate"], "conv2d did not take the Winograd path"
     numpy.testing.assert_allclose(y.data, conv2d_ref(x, w, b, padding=padding), rtol=1e-12, atol=1e-12)
 
 
@@ -61,7 +65,7 @@ def test_conv2d_gradients(winograd_everywhere, x_shape, c_out, padding):
     x, b = rng.standard_normal(x_shape), rng.standard_normal(c_out)
     w = rng.standard_normal((c_out, x_shape[1], 3, 3))
     check_backward(lambda x, w, b: F.conv2d(x, w, b, padding=padding), [x, w, b])
-    assert len(winograd_everywhere) >= 2  # the forward and the input gradient
+    assert {"correlate", "weight_grad"} <= set(winograd_everywhere)
 
 
 @pytest.mark.parametrize("x_shape, c_out, padding", [((1, 3, 5, 4), 2, 1), ((2, 2, 4, 6), 3, 0)])
@@ -71,7 +75,7 @@ def test_conv_transpose2d_gradients(winograd_everywhere, x_shape, c_out, padding
     rng = numpy.random.default_rng(3)
     x, w = rng.standard_normal(x_shape), rng.standard_normal((x_shape[1], c_out, 3, 3))
     check_backward(lambda x, w: F.conv_transpose2d(x, w, padding=padding), [x, w])
-    assert winograd_everywhere
+    assert {"correlate", "weight_grad"} <= set(winograd_everywhere)
 
 
 def test_bands_give_the_same_bits_as_one_band(winograd_everywhere):
@@ -88,7 +92,7 @@ def test_the_input_gradient_is_the_adjoint(winograd_everywhere):
     x, w, gy = (rng.standard_normal(s) for s in ((1, 3, 6, 7), (2, 3, 3, 3), (1, 2, 6, 7)))
     geo = conv.Geometry(3, 3, 1, 1, 1, 1, 1, 1, 1)
     forward, adjoint = conv._correlate(x, w, geo), conv._correlate_adjoint(gy, w, geo, 6, 7)
-    assert len(winograd_everywhere) == 2
+    assert winograd_everywhere == ["correlate", "correlate"]
     assert numpy.vdot(forward, gy) == pytest.approx(numpy.vdot(x, adjoint), rel=1e-12)
 
 
@@ -117,10 +121,24 @@ def test_which_layers_take_the_path(stride, dilation, groups, kernel, channels, 
     x = numpy.zeros((1, channels * groups, 8, 8), numpy.float32)
     w = numpy.zeros((channels * groups, channels, kernel, kernel), numpy.float32)
     geo = conv.Geometry(kernel, kernel, stride, stride, 1, 1, dilation, dilation, groups)
-    assert winograd.applies(x, w, geo) == taken
-    assert winograd.applies(x, w[:32], geo) is False  # 32 output channels: too few
+    assert winograd.applies(x, w.shape, geo) == taken
+    assert winograd.applies(x, w[:32].shape, geo) is False  # 32 output channels: too few
 
 
 def test_rows_of_v_and_m_are_an_odd_number_of_cache_lines():
     assert winograd._row_length(1, 4) == 16 and winograd._row_length(17, 4) == 48
     assert winograd._row_length(968, 4) == 976 and winograd._row_length(968, 8) == 968
+
+
+@pytest.mark.parametrize("x_shape, c_out, padding", CASES)
+def test_weight_gradient_matches_im2col(winograd_everywhere, x_shape, c_out, padding, monkeypatch):
+    """Against the blocked im2col weight gradient, which test_conv.py checks against
+    finite differences on its own; N = 2 sums over images, tiny bands over bands."""
+    rng = numpy.random.default_rng(8)
+    x = rng.standard_normal((2,) + x_shape[1:])
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    gy = rng.standard_normal((2, c_out, x_shape[2] + 2 * ph - 2, x_shape[3] + 2 * pw - 2))
+    geo = conv.Geometry(3, 3, 1, 1, ph, pw, 1, 1, 1)
+    winograd_grad = winograd.weight_grad(x, gy, ph, pw, band_bytes=1)
+    monkeypatch.setattr(winograd, "min_channels", 10**9)
+    numpy.testing.assert_allclose(winograd_grad, conv._weight_grad(x, gy, geo), rtol=1e-11, atol=1e-11)
