@@ -1,6 +1,7 @@
 """Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for
 Convolutional Neural Networks", 2016): a 3x3 stride-1 convolution with 2.25x fewer
-multiplications than im2col's GEMM. conv.py uses it on the CPU for the 3x3 layers.
+multiplications than im2col's GEMM. conv.py uses it on the CPU for the 3x3 layers,
+forward and both gradients.
 
 Each 2x2 block of outputs (a "tile") reads one 4x4 patch d of the padded input, patches
 of neighbouring tiles overlapping by two rows or columns. With
@@ -45,6 +46,8 @@ The kernel contract shared with cpu/winograd.py (numba):
     winograd_input(x, ph, pw, first, rows, V)   V[:, :, :rows * cols] for tile rows
                                                 [first, first + rows), cols tiles a row
     winograd_output(M, first, rows, bias, y)    y[:, 2 first : 2 first + 2 rows] = A^T M A + b
+    winograd_gy(gy, first, rows, dM)            dM[:, :, :rows * cols] = A g A^T, g gy's
+                                                2x2 blocks of those tile rows
 """
 import numpy
 
@@ -55,10 +58,11 @@ G = numpy.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 A_T = numpy.array([[1, 1, 1, 0], [0, 1, -1, -1]])
 
 # conv.py takes this path only when the weight has at least this many channels on both
-# sides: with fewer, the 16 GEMMs are too thin to gain on im2col's one. At 64, every 3x3
-# layer of VGG16-FCN at 500x500 but conv1_1 (3 input channels) runs 1.1-1.8x faster,
-# forward and backward to the input; at 8 to 32 channels (the default small net's first
-# layers) some ran faster and some slower than with im2col.
+# sides: with fewer, the 16 GEMMs are too thin to gain on im2col's one. At 64, VGG16-FCN's
+# 3x3 layers at 500x500 but conv1_1 (3 input channels) ran 1.1-1.8x faster forward and
+# backward to the input, and from conv3 on 1.5-2.1x faster in the weight gradient
+# (conv1_2's and conv2_2's about even); at 8 to 32 channels (the default small net's
+# first layers) some ran faster and some slower than with im2col.
 min_channels = 64
 
 
