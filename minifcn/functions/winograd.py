@@ -136,7 +136,7 @@ class _Bands:
 
     def __init__(self, x, ph, pw, c_out, out_w, band_bytes):
         self.x, self.ph, self.pw = numpy.ascontiguousarray(x), ph, pw
-        n_images, c_in, height = x.shape[:3]
+        c_in, height = x.shape[1:3]
         self.tile_rows, self.tile_cols = -(-(height + 2 * ph - 2) // 2), -(-out_w // 2)
         self.rows = max(1, min(self.tile_rows,
                                band_bytes // (16 * c_in * self.tile_cols * x.itemsize)))
@@ -161,8 +161,9 @@ def _row_length(tiles, itemsize, line_bytes=64):
 
 
 # ---------------------------------------------------------------- the NumPy kernels
-# B^T and A^T as sums: what each makes of four stacked values (rows or columns, pixels
-# or whole arrays of them). cpu/winograd.py compiles these same two functions.
+# B^T, A^T and A as sums: what each makes of the values stacked along one axis of a
+# patch or tile (rows or columns; pixels or whole arrays of them). cpu/winograd.py
+# compiles these same functions for its kernels.
 def b_t(p0, p1, p2, p3):
     """B^T (p0, p1, p2, p3)."""
     return p0 - p2, p1 + p2, p2 - p1, p1 - p3
