@@ -4,15 +4,15 @@
     winograd_output  y's 2x2 block of tile t = A^T M[k, :, t] A + bias[k]
     winograd_gy      dM[k, :, t] = A g A^T, g the 2x2 block of gy of tile t
 
-B^T d B and A^T M A are written out as sums (B^T and A^T hold only 0 and +-1). The
-input transform takes a whole row of tiles at a time: B^T down the columns of the four
+B^T d B, A^T M A and A g A^T are sums (B^T and A^T hold only 0 and +-1): functions/
+winograd.py's b_t, a_t and a, compiled here. The input transform takes a whole row of tiles at a time: B^T down the columns of the four
 input rows it reads (padding copied in as zeros, so no pixel is bounds-checked), then
 B along each row of that, tile after tile: loops over contiguous rows that the
 compiler can vectorize.
 
 Loop mapping: prange over channels (input channels c for the input transform, output
-channels k for the output and gy transforms): each thread writes its own rows of V, or its
-own output plane, so there are no write races. Within a channel, tile by tile in the
+channels k for the output and gy transforms): each thread writes its own rows of V or
+dM, or its own output plane, so there are no write races. Within a channel, tile by tile in the
 order of t (row-major over the band), so each of the 16 rows of V or M is walked
 contiguously (functions/winograd.py pads their length so that the 16 rows do not
 fall into the same cache sets).
