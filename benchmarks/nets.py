@@ -14,13 +14,13 @@ N_CLASS = 21
 NETS = ("fcn32s", "fcn8s")
 
 
-def minifcn_passes(net_name, size, device="cpu", seed=0):
-    """minifcn's net on "cpu" or "cuda"."""
+def minifcn_passes(net_name, size, device="cpu", seed=0, **model_options):
+    """minifcn's net on "cpu" or "cuda"; `model_options` (widths, fc_width) go to the model."""
     import minifcn as mf
     from minifcn import backend, functions as F, models
     from minifcn.optim import SGD
 
-    net = {"fcn32s": models.FCN32s, "fcn8s": models.FCN8s}[net_name](n_class=N_CLASS).to(device)
+    net = {"fcn32s": models.FCN32s, "fcn8s": models.FCN8s}[net_name](n_class=N_CLASS, **model_options).to(device)
     rng = numpy.random.default_rng(seed)
     image = mf.Tensor(backend.to_device(rng.standard_normal((1, 3, size, size)).astype(numpy.float32),
                                         device))

@@ -1,6 +1,7 @@
 """benchmarks/gpu_kernels.py: its pure-Python parts, a whole run on the emulated CuPy at
 a small size (a GPU is needed for its timings, not to find its mistakes), and the
 PyTorch net the whole-net benchmarks build (benchmarks/nets.py)."""
+import functools
 import json
 import subprocess
 import sys
@@ -122,11 +123,15 @@ class _GemmSettings:
         return self.switched[-1]
 
 
+@pytest.mark.slow
 def test_the_whole_benchmark_runs_on_the_emulated_cupy(emulated_cupy, monkeypatch, tmp_path):
-    """Every case builds and runs, at an 8 x 8 image, so that a borrowed GPU's minutes
-    are not spent finding a wrong argument (the timings here mean nothing)."""
+    """Every case builds and runs, at an 8 x 8 image and with a narrow FCN-32s, so that
+    a borrowed GPU's minutes are not spent finding a wrong argument (the timings here
+    mean nothing)."""
     from benchmarks import gpu_net
     from minifcn import cuda
+    narrow = functools.partial(nets.minifcn_passes, widths=(8, 16, 32, 64, 64), fc_width=128)
+    monkeypatch.setattr(nets, "minifcn_passes", narrow)
     gemm = _GemmSettings()
     monkeypatch.setattr(cuda, "_cupy_linalg", lambda: gemm)
     monkeypatch.setattr(gpu_kernels, "COPY_BYTES", 1 << 20)

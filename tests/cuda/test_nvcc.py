@@ -22,6 +22,8 @@ import cuda_emulator
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the `benchmarks` package
 from benchmarks import kernel_resources  # noqa: E402
 
+pytestmark = pytest.mark.slow  # nvcc takes about 10 s for all of them
+
 ARCHITECTURES = ("sm_80", "sm_90")
 NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc") else None)
 JOBS = [(filename, dtype, arch) for filename in cuda_emulator.kernel_files()
