@@ -9,8 +9,8 @@ implementations: plain NumPy, kept because readers learn from it, and numba kern
 `minifcn/cpu/`. `cpu_kernels()` says which one runs; the environment variable
 `MINIFCN_CPU_KERNELS=numpy|numba` (or `use_cpu_kernels(...)`) chooses. The default
 ("auto") is numba when it imports: on the 2-core machine of benchmarks/results it
-trains FCN-32s at 500x500 in 8.5 s a step instead of 9.2 s (cpu-nets-*.md; the NumPy
-max pooling alone takes 0.38 s there, numba's 0.04 s: cpu-ops-*.md). Its threads
+trains FCN-32s at 500x500 in 5.9 s a step instead of 9.3 s (cpu-nets-*.md; the NumPy
+max pooling alone takes 0.44 s there, numba's 0.05 s: cpu-ops-*.md). Its threads
 sleep between parallel loops (the "workqueue" pool, cpu/__init__.py says why), but
 on a machine whose cores are busy with other work we have seen its parallel loops
 wait for descheduled threads; MINIFCN_CPU_KERNELS=numpy is the way out.

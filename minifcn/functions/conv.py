@@ -152,7 +152,7 @@ def _correlate(x, weight, geo, bias=None):
 
 def _correlate_adjoint(y, weight, geo, height, width):
     """The adjoint of _correlate: y (N, C_out, out_h, out_w) -> (N, C_in, height, width)."""
-    if winograd.applies(y, weight.shape, geo) and max(geo.ph, geo.pw) <= 2:  # its padding: 2 - p
+    if winograd.applies(y, weight.shape, geo):  # a correlation with the flipped weight
         return winograd.correlate(y, winograd.adjoint_weight(weight), 2 - geo.ph, 2 - geo.pw,
                                   band_bytes=column_buffer_bytes)
     xp = backend.get_array_module(y)

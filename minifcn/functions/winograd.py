@@ -67,11 +67,12 @@ min_channels = 64
 
 
 def applies(x, weight_shape, geo):
-    """Whether conv.py may run a convolution of the CPU array x with a weight of this
-    shape (3x3, either channel order) through this module."""
+    """Whether conv.py runs a convolution of the CPU array x with a weight of this shape
+    (3x3, either channel order) through this module, all three passes: padding at
+    most 2, so that the input gradient's, 2 - p, is a padding too."""
     return (backend.get_array_module(x) is numpy and tuple(weight_shape[2:]) == (3, 3)
             and (geo.sy, geo.sx, geo.dy, geo.dx, geo.groups) == (1, 1, 1, 1, 1)
-            and min(weight_shape[:2]) >= min_channels)
+            and max(geo.ph, geo.pw) <= 2 and min(weight_shape[:2]) >= min_channels)
 
 
 def adjoint_weight(weight):

@@ -116,13 +116,14 @@ def test_one_tile_by_its_definition():
     numpy.testing.assert_allclose(winograd.A_T @ product @ winograd.A_T.T, expected, rtol=1e-13)
 
 
-@pytest.mark.parametrize("stride, dilation, groups, kernel, channels, taken", [
-    (1, 1, 1, 3, 64, True), (2, 1, 1, 3, 64, False), (1, 2, 1, 3, 64, False),
-    (1, 1, 2, 3, 64, False), (1, 1, 1, 5, 64, False), (1, 1, 1, 3, 63, False)])
-def test_which_layers_take_the_path(stride, dilation, groups, kernel, channels, taken):
+@pytest.mark.parametrize("stride, dilation, groups, kernel, channels, padding, taken", [
+    (1, 1, 1, 3, 64, 1, True), (1, 1, 1, 3, 64, 2, True), (2, 1, 1, 3, 64, 1, False),
+    (1, 2, 1, 3, 64, 1, False), (1, 1, 2, 3, 64, 1, False), (1, 1, 1, 5, 64, 1, False),
+    (1, 1, 1, 3, 63, 1, False), (1, 1, 1, 3, 64, 3, False)])
+def test_which_layers_take_the_path(stride, dilation, groups, kernel, channels, padding, taken):
     x = numpy.zeros((1, channels * groups, 8, 8), numpy.float32)
     w = numpy.zeros((channels * groups, channels, kernel, kernel), numpy.float32)
-    geo = conv.Geometry(kernel, kernel, stride, stride, 1, 1, dilation, dilation, groups)
+    geo = conv.Geometry(kernel, kernel, stride, stride, padding, padding, dilation, dilation, groups)
     assert winograd.applies(x, w.shape, geo) == taken
     assert winograd.applies(x, w[:32].shape, geo) is False  # 32 output channels: too few
 
