@@ -36,7 +36,6 @@ from minifcn.functions import conv, im2col, loss, pooling
 from . import common
 
 KERNEL_SETS = ["numpy", "numba"]
-FLOAT32 = 4
 
 # (name, C_in, C_out, kernel, padding, input height = width) of VGG16-FCN at 500x500.
 CONVOLUTIONS = [("conv1_1", 3, 64, 3, 100, 500), ("conv1_2", 64, 64, 3, 1, 698),

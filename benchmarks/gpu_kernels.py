@@ -36,7 +36,6 @@ from . import common
 
 RESULTS_DIR = common.RESULTS_DIR
 COPY_BYTES = 1 << 30
-FLOAT32 = 4
 
 
 # ------------------------------------------------------------------- pure arithmetic
