@@ -26,7 +26,7 @@ from minifcn import cuda
 from . import common
 
 ARCHITECTURES = ("sm_80", "sm_90")
-DTYPES = ("float32", "float64")
+DTYPES = tuple(cuda.SCALAR_TYPES)  # float32, float64
 REGISTERS_PER_SM, MAX_THREADS_PER_SM = 65536, 2048
 _ENTRY = re.compile(r"Compiling entry function '(\w+)' for")
 _FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
@@ -34,8 +34,9 @@ _REGISTERS = re.compile(r"Used (\d+) registers")
 
 
 def nvcc():
-    return shutil.which("nvcc") or next(
-        (path for path in ("/usr/local/cuda/bin/nvcc",) if Path(path).exists()), None)
+    """nvcc's path: on PATH or in the CUDA toolkit's usual place; None without one."""
+    fallback = Path("/usr/local/cuda/bin/nvcc")
+    return shutil.which("nvcc") or (str(fallback) if fallback.exists() else None)
 
 
 def ptxas_report(filename, dtype, arch, compiler=None):

@@ -7,7 +7,6 @@ What is compiled is exactly what cupy.RawModule hands to NVRTC: the text from
 """
 import os
 import re
-import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +23,8 @@ from benchmarks import kernel_resources  # noqa: E402
 
 pytestmark = pytest.mark.slow  # nvcc takes about 10 s for all of them
 
-ARCHITECTURES = ("sm_80", "sm_90")
-NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc") else None)
+ARCHITECTURES = kernel_resources.ARCHITECTURES
+NVCC = kernel_resources.nvcc()
 JOBS = [(filename, dtype, arch) for filename in cuda_emulator.kernel_files()
         for dtype in cuda_emulator.DTYPES for arch in ARCHITECTURES]
 
