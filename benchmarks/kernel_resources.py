@@ -95,9 +95,8 @@ def main(argv=None):
     compiler = nvcc()
     if compiler is None:
         parser.exit(1, f"{parser.prog}: nvcc (the CUDA toolkit) is not installed\n")
-    files = sorted(path.name for path in cuda.KERNEL_DIR.glob("*.cu"))
     rows = []
-    for filename in files:
+    for filename in cuda.kernel_files():
         for dtype in DTYPES:
             for arch in args.arch:
                 for kernel, resources in sorted(ptxas_report(filename, dtype, arch, compiler).items()):

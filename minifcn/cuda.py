@@ -60,6 +60,11 @@ _INCLUDE = re.compile(r'^#include "([^"]+)"[^\n]*$', re.MULTILINE)
 
 
 # --------------------------------------------------------------- compiling and launching
+def kernel_files():
+    """The names of the kernels/*.cu files."""
+    return sorted(path.name for path in KERNEL_DIR.glob("*.cu"))
+
+
 def kernel_source(filename):
     """The text of kernels/<filename> with each `#include "name"` replaced by the text of
     kernels/<name>: NVRTC compiles a string and never looks in kernels/."""

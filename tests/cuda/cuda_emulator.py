@@ -28,13 +28,9 @@ import numpy
 from minifcn import cuda
 
 HEADER_DIR = Path(__file__).resolve().parent
-DTYPES = ("float32", "float64")
+DTYPES = tuple(cuda.SCALAR_TYPES)  # float32, float64
 MARGIN = 64  # sentinel elements on each side of every array
 _KERNEL = re.compile(r'extern "C" __global__ void (\w+)\s*\(')
-
-
-def kernel_files():
-    return sorted(path.name for path in cuda.KERNEL_DIR.glob("*.cu"))
 
 
 def defined_kernels(source_text):
@@ -64,7 +60,7 @@ def compile_library(source, dtype, directory):
 
 def build(directory):
     """An EmulatedGpu with every kernels/*.cu file compiled for both dtypes into `directory`."""
-    jobs = [(filename, dtype) for filename in kernel_files() for dtype in DTYPES]
+    jobs = [(filename, dtype) for filename in cuda.kernel_files() for dtype in DTYPES]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         built = list(pool.map(
             lambda job: compile_library(cuda.KERNEL_DIR / job[0], job[1], directory), jobs))

@@ -36,7 +36,7 @@ def test_each_kernel_has_the_signature_of_its_numpy_reference(name):
 
 def test_every_kernel_cuda_py_launches_is_defined():
     launched = set(re.findall(r'_launch\("(\w+\.cu)", "(\w+)"', open(cuda.__file__).read()))
-    defined = {(filename, name) for filename in cuda_emulator.kernel_files()
+    defined = {(filename, name) for filename in cuda.kernel_files()
                for name in cuda_emulator.defined_kernels(cuda.kernel_source(filename))}
     assert len(launched) == len(CONTRACTS) and launched <= defined, launched - defined
 
@@ -49,14 +49,14 @@ def test_imports_without_cupy():
     assert result.stdout.strip() == "(4, 256)"
 
 
-@pytest.mark.parametrize("filename", cuda_emulator.kernel_files())
+@pytest.mark.parametrize("filename", cuda.kernel_files())
 def test_kernel_source_pastes_the_includes_in(filename):
     text = cuda.kernel_source(filename)
     assert not re.search(r"^\s*#include", text, re.MULTILINE)
     assert text.count("#define GRID_STRIDE_LOOP") == 1
 
 
-@pytest.mark.parametrize("filename", cuda_emulator.kernel_files())
+@pytest.mark.parametrize("filename", cuda.kernel_files())
 def test_each_kernel_file_opens_with_its_thread_mapping(filename):
     header = (cuda.KERNEL_DIR / filename).read_text().split("#include")[0]
     assert "THREAD MAPPING" in header

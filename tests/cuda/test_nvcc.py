@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow  # nvcc takes about 10 s for all of them
 
 ARCHITECTURES = kernel_resources.ARCHITECTURES
 NVCC = kernel_resources.nvcc()
-JOBS = [(filename, dtype, arch) for filename in cuda_emulator.kernel_files()
+JOBS = [(filename, dtype, arch) for filename in cuda.kernel_files()
         for dtype in cuda_emulator.DTYPES for arch in ARCHITECTURES]
 
 
@@ -60,7 +60,7 @@ def test_kernel_file_compiles_to_ptx(compiled, filename, dtype, arch):
 
 
 
-@pytest.mark.parametrize("filename", cuda_emulator.kernel_files())
+@pytest.mark.parametrize("filename", cuda.kernel_files())
 def test_kernel_file_compiles_as_it_stands(filename, tmp_path):
     """`nvcc -ptx kernels/<file>.cu`, with no flags: the file and its #include alone."""
     if NVCC is None:
@@ -78,7 +78,7 @@ def test_no_kernel_spills_or_has_a_stack_frame():
     are meant to be bound by their reads and writes alone. Hopper, both dtypes."""
     if NVCC is None:
         pytest.skip("nvcc is not installed (CUDA toolkit): cannot ask ptxas")
-    jobs = [(filename, dtype) for filename in cuda_emulator.kernel_files()
+    jobs = [(filename, dtype) for filename in cuda.kernel_files()
             for dtype in cuda_emulator.DTYPES]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         reports = pool.map(lambda job: kernel_resources.ptxas_report(*job, "sm_90", NVCC), jobs)

@@ -82,7 +82,7 @@ def compile_with_nvrtc(library, source, name, options):
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 @pytest.mark.parametrize("dtype", cuda_emulator.DTYPES)
-@pytest.mark.parametrize("filename", cuda_emulator.kernel_files())
+@pytest.mark.parametrize("filename", cuda.kernel_files())
 def test_kernel_file_compiles_with_nvrtc(nvrtc, filename, dtype, arch):
     source = cuda.kernel_source(filename)
     ok, log, ptx = compile_with_nvrtc(nvrtc, source, filename,
