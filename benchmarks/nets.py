@@ -26,17 +26,22 @@ def minifcn_passes(net_name, size, device="cpu", seed=0, **model_options):
                                         device))
     label = backend.to_device(rng.integers(0, N_CLASS, (1, size, size)), device)
     solver = SGD(net, lr=1e-10, momentum=0.99, weight_decay=5e-4)
+    return _passes(net, solver, image, mf.no_grad, lambda score: F.softmax_cross_entropy(
+        score, label, ignore_index=255, normalize=False))
 
+
+def _passes(net, solver, image, no_grad, loss_of):
+    """The (train_step, inference) closures, written once for both engines: `loss_of`
+    maps the score to the engine's summed softmax loss, `no_grad` is its context."""
     def train_step():
         net.train()
         solver.zero_grad()
-        loss = F.softmax_cross_entropy(net(image), label, ignore_index=255, normalize=False)
-        loss.backward()
+        loss_of(net(image)).backward()
         solver.step()
 
     def inference():
         net.eval()
-        with mf.no_grad():
+        with no_grad():
             net(image)
     return train_step, inference
 
@@ -102,16 +107,5 @@ def torch_passes(net_name, size, device="cpu", seed=0):
     label = torch.randint(0, N_CLASS, (1, size, size), device=device)
     solver = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=1e-10,
                              momentum=0.99, weight_decay=5e-4)
-
-    def train_step():
-        net.train()
-        solver.zero_grad()
-        loss = TF.cross_entropy(net(image), label, ignore_index=255, reduction="sum")
-        loss.backward()
-        solver.step()
-
-    def inference():
-        net.eval()
-        with torch.no_grad():
-            net(image)
-    return train_step, inference
+    return _passes(net, solver, image, torch.no_grad, lambda score: TF.cross_entropy(
+        score, label, ignore_index=255, reduction="sum"))
