@@ -243,8 +243,11 @@ def markdown_report(report):
         f"{report['load_before']:.1f} before, {report['load_after']:.1f} after.", "",
         f"Convolution tiles: column_buffer_bytes {report['tiling']['column_buffer_bytes']}, "
         f"min_tile_pixels {report['tiling']['min_tile_pixels']}. GFLOP/s count a direct "
-        "convolution's FLOPs: the 3x3 layers but conv1_1 run Winograd's F(2x2, 3x3) "
-        "(2.25x fewer), so theirs are effective rates and can pass sgemm's.", "",
+        "convolution's FLOPs. " + ("The 3x3 layers but conv1_1 run Winograd's F(2x2, 3x3) "
+                                    "(2.25x fewer), so theirs are effective rates and can pass sgemm's."
+                                    if report.get("winograd", True) else
+                                    "Winograd is off (--im2col-only): every convolution is im2col."),
+        "",
         common.markdown_table(headers, rows, "ll" + "r" * (len(headers) - 2)), ""])
 
 
@@ -254,13 +257,19 @@ def main(argv=None):
     groups = ["im2col", "conv", "upscore", "pool", "gemm", "sgd", "dropout"]
     parser.add_argument("--ops", nargs="+", default=groups, choices=groups)
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--im2col-only", action="store_true",
+                        help="every convolution through im2col, Winograd off (to compare)")
     parser.add_argument("--out", default=str(common.RESULTS_DIR))
     args = parser.parse_args(argv)
+    if args.im2col_only:
+        from minifcn.functions import winograd
+        winograd.min_channels = float("inf")  # no layer qualifies
     torch = None
     if not args.no_torch and common.package_versions(["torch"])["torch"]:
         import torch
     report = {"date": datetime.date.today().isoformat(), "machine": common.describe_machine(),
               "repeat": args.repeat, "kernel_sets": KERNEL_SETS, "torch": bool(torch),
+              "winograd": not args.im2col_only,
               "load_before": common.load_average(), "sgemm_gflops": measure_sgemm(args.repeat),
               "tiling": {"column_buffer_bytes": conv.column_buffer_bytes,
                          "min_tile_pixels": conv.min_tile_pixels}, "rows": []}

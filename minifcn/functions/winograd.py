@@ -40,7 +40,7 @@ V is (C_in, 16, length) and M (C_out, 16, length), the tiles of the band along t
 axis, so that each transform writes or reads one channel's 16 rows close together;
 `length` >= the tiles of a band is an odd number of cache lines, so that those 16 rows
 do not all map to the same cache sets. (Laid out (16, C, tiles), their distance was a
-multiple of 4 KiB at 256 channels, and the input transform ran 3x slower there.)
+multiple of 4 KiB at 256 channels: all 16 rows in the same sets of the L1 cache.)
 
 The kernel contract shared with cpu/winograd.py (numba):
     winograd_input(x, ph, pw, first, rows, V)   V[:, :, :rows * cols] for tile rows
@@ -58,11 +58,11 @@ G = numpy.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 A_T = numpy.array([[1, 1, 1, 0], [0, 1, -1, -1]])
 
 # conv.py takes this path only when the weight has at least this many channels on both
-# sides: with fewer, the 16 GEMMs are too thin to gain on im2col's one. At 64, VGG16-FCN's
-# 3x3 layers at 500x500 but conv1_1 (3 input channels) ran 1.1-1.8x faster forward and
-# backward to the input, and from conv3 on 1.5-2.1x faster in the weight gradient
-# (conv1_2's and conv2_2's about even); at 8 to 32 channels (the default small net's
-# first layers) some ran faster and some slower than with im2col.
+# sides: with fewer, the 16 GEMMs are too thin to gain on im2col's one. Every 3x3 layer
+# of VGG16-FCN but conv1_1 (3 input channels) has 64 or more: benchmarks/cpu_ops.py's
+# conv rows, recorded with Winograd (results/cpu-ops-*) and without (results/
+# im2col-only/), compare them layer by layer. The default small net (8 to 64 channels)
+# trains as fast either way (README, "The default run").
 min_channels = 64
 
 
@@ -87,9 +87,8 @@ def _g_kron_g(dtype):
 
 
 def filter_transform(weight):
-    """U (16, C_out, C_in): G W G^T for each channel pair, its 4x4 entries flattened.
-    As one GEMM (a per-pair (4x3)(3x3)(3x4) product would be 40 ms a call at 512 x 512
-    channels, this 2 ms)."""
+    """U (16, C_out, C_in): G W G^T for each channel pair, its 4x4 entries flattened,
+    as one GEMM rather than C_out C_in small (4x3)(3x3)(3x4) products."""
     c_out, c_in = weight.shape[:2]
     return (_g_kron_g(weight.dtype) @ weight.reshape(c_out * c_in, 9).T).reshape(16, c_out, c_in)
 
