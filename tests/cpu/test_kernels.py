@@ -178,3 +178,43 @@ def test_dropout_matches_numpy_bit_for_bit(shape, p, seed, dtype):
     y = numba_kernels.dropout(x, seed, threshold, scale)
     assert y.dtype == dtype and y.shape == shape
     numpy.testing.assert_array_equal(y, dropout_numpy(x, seed, threshold, scale))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", range(6))
+def test_winograd_transforms_match_numpy(seed, dtype):
+    """The three transforms on a random band (any first tile row, the last band short,
+    odd sizes so tiles hang over the edges, padding 0-2), into buffers whose rows are
+    longer than the band, as functions/winograd.py lays them out."""
+    from minifcn.functions import winograd
+    rng = numpy.random.default_rng(seed)
+    channels, out_channels = (int(v) for v in rng.integers(1, 5, 2))
+    height, width = (int(v) for v in rng.integers(1, 12, 2))
+    ph, pw = (int(v) for v in rng.integers(0, 3, 2))
+    out_h, out_w = height + 2 * ph - 2, width + 2 * pw - 2
+    if min(out_h, out_w) < 1:
+        height, width = height + 3, width + 3
+        out_h, out_w = height + 2 * ph - 2, width + 2 * pw - 2
+    tile_rows, tile_cols = -(-out_h // 2), -(-out_w // 2)
+    first = int(rng.integers(0, tile_rows))
+    rows = int(rng.integers(1, tile_rows - first + 1))
+    length = winograd._row_length(tile_rows * tile_cols, numpy.dtype(dtype).itemsize)
+    x = rng.standard_normal((channels, height, width)).astype(dtype)
+    gy = rng.standard_normal((out_channels, out_h, out_w)).astype(dtype)
+    m = rng.standard_normal((out_channels, 16, length)).astype(dtype)
+    bias = rng.standard_normal(out_channels).astype(dtype)
+    tiles = rows * tile_cols
+    for kernel, reference, args, out_shape in (
+            ("winograd_input", winograd.winograd_input_numpy, (x, ph, pw, first, rows), (channels, 16, length)),
+            ("winograd_gy", winograd.winograd_gy_numpy, (gy, first, rows), (out_channels, 16, length))):
+        got, expected = numpy.zeros(out_shape, dtype), numpy.zeros(out_shape, dtype)
+        getattr(numba_kernels, kernel)(*args, got)
+        reference(*args, expected)
+        numpy.testing.assert_allclose(got[:, :, :tiles], expected[:, :, :tiles], **TOLERANCE[dtype])
+        assert not got[:, :, tiles:].any()  # nothing written past the band
+    got, expected = (numpy.full((out_channels, out_h, out_w), 7.0, dtype) for _ in range(2))
+    numba_kernels.winograd_output(m, first, rows, bias, got)
+    winograd.winograd_output_numpy(m, first, rows, bias, expected)
+    numpy.testing.assert_allclose(got, expected, **TOLERANCE[dtype])
+    band = slice(2 * first, min(2 * (first + rows), out_h))
+    assert (numpy.delete(got, numpy.r_[band], axis=1) == 7.0).all()  # only the band's rows
