@@ -6,6 +6,11 @@ per test session) and returns an `EmulatedGpu`. Its `enqueuer()` has the signatu
 place of the other runs the rest of minifcn/cuda.py unchanged (allocation, argument
 conversion, launch sizes), NumPy arrays standing in for CuPy ones.
 
+A launch runs direct (thread after thread) until a kernel calls __syncthreads or a warp
+primitive; then it is run again from fresh copies of its arrays with the threads of each
+block as cooperating fibers, and remembered as cooperative (cuda_emulation.h says why
+both modes compute what the GPU computes).
+
 What a launch here checks that a launch on a GPU would not:
 - arguments against the kernel's C signature: count, int or float, width, and the
   element type of each array; a 4-byte int reaching a `long long` is an error here and
@@ -14,7 +19,17 @@ What a launch here checks that a launch on a GPU would not:
   hold a sentinel (NaN for floats); a kernel that writes outside its array changes a
   margin (error), one that reads outside picks up NaN and disagrees with NumPy;
 - complete outputs: an array the kernel may write (a non-const pointer) is filled with
-  the sentinel before the launch, so an element the kernel never writes stays NaN.
+  the sentinel before the launch, so an element the kernel never writes stays NaN. A
+  kernel that updates an array in place names that parameter `..._inout`; it keeps its
+  contents;
+- barriers: a __syncthreads that part of a block skips, or a warp primitive whose mask
+  names a lane that cannot arrive, is an error.
+
+The 2x3 grid that tests/cuda/conftest.py also runs every kernel with replaces the
+x-extent of the grid (every kernel covers any count with any grid in x: grid-stride
+loops) and, for one-dimensional blocks of kernels that do not cooperate, the block size;
+a cooperative kernel keeps the block size it was launched with (its shared arrays are
+sized for it).
 """
 import ctypes
 import os
@@ -30,12 +45,26 @@ from minifcn import cuda
 HEADER_DIR = Path(__file__).resolve().parent
 DTYPES = tuple(cuda.SCALAR_TYPES)  # float32, float64
 MARGIN = 64  # sentinel elements on each side of every array
-_KERNEL = re.compile(r'extern "C" __global__ void (\w+)\s*\(')
+_KERNEL = re.compile(r'extern "C" __global__ void (\w+)\s*\(([^)]*)\)')
+IN_OUT_SUFFIX = "_inout"  # a non-const pointer parameter that keeps its contents
 
 
 def defined_kernels(source_text):
     """The names of the extern "C" __global__ kernels a .cu text defines."""
-    return _KERNEL.findall(source_text)
+    return [name for name, _ in _KERNEL.findall(source_text)]
+
+
+def parameter_names(source_text):
+    """{kernel: [parameter names]} of the kernels a .cu text defines."""
+    return {name: [re.findall(r"\w+", parameter)[-1] for parameter in parameters.split(",")
+                   if parameter.strip()]
+            for name, parameters in _KERNEL.findall(source_text)}
+
+
+def _three(shape):
+    """A grid or block shape (an int or a tuple of up to three) as (x, y, z)."""
+    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    return tuple(int(n) for n in shape) + (1,) * (3 - len(shape))
 
 
 def compile_library(source, dtype, directory):
@@ -66,7 +95,9 @@ def build(directory):
             lambda job: compile_library(cuda.KERNEL_DIR / job[0], job[1], directory), jobs))
     libraries = {job: library for job, (library, _) in zip(jobs, built)}
     warnings = {job: text for job, (_, text) in zip(jobs, built) if text.strip()}
-    return EmulatedGpu(libraries, warnings)
+    names = {filename: parameter_names(cuda.kernel_source(filename))
+             for filename in cuda.kernel_files()}
+    return EmulatedGpu(libraries, warnings, names)
 
 
 def tolerance(dtype):
@@ -92,10 +123,10 @@ def _type_code(value):
 class _GuardedCopy:
     """`array` in the middle of a sentinel-filled buffer; an output starts all sentinel."""
 
-    def __init__(self, array, is_output):
+    def __init__(self, array, is_output, keeps_contents=False):
         self.array, self.is_output = array, is_output
         self.buffer = numpy.full(array.size + 2 * MARGIN, _sentinel(array.dtype), array.dtype)
-        if not is_output:
+        if not is_output or keeps_contents:
             self.buffer[MARGIN: MARGIN + array.size] = array.reshape(-1)
         self.pointer = ctypes.c_void_p(self.buffer.ctypes.data + MARGIN * array.itemsize)
         self.margins_before = self._margins()
@@ -113,9 +144,11 @@ class _GuardedCopy:
 
 
 class EmulatedGpu:
-    def __init__(self, libraries, warnings):
+    def __init__(self, libraries, warnings, parameter_names=None):
         self.libraries = libraries  # (filename, dtype name) -> ctypes.CDLL
         self.warnings = warnings    # (filename, dtype name) -> g++'s warnings, if any
+        self.parameter_names = parameter_names or {}  # filename -> {kernel: [names]}
+        self.cooperative = set()    # (filename, kernel) found to need cooperative threads
 
     def signature(self, filename, dtype_name, kernel_name):
         function = getattr(self.libraries[filename, dtype_name], f"signature_{kernel_name}")
@@ -124,30 +157,63 @@ class EmulatedGpu:
 
     def enqueuer(self, grid=None):
         """A stand-in for minifcn.cuda._enqueue. `grid=(blocks, threads)` overrides the
-        launch shape that cuda.py chose, e.g. a tiny grid that makes every thread loop."""
+        launch shape that cuda.py chose, e.g. a tiny grid that makes every thread loop
+        (see the module docstring for what it replaces)."""
         def enqueue(filename, kernel_name, dtype_name, blocks, threads, args):
-            self.launch(filename, kernel_name, dtype_name, *(grid or (blocks, threads)), args)
+            launched_threads = threads
+            if grid is not None:
+                blocks = (grid[0],) + _three(blocks)[1:]
+                if _three(threads)[1:] == (1, 1) and (filename, kernel_name) not in self.cooperative:
+                    threads = grid[1]
+            self.launch(filename, kernel_name, dtype_name, blocks, threads, args,
+                        cooperative_threads=launched_threads)
         return enqueue
 
-    def launch(self, filename, kernel_name, dtype_name, blocks, threads, args):
+    def launch(self, filename, kernel_name, dtype_name, blocks, threads, args,
+               cooperative_threads=None):
+        """Run one kernel. `cooperative_threads`: the block shape to use if the kernel
+        turns out to cooperate (default: `threads`)."""
         what = f"{kernel_name} ({filename}, {dtype_name})"
         expected = self.signature(filename, dtype_name, kernel_name)
         passed = [_type_code(value) for value in args]
         if [code.replace("const ", "") for code in expected] != passed:
             raise TypeError(f"{what} takes ({', '.join(expected)}) but was passed "
                             f"({', '.join(passed)})")
+        names = self.parameter_names.get(filename, {}).get(kernel_name, [""] * len(args))
+        library = self.libraries[filename, dtype_name]
+        run = getattr(library, f"run_{kernel_name}")
+        run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+        run.restype = ctypes.c_int
+        key = (filename, kernel_name)
+        cooperative = key in self.cooperative
+        if cooperative:
+            threads = cooperative_threads or threads
+        status = self._run(run, what, args, expected, names, blocks, threads, cooperative)
+        if status == 1:  # it met a barrier: again, from fresh copies, cooperatively
+            self.cooperative.add(key)
+            threads = cooperative_threads or threads
+            status = self._run(run, what, args, expected, names, blocks, threads, True)
+        if status == 2:
+            library.last_error.restype = ctypes.c_char_p
+            raise RuntimeError(f"{what}: {library.last_error().decode()}")
+
+    @staticmethod
+    def _run(run, what, args, expected, names, blocks, threads, cooperative):
         guarded, values = [], []  # kept alive until the launch returns
         pointers = (ctypes.c_void_p * len(args))()
-        for slot, (value, code) in enumerate(zip(args, expected)):
+        for slot, (value, code, name) in enumerate(zip(args, expected, names)):
             if isinstance(value, numpy.ndarray):
-                copy = _GuardedCopy(value, is_output=not code.startswith("const"))
+                copy = _GuardedCopy(value, is_output=not code.startswith("const"),
+                                    keeps_contents=name.endswith(IN_OUT_SUFFIX))
                 guarded.append(copy)
                 pointers[slot] = ctypes.addressof(copy.pointer)
             else:
                 values.append(numpy.array(value))
                 pointers[slot] = values[-1].ctypes.data
-        run = getattr(self.libraries[filename, dtype_name], f"run_{kernel_name}")
-        run.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p]
-        run(blocks, threads, pointers)
-        for copy in guarded:
-            copy.finish(what)
+        grid = (ctypes.c_uint * 3)(*_three(blocks))
+        block = (ctypes.c_uint * 3)(*_three(threads))
+        status = run(grid, block, pointers, int(cooperative))
+        if status == 0:
+            for copy in guarded:
+                copy.finish(what)
+        return status
