@@ -39,14 +39,15 @@ def nvcc():
     return shutil.which("nvcc") or (str(fallback) if fallback.exists() else None)
 
 
-def ptxas_report(filename, dtype, arch, compiler=None):
+def ptxas_report(filename, dtype, arch, compiler=None, index_bits=32):
     """{kernel: {"registers", "stack_bytes", "spill_stores", "spill_loads"}} for one
-    kernels/*.cu file, as ptxas reports it (raises RuntimeError if it does not compile)."""
+    kernels/*.cu file's build with `index_bits`-bit indices (32: the one FCN sizes run),
+    as ptxas reports it (raises RuntimeError if it does not compile)."""
     with tempfile.TemporaryDirectory() as directory:
         source = Path(directory) / filename
         source.write_text(cuda.kernel_source(filename))
         result = subprocess.run([compiler or nvcc(), f"-arch={arch}", "-cubin", "-Xptxas", "-v",
-                                 *cuda.compile_options(dtype), str(source),
+                                 *cuda.compile_options(dtype, index_bits), str(source),
                                  "-o", str(source.with_suffix(".cubin"))],
                                 capture_output=True, text=True)
     if result.returncode != 0:

@@ -12,9 +12,18 @@
 //     One thread handles index = its global id, then id + (threads in the grid), and so
 //     on while index < count. Any grid covers any count, so the launch may cap the grid
 //     (minifcn/cuda.py, launch_shape), and the CPU emulation in tests/cuda may run one
-//     thread at a time. Indices are 64-bit: FCN activations at 500x500 with pad 100
+//     thread at a time.
+//
+// index_t
+//     int or long long: every file is compiled both ways (-Dindex_t=...), and
+//     minifcn/cuda.py launches the 32-bit build when every index the launch can form
+//     fits: each array's size and the work count plus the grid's threads are below
+//     2^31. A 64-bit division is a software routine on a GPU, a 32-bit one a few
+//     instructions, and index arithmetic is most of what a data-movement kernel does.
+//     The 64-bit build serves larger tensors: FCN activations at 500x500 with pad 100
 //     (conv1_2: 64 x 698 x 698 = 31 M elements per image) pass 2^31 elements from
-//     batch 69 on.
+//     batch 69 on. The rule for kernel authors: form no index larger than the largest
+//     array the kernel is passed (or the work count), so the host's check covers it.
 //
 // Windows along one axis
 //     With padding p, a window w of extent e (kernel k, dilation d: e = (k - 1) d + 1)
@@ -25,25 +34,28 @@
 #ifndef scalar_t
 #define scalar_t float
 #endif
+#ifndef index_t
+#define index_t long long
+#endif
 
 #define GRID_STRIDE_LOOP(index, count)                                           \
-    for (long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x;     \
-         index < (count); index += (long long)gridDim.x * blockDim.x)
+    for (index_t index = (index_t)blockIdx.x * (index_t)blockDim.x + (index_t)threadIdx.x; \
+         index < (count); index += (index_t)gridDim.x * (index_t)blockDim.x)
 
 // The first window w (>= 0) with w * stride + extent > position.
-__device__ __forceinline__ long long first_window(long long position, long long extent,
-                                                  long long stride)
+__device__ __forceinline__ index_t first_window(index_t position, index_t extent,
+                                                  index_t stride)
 {
     return position < extent ? 0 : (position - extent) / stride + 1;
 }
 
 // The last window w (< count) with w * stride <= position; may be < first_window.
-__device__ __forceinline__ long long last_window(long long position, long long stride,
-                                                 long long count)
+__device__ __forceinline__ index_t last_window(index_t position, index_t stride,
+                                                 index_t count)
 {
-    const long long last = position / stride;
+    const index_t last = position / stride;
     return last < count - 1 ? last : count - 1;
 }
 
-__device__ __forceinline__ long long max_ll(long long a, long long b) { return a > b ? a : b; }
-__device__ __forceinline__ long long min_ll(long long a, long long b) { return a < b ? a : b; }
+__device__ __forceinline__ index_t max_index(index_t a, index_t b) { return a > b ? a : b; }
+__device__ __forceinline__ index_t min_index(index_t a, index_t b) { return a < b ? a : b; }

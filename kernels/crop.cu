@@ -14,27 +14,27 @@
 #include "common.cuh"
 
 extern "C" __global__ void crop_forward(
-    const scalar_t* __restrict__ x, long long planes, long long height, long long width,
-    long long offset_y, long long offset_x, long long crop_h, long long crop_w,
+    const scalar_t* __restrict__ x, index_t planes, index_t height, index_t width,
+    index_t offset_y, index_t offset_x, index_t crop_h, index_t crop_w,
     scalar_t* __restrict__ y)
 {
     GRID_STRIDE_LOOP(index, planes * crop_h * crop_w) {
-        const long long w = index % crop_w;
-        const long long h = (index / crop_w) % crop_h;
-        const long long plane = index / (crop_h * crop_w);
+        const index_t w = index % crop_w;
+        const index_t h = (index / crop_w) % crop_h;
+        const index_t plane = index / (crop_h * crop_w);
         y[index] = x[(plane * height + offset_y + h) * width + offset_x + w];
     }
 }
 
 extern "C" __global__ void crop_backward(
-    const scalar_t* __restrict__ gy, long long planes, long long height, long long width,
-    long long offset_y, long long offset_x, long long crop_h, long long crop_w,
+    const scalar_t* __restrict__ gy, index_t planes, index_t height, index_t width,
+    index_t offset_y, index_t offset_x, index_t crop_h, index_t crop_w,
     scalar_t* __restrict__ gx)
 {
     GRID_STRIDE_LOOP(index, planes * height * width) {
-        const long long w = index % width - offset_x;
-        const long long h = (index / width) % height - offset_y;
-        const long long plane = index / (height * width);
+        const index_t w = index % width - offset_x;
+        const index_t h = (index / width) % height - offset_y;
+        const index_t plane = index / (height * width);
         const bool inside = h >= 0 && h < crop_h && w >= 0 && w < crop_w;
         gx[index] = inside ? gy[(plane * crop_h + h) * crop_w + w] : (scalar_t)0;
     }

@@ -20,7 +20,7 @@
 
 // Output number i + 1 of Steele, Lea and Flood's SplitMix64 generator started at
 // `seed`: a Weyl sequence through a 64-bit mixing function.
-__device__ __forceinline__ unsigned long long splitmix64(unsigned long long seed, long long i)
+__device__ __forceinline__ unsigned long long splitmix64(unsigned long long seed, index_t i)
 {
     unsigned long long z = seed + (unsigned long long)(i + 1) * 0x9E3779B97F4A7C15ULL;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -29,7 +29,7 @@ __device__ __forceinline__ unsigned long long splitmix64(unsigned long long seed
 }
 
 extern "C" __global__ void dropout(
-    const scalar_t* __restrict__ x, long long size, long long seed, long long threshold,
+    const scalar_t* __restrict__ x, index_t size, long long seed, long long threshold,
     scalar_t scale, scalar_t* __restrict__ y)
 {
     GRID_STRIDE_LOOP(i, size) {

@@ -24,22 +24,22 @@
 #include "common.cuh"
 
 extern "C" __global__ void im2col(
-    const scalar_t* __restrict__ x, long long channels, long long height, long long width,
-    long long kernel_h, long long kernel_w, long long stride_h, long long stride_w,
-    long long pad_h, long long pad_w, long long dilation_h, long long dilation_w,
-    long long out_h, long long out_w, scalar_t* __restrict__ col)
+    const scalar_t* __restrict__ x, index_t channels, index_t height, index_t width,
+    index_t kernel_h, index_t kernel_w, index_t stride_h, index_t stride_w,
+    index_t pad_h, index_t pad_w, index_t dilation_h, index_t dilation_w,
+    index_t out_h, index_t out_w, scalar_t* __restrict__ col)
 {
-    const long long out_size = out_h * out_w;
+    const index_t out_size = out_h * out_w;
     GRID_STRIDE_LOOP(index, channels * out_size) {
-        const long long ox = index % out_w;
-        const long long oy = (index / out_w) % out_h;
-        const long long c = index / out_size;
+        const index_t ox = index % out_w;
+        const index_t oy = (index / out_w) % out_h;
+        const index_t c = index / out_size;
         const scalar_t* x_channel = x + c * height * width;
         scalar_t* col_entry = col + c * kernel_h * kernel_w * out_size + oy * out_w + ox;
-        for (long long i = 0; i < kernel_h; ++i) {
-            const long long h = oy * stride_h - pad_h + i * dilation_h;
-            for (long long j = 0; j < kernel_w; ++j) {
-                const long long w = ox * stride_w - pad_w + j * dilation_w;
+        for (index_t i = 0; i < kernel_h; ++i) {
+            const index_t h = oy * stride_h - pad_h + i * dilation_h;
+            for (index_t j = 0; j < kernel_w; ++j) {
+                const index_t w = ox * stride_w - pad_w + j * dilation_w;
                 const bool inside = h >= 0 && h < height && w >= 0 && w < width;
                 *col_entry = inside ? x_channel[h * width + w] : (scalar_t)0;
                 col_entry += out_size;  // next (i, j): the next out_h x out_w plane
@@ -49,29 +49,29 @@ extern "C" __global__ void im2col(
 }
 
 extern "C" __global__ void col2im(
-    const scalar_t* __restrict__ col, long long channels, long long height, long long width,
-    long long kernel_h, long long kernel_w, long long stride_h, long long stride_w,
-    long long pad_h, long long pad_w, long long dilation_h, long long dilation_w,
-    long long out_h, long long out_w, scalar_t* __restrict__ x)
+    const scalar_t* __restrict__ col, index_t channels, index_t height, index_t width,
+    index_t kernel_h, index_t kernel_w, index_t stride_h, index_t stride_w,
+    index_t pad_h, index_t pad_w, index_t dilation_h, index_t dilation_w,
+    index_t out_h, index_t out_w, scalar_t* __restrict__ x)
 {
-    const long long extent_h = (kernel_h - 1) * dilation_h + 1;
-    const long long extent_w = (kernel_w - 1) * dilation_w + 1;
+    const index_t extent_h = (kernel_h - 1) * dilation_h + 1;
+    const index_t extent_w = (kernel_w - 1) * dilation_w + 1;
     GRID_STRIDE_LOOP(index, channels * height * width) {
-        const long long w_padded = index % width + pad_w;
-        const long long h_padded = (index / width) % height + pad_h;
-        const long long c = index / (height * width);
+        const index_t w_padded = index % width + pad_w;
+        const index_t h_padded = (index / width) % height + pad_h;
+        const index_t c = index / (height * width);
         const scalar_t* col_channel = col + c * kernel_h * kernel_w * out_h * out_w;
-        const long long oy_first = first_window(h_padded, extent_h, stride_h);
-        const long long ox_first = first_window(w_padded, extent_w, stride_w);
+        const index_t oy_first = first_window(h_padded, extent_h, stride_h);
+        const index_t ox_first = first_window(w_padded, extent_w, stride_w);
         scalar_t total = 0;
-        for (long long oy = last_window(h_padded, stride_h, out_h); oy >= oy_first; --oy) {
-            const long long i_dilated = h_padded - oy * stride_h;
+        for (index_t oy = last_window(h_padded, stride_h, out_h); oy >= oy_first; --oy) {
+            const index_t i_dilated = h_padded - oy * stride_h;
             if (i_dilated % dilation_h != 0) continue;
-            const long long i = i_dilated / dilation_h;
-            for (long long ox = last_window(w_padded, stride_w, out_w); ox >= ox_first; --ox) {
-                const long long j_dilated = w_padded - ox * stride_w;
+            const index_t i = i_dilated / dilation_h;
+            for (index_t ox = last_window(w_padded, stride_w, out_w); ox >= ox_first; --ox) {
+                const index_t j_dilated = w_padded - ox * stride_w;
                 if (j_dilated % dilation_w != 0) continue;
-                const long long j = j_dilated / dilation_w;
+                const index_t j = j_dilated / dilation_w;
                 total += col_channel[((i * kernel_w + j) * out_h + oy) * out_w + ox];
             }
         }

@@ -21,15 +21,15 @@
 #include "common.cuh"
 
 extern "C" __global__ void lrn_forward(
-    const scalar_t* __restrict__ x, long long images, long long channels,
-    long long pixels_per_channel, long long size, scalar_t alpha_over_size, scalar_t beta,
+    const scalar_t* __restrict__ x, index_t images, index_t channels,
+    index_t pixels_per_channel, index_t size, scalar_t alpha_over_size, scalar_t beta,
     scalar_t k, scalar_t* __restrict__ y, scalar_t* __restrict__ scale)
 {
     GRID_STRIDE_LOOP(index, images * channels * pixels_per_channel) {
-        const long long c = (index / pixels_per_channel) % channels;
+        const index_t c = (index / pixels_per_channel) % channels;
         const scalar_t* x_pixel = x + index - c * pixels_per_channel;  // x[n, 0, h, w]
         scalar_t sum_of_squares = 0;
-        for (long long other = c - (size - 1) / 2; other < c - (size - 1) / 2 + size; ++other) {
+        for (index_t other = c - (size - 1) / 2; other < c - (size - 1) / 2 + size; ++other) {
             if (other < 0 || other >= channels) continue;
             const scalar_t value = x_pixel[other * pixels_per_channel];
             sum_of_squares += value * value;
@@ -42,18 +42,18 @@ extern "C" __global__ void lrn_forward(
 
 extern "C" __global__ void lrn_backward(
     const scalar_t* __restrict__ x, const scalar_t* __restrict__ y,
-    const scalar_t* __restrict__ scale, const scalar_t* __restrict__ gy, long long images,
-    long long channels, long long pixels_per_channel, long long size,
+    const scalar_t* __restrict__ scale, const scalar_t* __restrict__ gy, index_t images,
+    index_t channels, index_t pixels_per_channel, index_t size,
     scalar_t two_alpha_beta_over_size, scalar_t beta, scalar_t* __restrict__ gx)
 {
     GRID_STRIDE_LOOP(index, images * channels * pixels_per_channel) {
-        const long long c = (index / pixels_per_channel) % channels;
-        const long long pixel_start = index - c * pixels_per_channel;  // (n, 0, h, w)
-        const long long first = c - (size - 1 - (size - 1) / 2);
+        const index_t c = (index / pixels_per_channel) % channels;
+        const index_t pixel_start = index - c * pixels_per_channel;  // (n, 0, h, w)
+        const index_t first = c - (size - 1 - (size - 1) / 2);
         scalar_t spread = 0;
-        for (long long other = first; other < first + size; ++other) {
+        for (index_t other = first; other < first + size; ++other) {
             if (other < 0 || other >= channels) continue;
-            const long long at = pixel_start + other * pixels_per_channel;
+            const index_t at = pixel_start + other * pixels_per_channel;
             spread += gy[at] * y[at] / scale[at];
         }
         gx[index] = gy[index] * pow(scale[index], -beta)

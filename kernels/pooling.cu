@@ -30,7 +30,7 @@
 
 // x_plane[h, w], or -infinity in the padding.
 __device__ __forceinline__ scalar_t value_or_minus_infinity(
-    const scalar_t* x_plane, long long h, long long w, long long height, long long width)
+    const scalar_t* x_plane, index_t h, index_t w, index_t height, index_t width)
 {
     const scalar_t minus_infinity = -(scalar_t)(1.0 / 0.0);
     const bool inside = h >= 0 && h < height && w >= 0 && w < width;
@@ -39,30 +39,30 @@ __device__ __forceinline__ scalar_t value_or_minus_infinity(
 
 // Caffe's pool_size along one axis: the window starting at `start`, clipped to
 // [-pad, size + pad).
-__device__ __forceinline__ long long clipped_extent(long long start, long long kernel,
-                                                    long long size, long long pad)
+__device__ __forceinline__ index_t clipped_extent(index_t start, index_t kernel,
+                                                    index_t size, index_t pad)
 {
-    return min_ll(start + kernel, size + pad) - start;
+    return min_index(start + kernel, size + pad) - start;
 }
 
 extern "C" __global__ void max_pool_forward(
-    const scalar_t* __restrict__ x, long long planes, long long height, long long width,
-    long long kernel_h, long long kernel_w, long long stride_h, long long stride_w,
-    long long pad_h, long long pad_w, long long out_h, long long out_w,
+    const scalar_t* __restrict__ x, index_t planes, index_t height, index_t width,
+    index_t kernel_h, index_t kernel_w, index_t stride_h, index_t stride_w,
+    index_t pad_h, index_t pad_w, index_t out_h, index_t out_w,
     scalar_t* __restrict__ y, int* __restrict__ argmax)
 {
     GRID_STRIDE_LOOP(index, planes * out_h * out_w) {
-        const long long ox = index % out_w;
-        const long long oy = (index / out_w) % out_h;
-        const long long plane = index / (out_h * out_w);
+        const index_t ox = index % out_w;
+        const index_t oy = (index / out_w) % out_h;
+        const index_t plane = index / (out_h * out_w);
         const scalar_t* x_plane = x + plane * height * width;
-        const long long h_start = oy * stride_h - pad_h, w_start = ox * stride_w - pad_w;
+        const index_t h_start = oy * stride_h - pad_h, w_start = ox * stride_w - pad_w;
         // Start from cell (0, 0), padding included, and take a cell only when it is
         // strictly larger: ties keep the first maximum in scan order.
         scalar_t best = value_or_minus_infinity(x_plane, h_start, w_start, height, width);
-        long long best_h = h_start, best_w = w_start;
-        for (long long h = h_start; h < h_start + kernel_h; ++h) {
-            for (long long w = w_start; w < w_start + kernel_w; ++w) {
+        index_t best_h = h_start, best_w = w_start;
+        for (index_t h = h_start; h < h_start + kernel_h; ++h) {
+            for (index_t w = w_start; w < w_start + kernel_w; ++w) {
                 const scalar_t value = value_or_minus_infinity(x_plane, h, w, height, width);
                 if (value > best) {
                     best = value;
@@ -74,28 +74,28 @@ extern "C" __global__ void max_pool_forward(
         y[index] = best;
         // Only cell (0, 0) can lie in the padding here (padding never wins a strict
         // comparison); then no real pixel beat -inf and the first real one is named.
-        argmax[index] = (int)(max_ll(best_h, 0) * width + max_ll(best_w, 0));
+        argmax[index] = (int)(max_index(best_h, 0) * width + max_index(best_w, 0));
     }
 }
 
 extern "C" __global__ void max_pool_backward(
-    const scalar_t* __restrict__ gy, const int* __restrict__ argmax, long long planes,
-    long long height, long long width, long long kernel_h, long long kernel_w,
-    long long stride_h, long long stride_w, long long pad_h, long long pad_w,
-    long long out_h, long long out_w, scalar_t* __restrict__ gx)
+    const scalar_t* __restrict__ gy, const int* __restrict__ argmax, index_t planes,
+    index_t height, index_t width, index_t kernel_h, index_t kernel_w,
+    index_t stride_h, index_t stride_w, index_t pad_h, index_t pad_w,
+    index_t out_h, index_t out_w, scalar_t* __restrict__ gx)
 {
     GRID_STRIDE_LOOP(index, planes * height * width) {
-        const long long w = index % width;
-        const long long h = (index / width) % height;
-        const long long plane = index / (height * width);
-        const long long pixel = h * width + w;
+        const index_t w = index % width;
+        const index_t h = (index / width) % height;
+        const index_t plane = index / (height * width);
+        const index_t pixel = h * width + w;
         const scalar_t* gy_plane = gy + plane * out_h * out_w;
         const int* argmax_plane = argmax + plane * out_h * out_w;
-        const long long oy_last = last_window(h + pad_h, stride_h, out_h);
-        const long long ox_last = last_window(w + pad_w, stride_w, out_w);
+        const index_t oy_last = last_window(h + pad_h, stride_h, out_h);
+        const index_t ox_last = last_window(w + pad_w, stride_w, out_w);
         scalar_t total = 0;
-        for (long long oy = first_window(h + pad_h, kernel_h, stride_h); oy <= oy_last; ++oy) {
-            for (long long ox = first_window(w + pad_w, kernel_w, stride_w); ox <= ox_last; ++ox) {
+        for (index_t oy = first_window(h + pad_h, kernel_h, stride_h); oy <= oy_last; ++oy) {
+            for (index_t ox = first_window(w + pad_w, kernel_w, stride_w); ox <= ox_last; ++ox) {
                 if (argmax_plane[oy * out_w + ox] == pixel) total += gy_plane[oy * out_w + ox];
             }
         }
@@ -104,24 +104,24 @@ extern "C" __global__ void max_pool_backward(
 }
 
 extern "C" __global__ void avg_pool_forward(
-    const scalar_t* __restrict__ x, long long planes, long long height, long long width,
-    long long kernel_h, long long kernel_w, long long stride_h, long long stride_w,
-    long long pad_h, long long pad_w, long long out_h, long long out_w,
+    const scalar_t* __restrict__ x, index_t planes, index_t height, index_t width,
+    index_t kernel_h, index_t kernel_w, index_t stride_h, index_t stride_w,
+    index_t pad_h, index_t pad_w, index_t out_h, index_t out_w,
     scalar_t* __restrict__ y)
 {
     GRID_STRIDE_LOOP(index, planes * out_h * out_w) {
-        const long long ox = index % out_w;
-        const long long oy = (index / out_w) % out_h;
-        const long long plane = index / (out_h * out_w);
+        const index_t ox = index % out_w;
+        const index_t oy = (index / out_w) % out_h;
+        const index_t plane = index / (out_h * out_w);
         const scalar_t* x_plane = x + plane * height * width;
-        const long long h_start = oy * stride_h - pad_h, w_start = ox * stride_w - pad_w;
-        const long long pool_size = clipped_extent(h_start, kernel_h, height, pad_h)
+        const index_t h_start = oy * stride_h - pad_h, w_start = ox * stride_w - pad_w;
+        const index_t pool_size = clipped_extent(h_start, kernel_h, height, pad_h)
                                   * clipped_extent(w_start, kernel_w, width, pad_w);
-        const long long h_end = min_ll(h_start + kernel_h, height);
-        const long long w_end = min_ll(w_start + kernel_w, width);
+        const index_t h_end = min_index(h_start + kernel_h, height);
+        const index_t w_end = min_index(w_start + kernel_w, width);
         scalar_t total = 0;
-        for (long long h = max_ll(h_start, 0); h < h_end; ++h) {
-            for (long long w = max_ll(w_start, 0); w < w_end; ++w) {
+        for (index_t h = max_index(h_start, 0); h < h_end; ++h) {
+            for (index_t w = max_index(w_start, 0); w < w_end; ++w) {
                 total += x_plane[h * width + w];
             }
         }
@@ -130,23 +130,23 @@ extern "C" __global__ void avg_pool_forward(
 }
 
 extern "C" __global__ void avg_pool_backward(
-    const scalar_t* __restrict__ gy, long long planes, long long height, long long width,
-    long long kernel_h, long long kernel_w, long long stride_h, long long stride_w,
-    long long pad_h, long long pad_w, long long out_h, long long out_w,
+    const scalar_t* __restrict__ gy, index_t planes, index_t height, index_t width,
+    index_t kernel_h, index_t kernel_w, index_t stride_h, index_t stride_w,
+    index_t pad_h, index_t pad_w, index_t out_h, index_t out_w,
     scalar_t* __restrict__ gx)
 {
     GRID_STRIDE_LOOP(index, planes * height * width) {
-        const long long w = index % width;
-        const long long h = (index / width) % height;
-        const long long plane = index / (height * width);
+        const index_t w = index % width;
+        const index_t h = (index / width) % height;
+        const index_t plane = index / (height * width);
         const scalar_t* gy_plane = gy + plane * out_h * out_w;
-        const long long oy_first = first_window(h + pad_h, kernel_h, stride_h);
-        const long long ox_first = first_window(w + pad_w, kernel_w, stride_w);
+        const index_t oy_first = first_window(h + pad_h, kernel_h, stride_h);
+        const index_t ox_first = first_window(w + pad_w, kernel_w, stride_w);
         scalar_t total = 0;
-        for (long long oy = last_window(h + pad_h, stride_h, out_h); oy >= oy_first; --oy) {
-            const long long pool_h = clipped_extent(oy * stride_h - pad_h, kernel_h, height, pad_h);
-            for (long long ox = last_window(w + pad_w, stride_w, out_w); ox >= ox_first; --ox) {
-                const long long pool_w = clipped_extent(ox * stride_w - pad_w, kernel_w, width, pad_w);
+        for (index_t oy = last_window(h + pad_h, stride_h, out_h); oy >= oy_first; --oy) {
+            const index_t pool_h = clipped_extent(oy * stride_h - pad_h, kernel_h, height, pad_h);
+            for (index_t ox = last_window(w + pad_w, stride_w, out_w); ox >= ox_first; --ox) {
+                const index_t pool_w = clipped_extent(ox * stride_w - pad_w, kernel_w, width, pad_w);
                 total += gy_plane[oy * out_w + ox] / (scalar_t)(pool_h * pool_w);
             }
         }

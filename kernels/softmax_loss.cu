@@ -29,25 +29,25 @@
 #include "common.cuh"
 
 // log sum_c exp(scores[c * stride]) over `channels` scores.
-__device__ __forceinline__ scalar_t log_sum_exp(const scalar_t* scores, long long channels,
-                                                long long stride)
+__device__ __forceinline__ scalar_t log_sum_exp(const scalar_t* scores, index_t channels,
+                                                index_t stride)
 {
     scalar_t peak = scores[0];
-    for (long long c = 1; c < channels; ++c) {
+    for (index_t c = 1; c < channels; ++c) {
         if (scores[c * stride] > peak) peak = scores[c * stride];
     }
     scalar_t total = 0;
-    for (long long c = 0; c < channels; ++c) total += exp(scores[c * stride] - peak);
+    for (index_t c = 0; c < channels; ++c) total += exp(scores[c * stride] - peak);
     return log(total) + peak;
 }
 
 extern "C" __global__ void softmax_cross_entropy_forward(
-    const scalar_t* __restrict__ score, const int* __restrict__ target, long long images,
-    long long channels, long long pixels_per_image, long long ignore_index,
+    const scalar_t* __restrict__ score, const int* __restrict__ target, index_t images,
+    index_t channels, index_t pixels_per_image, index_t ignore_index,
     scalar_t* __restrict__ pixel_loss, int* __restrict__ counted)
 {
     GRID_STRIDE_LOOP(pixel, images * pixels_per_image) {
-        const long long label = target[pixel];
+        const index_t label = target[pixel];
         if (label == ignore_index) {
             pixel_loss[pixel] = 0;
             counted[pixel] = 0;
@@ -58,7 +58,7 @@ extern "C" __global__ void softmax_cross_entropy_forward(
             pixel_loss[pixel] = nan("");
             continue;
         }
-        const long long n = pixel / pixels_per_image;
+        const index_t n = pixel / pixels_per_image;
         const scalar_t* scores = score + n * channels * pixels_per_image + pixel % pixels_per_image;
         pixel_loss[pixel] = log_sum_exp(scores, channels, pixels_per_image)
                           - scores[label * pixels_per_image];
@@ -66,24 +66,24 @@ extern "C" __global__ void softmax_cross_entropy_forward(
 }
 
 extern "C" __global__ void softmax_cross_entropy_backward(
-    const scalar_t* __restrict__ score, const int* __restrict__ target, long long images,
-    long long channels, long long pixels_per_image, long long ignore_index,
+    const scalar_t* __restrict__ score, const int* __restrict__ target, index_t images,
+    index_t channels, index_t pixels_per_image, index_t ignore_index,
     const scalar_t* __restrict__ coefficient, scalar_t* __restrict__ gscore)
 {
     GRID_STRIDE_LOOP(pixel, images * pixels_per_image) {
-        const long long label = target[pixel];
-        const long long offset = (pixel / pixels_per_image) * channels * pixels_per_image
+        const index_t label = target[pixel];
+        const index_t offset = (pixel / pixels_per_image) * channels * pixels_per_image
                                + pixel % pixels_per_image;
         const scalar_t* scores = score + offset;
         scalar_t* grads = gscore + offset;
         if (label == ignore_index || label < 0 || label >= channels) {
             const scalar_t value = label == ignore_index ? scalar_t(0) : scalar_t(nan(""));
-            for (long long c = 0; c < channels; ++c) grads[c * pixels_per_image] = value;
+            for (index_t c = 0; c < channels; ++c) grads[c * pixels_per_image] = value;
             continue;
         }
         const scalar_t lse = log_sum_exp(scores, channels, pixels_per_image);
         const scalar_t scale = *coefficient;
-        for (long long c = 0; c < channels; ++c) {
+        for (index_t c = 0; c < channels; ++c) {
             const scalar_t probability = exp(scores[c * pixels_per_image] - lse);
             grads[c * pixels_per_image] = (probability - (c == label ? 1 : 0)) * scale;
         }

@@ -18,10 +18,17 @@ Why it is built this way:
 - One source, two dtypes. Each .cu file is compiled twice, with -Dscalar_t=float and
   -Dscalar_t=double (`compile_options`), so a kernel is written once, with no template
   machinery between the reader and the loop.
-- One rule for scalars: every integer parameter of every kernel is `long long` (64-bit
-  indices, kernels/common.cuh) and every real one is scalar_t. `_launch` converts
-  Python ints to numpy.int64 and Python floats to the array's dtype, so no call site
-  can hand a 32-bit int to a 64-bit parameter (the kernel would read garbage, silently).
+- Two index widths. Each file is also compiled with -Dindex_t=int and -Dindex_t=long
+  long: `_launch` takes the 32-bit build whenever every index the launch can form fits
+  (`index_bits`), so the common case pays no 64-bit division, and the 64-bit build,
+  kept correct, serves tensors past 2^31 elements. Tests force the 64-bit one on small
+  inputs (`forced_index_bits`).
+- Arguments converted by the kernel's own signature. `kernel_parameters` reads each
+  kernel's C parameter list from its source once; `_launch` converts every argument to
+  the declared type (index_t to the chosen width, scalar_t to the array's dtype, int,
+  long long ...) and refuses a wrong count, so no call site can hand a 32-bit int to a
+  64-bit parameter (the kernel would read garbage, silently), and a launch costs one
+  pass over prepared converters instead of a type switch per argument.
 - Grid-stride loops: `launch_shape` caps the grid and each thread loops, so any size
   fits in one launch.
 - Deterministic gradients: col2im and the pooling backward passes GATHER (one thread
@@ -39,6 +46,7 @@ throughput on Ampere and later GPUs). CuPy's own switch is the environment varia
 CUPY_TF32=1, read once at the first float32 product; `allow_tf32` changes the same
 setting at any time.
 """
+import contextlib
 import functools
 import numbers
 import re
@@ -56,7 +64,12 @@ KERNEL_DIR = _CHECKOUT_KERNELS if _CHECKOUT_KERNELS.is_dir() else _PACKAGE / "_k
 THREADS_PER_BLOCK = 256
 MAX_BLOCKS = 65535  # enough to fill any current GPU many times; the loops cover the rest
 SCALAR_TYPES = {"float32": "float", "float64": "double"}
+INDEX_TYPES = {32: "int", 64: "long long"}  # index_t of the two builds of every file
 _INCLUDE = re.compile(r'^#include "([^"]+)"[^\n]*$', re.MULTILINE)
+_KERNEL = re.compile(r'extern "C" __global__ void (\w+)\s*\(([^)]*)\)')
+_FIXED_TYPES = {"long long": numpy.int64, "int": numpy.int32, "unsigned long long": numpy.uint64,
+                "unsigned int": numpy.uint32, "float": numpy.float32, "double": numpy.float64}
+_forced_index_bits = None
 
 
 # --------------------------------------------------------------- compiling and launching
@@ -72,12 +85,56 @@ def kernel_source(filename):
     return _INCLUDE.sub(lambda match: kernel_source(match.group(1)), text)
 
 
-def compile_options(dtype):
-    """The compiler flags that make a kernels/*.cu file the float32 or float64 version."""
+def compile_options(dtype, index_bits=64):
+    """The compiler flags that make a kernels/*.cu file the float32 or float64 version,
+    with 32- or 64-bit indices."""
     name = numpy.dtype(dtype).name
     if name not in SCALAR_TYPES:
         raise TypeError(f"the CUDA kernels take float32 or float64 arrays, not {name}")
-    return (f"-Dscalar_t={SCALAR_TYPES[name]}",)
+    return (f"-Dscalar_t={SCALAR_TYPES[name]}", f"-Dindex_t={INDEX_TYPES[index_bits]}")
+
+
+def variants():
+    """Every (dtype name, index bits) build of a kernel file."""
+    return [(dtype, bits) for dtype in SCALAR_TYPES for bits in INDEX_TYPES]
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_parameters(filename):
+    """{kernel name: ((C type, parameter name), ...)} of the kernels kernels/<filename>
+    defines, read from its source (qualifiers such as const and __restrict__ dropped
+    from the type, `*` kept)."""
+    kernels = {}
+    for name, parameters in _KERNEL.findall(kernel_source(filename)):
+        declared = []
+        for parameter in filter(str.strip, parameters.split(",")):
+            words = parameter.replace("*", " * ").split()
+            type_words = [w for w in words[:-1] if w not in ("const", "__restrict__")]
+            declared.append((" ".join(type_words).replace(" *", "*"), words[-1]))
+        kernels[name] = tuple(declared)
+    return kernels
+
+
+def index_bits(largest_index):
+    """32 when every index a launch forms is below `largest_index` < 2^31, else 64
+    (unless a test forces one: `forced_index_bits`)."""
+    if _forced_index_bits is not None:
+        return _forced_index_bits
+    return 32 if largest_index < 2**31 else 64
+
+
+@contextlib.contextmanager
+def forced_index_bits(bits):
+    """Launch every kernel in the block with `bits`-bit indices (tests: the 64-bit build
+    on small inputs)."""
+    global _forced_index_bits
+    if bits not in INDEX_TYPES:
+        raise ValueError(f"index bits must be 32 or 64, not {bits!r}")
+    previous, _forced_index_bits = _forced_index_bits, bits
+    try:
+        yield
+    finally:
+        _forced_index_bits = previous
 
 
 def launch_shape(work_items):
@@ -87,48 +144,91 @@ def launch_shape(work_items):
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_module(filename, dtype_name):
-    """kernels/<filename> compiled for one dtype, once per process (CuPy also keeps the
-    binary in its on-disk cache, so a later process skips NVRTC)."""
+def _compiled_module(filename, variant):
+    """kernels/<filename> compiled for one (dtype name, index bits), once per process
+    (CuPy also keeps the binary in its on-disk cache, so a later process skips NVRTC)."""
     cupy = backend.require_cupy()
-    return cupy.RawModule(code=kernel_source(filename), options=compile_options(dtype_name))
+    return cupy.RawModule(code=kernel_source(filename), options=compile_options(*variant))
 
 
 @functools.lru_cache(maxsize=None)
-def _kernel_function(filename, kernel_name, dtype_name):
-    return _compiled_module(filename, dtype_name).get_function(kernel_name)
+def _kernel_function(filename, kernel_name, variant):
+    return _compiled_module(filename, variant).get_function(kernel_name)
 
 
-def _enqueue(filename, kernel_name, dtype_name, blocks, threads, args):
-    """Queue one kernel on the current CuPy stream (the only function that needs a GPU)."""
-    _kernel_function(filename, kernel_name, dtype_name)((blocks,), (threads,), args)
+def _dims(shape):
+    return tuple(shape) if isinstance(shape, tuple) else (shape,)
 
 
-def _kernel_argument(kernel_name, value, dtype):
-    """An array as it is, an int as numpy.int64, a float as a scalar of `dtype`."""
-    if isinstance(value, numpy.ndarray) or backend.is_cupy_array(value):
+def _enqueue(filename, kernel_name, variant, blocks, threads, args):
+    """Queue one kernel on the current CuPy stream (the only function that needs a GPU).
+    `variant` is (dtype name, index bits); blocks and threads an int or a tuple (x, y, z)."""
+    _kernel_function(filename, kernel_name, variant)(_dims(blocks), _dims(threads), args)
+
+
+@functools.lru_cache(maxsize=None)
+def _converters(filename, kernel_name):
+    """Per parameter: its name and what `_launch` makes of a value for it ("array",
+    "index", "scalar", or a NumPy scalar type), prepared once per kernel."""
+    try:
+        parameters = kernel_parameters(filename)[kernel_name]
+    except KeyError:
+        raise ValueError(f"kernels/{filename} defines no kernel {kernel_name!r}") from None
+    kinds = []
+    for ctype, name in parameters:
+        if ctype.endswith("*"):
+            kinds.append((name, "array"))
+        elif ctype in ("index_t", "scalar_t"):
+            kinds.append((name, ctype[:-2]))
+        elif ctype in _FIXED_TYPES:
+            kinds.append((name, _FIXED_TYPES[ctype]))
+        else:
+            raise TypeError(f"{kernel_name}: cannot pass a {ctype} ({name}) from Python")
+    return tuple(kinds)
+
+
+def _convert(kernel_name, name, kind, value, dtype, index_type):
+    """`value` as the kernel's parameter `name` declares it."""
+    if kind == "array":
+        if not (isinstance(value, numpy.ndarray) or backend.is_cupy_array(value)):
+            raise TypeError(f"{kernel_name}: {name} must be an array, got {type(value).__name__}")
         if not value.flags.c_contiguous:
             raise ValueError(f"{kernel_name}: kernels take C-contiguous arrays, got strides "
-                             f"{value.strides} for shape {value.shape}")
+                             f"{value.strides} for shape {value.shape} ({name})")
         return value
-    if isinstance(value, (bool, numpy.bool_)):
-        raise TypeError(f"{kernel_name}: no kernel takes a bool, got {value!r}")
-    if isinstance(value, numbers.Integral):
-        return numpy.int64(value)
-    if isinstance(value, numbers.Real):
+    if isinstance(value, (bool, numpy.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{kernel_name}: {name} must be a number, got {value!r}")
+    if kind == "scalar":
         return dtype.type(value)
-    raise TypeError(f"{kernel_name}: cannot pass {type(value).__name__} to a kernel")
+    if (kind == "index" or numpy.issubdtype(kind, numpy.integer)) and not isinstance(
+            value, numbers.Integral):
+        raise TypeError(f"{kernel_name}: {name} must be an integer, got {value!r}")
+    return index_type(value) if kind == "index" else kind(value)
 
 
-def _launch(filename, kernel_name, dtype, work_items, *args):
-    """Run `kernel_name` from kernels/<filename> over `work_items` grid-stride indices."""
+def _launch(filename, kernel_name, dtype, work_items, *args, grid=None):
+    """Run `kernel_name` from kernels/<filename> over `work_items` grid-stride indices
+    (or on `grid` = (blocks, threads), each an int or an (x, y, z) tuple)."""
     dtype = numpy.dtype(dtype)
     compile_options(dtype)  # rejects dtypes the kernels are not built for
+    kinds = _converters(filename, kernel_name)
+    if len(args) != len(kinds):
+        raise TypeError(f"{kernel_name} takes {len(kinds)} arguments "
+                        f"({', '.join(name for name, _ in kinds)}), got {len(args)}")
     if work_items == 0:
         return
-    blocks, threads = launch_shape(work_items)
-    _enqueue(filename, kernel_name, dtype.name, blocks, threads,
-             tuple(_kernel_argument(kernel_name, value, dtype) for value in args))
+    blocks, threads = grid or launch_shape(work_items)
+    threads_in_grid = numpy.prod(_dims(blocks)) * numpy.prod(_dims(threads))
+    largest = max([work_items + threads_in_grid] + [
+        value.size if kind == "array" else abs(value)
+        for (_, kind), value in zip(kinds, args)
+        if (kind == "array" and hasattr(value, "size"))
+        or (kind == "index" and isinstance(value, numbers.Real))])
+    bits = index_bits(largest)
+    index_type = numpy.int32 if bits == 32 else numpy.int64
+    _enqueue(filename, kernel_name, (dtype.name, bits), blocks, threads,
+             tuple(_convert(kernel_name, name, kind, value, dtype, index_type)
+                   for (name, kind), value in zip(kinds, args)))
 
 
 def _module_and_contiguous(*arrays):

@@ -2,8 +2,9 @@
 
 `emulated_cuda` is minifcn.cuda with its one CuPy call (`_enqueue`) replaced by the CPU
 emulation of kernels/*.cu (cuda_emulator.py): the functions under test are the real
-ones, run on NumPy arrays. Each test runs twice, with the launch shape cuda.py picks and
-with a 2-block x 3-thread grid, so every thread loops (the grid-stride path).
+ones, run on NumPy arrays. Each test runs twice: with the launch shape and the index
+width cuda.py picks (32-bit at these sizes), and with a 2-block x 3-thread grid, so
+every thread loops (the grid-stride path), on the 64-bit build.
 
 `emulated_cupy` goes one step further: it installs a CPU stand-in for CuPy itself
 (emulated_cupy.py), so `to("cuda")`, the ops, the solvers and the training loop run
@@ -34,11 +35,15 @@ def emulated_gpu(tmp_path_factory):
     return gpu
 
 
-@pytest.fixture(params=["gpu-grid", "2x3-grid"])
+@pytest.fixture(params=["gpu-grid", "2x3-grid-64bit"])
 def emulated_cuda(request, emulated_gpu, monkeypatch):
-    grid = None if request.param == "gpu-grid" else (2, 3)
-    monkeypatch.setattr(cuda, "_enqueue", emulated_gpu.enqueuer(grid=grid))
-    return cuda
+    monkeypatch.setattr(cuda, "_enqueue", emulated_gpu.enqueuer(
+        grid=None if request.param == "gpu-grid" else (2, 3)))
+    if request.param == "gpu-grid":
+        yield cuda
+    else:
+        with cuda.forced_index_bits(64):
+            yield cuda
 
 
 @pytest.fixture(params=["float32", "float64"])

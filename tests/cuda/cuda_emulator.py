@@ -44,6 +44,7 @@ from minifcn import cuda
 
 HEADER_DIR = Path(__file__).resolve().parent
 DTYPES = tuple(cuda.SCALAR_TYPES)  # float32, float64
+INDEX_BITS = tuple(cuda.INDEX_TYPES)  # 32, 64
 MARGIN = 64  # sentinel elements on each side of every array
 _KERNEL = re.compile(r'extern "C" __global__ void (\w+)\s*\(([^)]*)\)')
 IN_OUT_SUFFIX = "_inout"  # a non-const pointer parameter that keeps its contents
@@ -67,19 +68,19 @@ def _three(shape):
     return tuple(int(n) for n in shape) + (1,) * (3 - len(shape))
 
 
-def compile_library(source, dtype, directory):
-    """g++ builds the .cu file `source` for `dtype` into a shared library in `directory`
-    that exports run_<kernel> and signature_<kernel> for each of its kernels. Returns
-    the library (ctypes) and g++'s warnings."""
+def compile_library(source, dtype, directory, index_bits=64):
+    """g++ builds the .cu file `source` for `dtype` and `index_bits`-bit indices into a
+    shared library in `directory` that exports run_<kernel> and signature_<kernel> for
+    each of its kernels. Returns the library (ctypes) and g++'s warnings."""
     source = Path(source)
-    stem = f"{source.stem}_{dtype}"
+    stem = f"{source.stem}_{dtype}_{index_bits}"
     wrapper = Path(directory) / f"{stem}.cpp"
     names = defined_kernels(source.read_text())
     wrapper.write_text(f'#include "cuda_emulation.h"\n#include "{source}"\n'
                        + "".join(f"EMULATE_KERNEL({name})\n" for name in names))
     library = Path(directory) / f"lib{stem}.so"
     command = ["g++", "-std=c++17", "-O1", "-shared", "-fPIC", "-Wall", "-Wextra",
-               f"-I{HEADER_DIR}", f"-I{cuda.KERNEL_DIR}", *cuda.compile_options(dtype),
+               f"-I{HEADER_DIR}", f"-I{cuda.KERNEL_DIR}", *cuda.compile_options(dtype, index_bits),
                str(wrapper), "-o", str(library)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -88,11 +89,13 @@ def compile_library(source, dtype, directory):
 
 
 def build(directory):
-    """An EmulatedGpu with every kernels/*.cu file compiled for both dtypes into `directory`."""
-    jobs = [(filename, dtype) for filename in cuda.kernel_files() for dtype in DTYPES]
+    """An EmulatedGpu with every kernels/*.cu file compiled for both dtypes and both
+    index widths into `directory`."""
+    jobs = [(filename, dtype, bits) for filename in cuda.kernel_files()
+            for dtype, bits in cuda.variants()]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         built = list(pool.map(
-            lambda job: compile_library(cuda.KERNEL_DIR / job[0], job[1], directory), jobs))
+            lambda job: compile_library(cuda.KERNEL_DIR / job[0], job[1], directory, job[2]), jobs))
     libraries = {job: library for job, (library, _) in zip(jobs, built)}
     warnings = {job: text for job, (_, text) in zip(jobs, built) if text.strip()}
     names = {filename: parameter_names(cuda.kernel_source(filename))
@@ -145,13 +148,19 @@ class _GuardedCopy:
 
 class EmulatedGpu:
     def __init__(self, libraries, warnings, parameter_names=None):
-        self.libraries = libraries  # (filename, dtype name) -> ctypes.CDLL
-        self.warnings = warnings    # (filename, dtype name) -> g++'s warnings, if any
+        self.libraries = libraries  # (filename, dtype name, index bits) -> ctypes.CDLL
+        self.warnings = warnings    # the same keys -> g++'s warnings, if any
         self.parameter_names = parameter_names or {}  # filename -> {kernel: [names]}
         self.cooperative = set()    # (filename, kernel) found to need cooperative threads
 
-    def signature(self, filename, dtype_name, kernel_name):
-        function = getattr(self.libraries[filename, dtype_name], f"signature_{kernel_name}")
+    def library(self, filename, variant):
+        """The build of `filename` for `variant`: (dtype name, index bits), or a dtype
+        name alone for the 64-bit build."""
+        dtype_name, bits = (variant, 64) if isinstance(variant, str) else variant
+        return self.libraries[filename, dtype_name, bits]
+
+    def signature(self, filename, variant, kernel_name):
+        function = getattr(self.library(filename, variant), f"signature_{kernel_name}")
         function.restype = ctypes.c_char_p
         return function().decode().split(",")
 
@@ -159,28 +168,28 @@ class EmulatedGpu:
         """A stand-in for minifcn.cuda._enqueue. `grid=(blocks, threads)` overrides the
         launch shape that cuda.py chose, e.g. a tiny grid that makes every thread loop
         (see the module docstring for what it replaces)."""
-        def enqueue(filename, kernel_name, dtype_name, blocks, threads, args):
+        def enqueue(filename, kernel_name, variant, blocks, threads, args):
             launched_threads = threads
             if grid is not None:
                 blocks = (grid[0],) + _three(blocks)[1:]
                 if _three(threads)[1:] == (1, 1) and (filename, kernel_name) not in self.cooperative:
                     threads = grid[1]
-            self.launch(filename, kernel_name, dtype_name, blocks, threads, args,
+            self.launch(filename, kernel_name, variant, blocks, threads, args,
                         cooperative_threads=launched_threads)
         return enqueue
 
-    def launch(self, filename, kernel_name, dtype_name, blocks, threads, args,
+    def launch(self, filename, kernel_name, variant, blocks, threads, args,
                cooperative_threads=None):
-        """Run one kernel. `cooperative_threads`: the block shape to use if the kernel
-        turns out to cooperate (default: `threads`)."""
-        what = f"{kernel_name} ({filename}, {dtype_name})"
-        expected = self.signature(filename, dtype_name, kernel_name)
+        """Run one kernel of the `variant` build (see `library`). `cooperative_threads`:
+        the block shape to use if the kernel turns out to cooperate (default: `threads`)."""
+        what = f"{kernel_name} ({filename}, {variant})"
+        expected = self.signature(filename, variant, kernel_name)
         passed = [_type_code(value) for value in args]
         if [code.replace("const ", "") for code in expected] != passed:
             raise TypeError(f"{what} takes ({', '.join(expected)}) but was passed "
                             f"({', '.join(passed)})")
         names = self.parameter_names.get(filename, {}).get(kernel_name, [""] * len(args))
-        library = self.libraries[filename, dtype_name]
+        library = self.library(filename, variant)
         run = getattr(library, f"run_{kernel_name}")
         run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
         run.restype = ctypes.c_int

@@ -89,7 +89,7 @@ def test_gpu(tmp_path_factory, emulated_gpu):  # emulated_gpu: skips without g++
     source = directory / "test_kernels.cu"
     source.write_text(TEST_KERNELS)
     library, _ = cuda_emulator.compile_library(source, "float64", directory)
-    return cuda_emulator.EmulatedGpu({("test_kernels.cu", "float64"): library}, {},
+    return cuda_emulator.EmulatedGpu({("test_kernels.cu", "float64", 64): library}, {},
                                      {"test_kernels.cu": cuda_emulator.parameter_names(TEST_KERNELS)})
 
 

@@ -62,9 +62,11 @@ def test_each_kernel_file_opens_with_its_thread_mapping(filename):
     assert "THREAD MAPPING" in header
 
 
-@pytest.mark.parametrize("dtype, define", [("float32", "-Dscalar_t=float"), ("float64", "-Dscalar_t=double")])
-def test_compile_options_pick_the_scalar_type(dtype, define):
-    assert cuda.compile_options(dtype) == (define,)
+@pytest.mark.parametrize("dtype, bits, defines", [
+    ("float32", 32, ("-Dscalar_t=float", "-Dindex_t=int")),
+    ("float64", 64, ("-Dscalar_t=double", "-Dindex_t=long long"))])
+def test_compile_options_pick_the_scalar_and_index_types(dtype, bits, defines):
+    assert cuda.compile_options(dtype, bits) == defines
 
 
 @pytest.mark.parametrize("dtype", ["float16", "int32", "complex64"])
@@ -78,28 +80,65 @@ def test_launch_shape(work_items, blocks):
     assert cuda.launch_shape(work_items) == (blocks, cuda.THREADS_PER_BLOCK)
 
 
-def test_scalars_become_int64_and_the_array_dtype(monkeypatch):
+def test_kernel_parameters_are_read_from_the_source():
+    assert cuda.kernel_parameters("crop.cu")["crop_forward"] == (
+        ("scalar_t*", "x"), ("index_t", "planes"), ("index_t", "height"), ("index_t", "width"),
+        ("index_t", "offset_y"), ("index_t", "offset_x"), ("index_t", "crop_h"),
+        ("index_t", "crop_w"), ("scalar_t*", "y"))
+    assert ("long long", "seed") in cuda.kernel_parameters("dropout.cu")["dropout"]
+
+
+def _queued_crop(monkeypatch, x, *numbers):
     queued = []
     monkeypatch.setattr(cuda, "_enqueue", lambda *call: queued.append(call))
+    cuda._launch("crop.cu", "crop_forward", x.dtype, 3, x, *numbers, x)
+    return queued[0]
+
+
+def test_arguments_take_the_declared_types_and_small_launches_32_bit_indices(monkeypatch):
     x = numpy.zeros(3, numpy.float32)
-    cuda._launch("crop.cu", "crop_forward", x.dtype, 3, x, 7, numpy.int32(2), 0.5, numpy.float64(0.25))
-    filename, kernel, dtype_name, blocks, threads, args = queued[0]
-    assert (filename, kernel, dtype_name, blocks, threads) == ("crop.cu", "crop_forward", "float32", 1, 256)
-    assert args[0] is x
-    assert [type(value) for value in args[1:]] == [numpy.int64, numpy.int64, numpy.float32, numpy.float32]
+    filename, kernel, variant, blocks, threads, args = _queued_crop(
+        monkeypatch, x, 1, numpy.int64(2), 3, 4, 5, 6, 7)
+    assert (filename, kernel, variant, blocks, threads) == (
+        "crop.cu", "crop_forward", ("float32", 32), 1, 256)
+    assert args[0] is x and args[-1] is x
+    assert [type(value) for value in args[1:-1]] == [numpy.int32] * 7
+
+
+def test_an_index_past_2_to_the_31_takes_the_64_bit_build(monkeypatch):
+    x = numpy.zeros(3, numpy.float64)
+    _, _, variant, _, _, args = _queued_crop(monkeypatch, x, 2**31, 2, 3, 4, 5, 6, 7)
+    assert variant == ("float64", 64) and type(args[1]) is numpy.int64 and args[1] == 2**31
+
+
+def test_64_bit_indices_can_be_forced(monkeypatch):
+    with cuda.forced_index_bits(64):
+        _, _, variant, _, _, _ = _queued_crop(monkeypatch, numpy.zeros(3), 1, 2, 3, 4, 5, 6, 7)
+    assert variant == ("float64", 64)
 
 
 def test_nothing_is_launched_for_no_work(monkeypatch):
     monkeypatch.setattr(cuda, "_enqueue", lambda *call: pytest.fail("launched"))
-    cuda._launch("crop.cu", "crop_forward", numpy.float64, 0)
+    x = numpy.zeros(0)
+    cuda._launch("crop.cu", "crop_forward", numpy.float64, 0, x, 1, 1, 1, 0, 0, 0, 0, x)
 
 
-@pytest.mark.parametrize("bad, error", [(numpy.zeros((3, 4))[:, ::2], ValueError), (True, TypeError),
-                                        ("3", TypeError)])
-def test_bad_kernel_arguments_are_refused(monkeypatch, bad, error):
+@pytest.mark.parametrize("bad, error, what", [
+    (numpy.zeros((3, 4))[:, ::2], ValueError, "C-contiguous"), (True, TypeError, "number"),
+    ("3", TypeError, "number"), (1.5, TypeError, "integer"), (7, TypeError, "must be an array")])
+def test_bad_kernel_arguments_are_refused(monkeypatch, bad, error, what):
     monkeypatch.setattr(cuda, "_enqueue", lambda *call: None)
-    with pytest.raises(error, match="crop_forward"):
-        cuda._launch("crop.cu", "crop_forward", numpy.float64, 1, bad)
+    x = numpy.zeros(3)
+    args = [x, 1, 1, 3, 0, 0, 1, 3, x]
+    args[0 if what in ("C-contiguous", "must be an array") else 1] = bad
+    with pytest.raises(error, match=f"crop_forward.*{what}"):
+        cuda._launch("crop.cu", "crop_forward", numpy.float64, 1, *args)
+
+
+def test_a_wrong_argument_count_is_refused(monkeypatch):
+    monkeypatch.setattr(cuda, "_enqueue", lambda *call: None)
+    with pytest.raises(TypeError, match=r"crop_forward takes 9 arguments \(x, planes"):
+        cuda._launch("crop.cu", "crop_forward", numpy.float64, 1, numpy.zeros(3))
 
 
 @pytest.mark.skipif(minifcn.gpu_available(), reason="checks the error without a GPU")

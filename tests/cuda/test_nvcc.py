@@ -25,24 +25,24 @@ pytestmark = pytest.mark.slow  # nvcc takes about 10 s for all of them
 
 ARCHITECTURES = kernel_resources.ARCHITECTURES
 NVCC = kernel_resources.nvcc()
-JOBS = [(filename, dtype, arch) for filename in cuda.kernel_files()
-        for dtype in cuda_emulator.DTYPES for arch in ARCHITECTURES]
+JOBS = [(filename, dtype, bits, arch) for filename in cuda.kernel_files()
+        for dtype, bits in cuda.variants() for arch in ARCHITECTURES]
 
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
-    """(filename, dtype, arch) -> nvcc's CompletedProcess and the PTX it wrote."""
+    """(filename, dtype, index bits, arch) -> nvcc's CompletedProcess and the PTX it wrote."""
     if NVCC is None:
         pytest.skip("nvcc is not installed (CUDA toolkit): cannot check that kernels/*.cu compile")
     directory = tmp_path_factory.mktemp("ptx")
 
     def compile_one(job):
-        filename, dtype, arch = job
-        stem = f"{filename[:-3]}_{dtype}_{arch}"
+        filename, dtype, bits, arch = job
+        stem = f"{filename[:-3]}_{dtype}_{bits}_{arch}"
         source, ptx = directory / f"{stem}.cu", directory / f"{stem}.ptx"
         source.write_text(cuda.kernel_source(filename))
         result = subprocess.run([NVCC, f"-arch={arch}", "-ptx", "--Werror", "all-warnings",
-                                 *cuda.compile_options(dtype), str(source), "-o", str(ptx)],
+                                 *cuda.compile_options(dtype, bits), str(source), "-o", str(ptx)],
                                 capture_output=True, text=True)
         return result, ptx.read_text() if ptx.exists() else ""
 
@@ -50,10 +50,11 @@ def compiled(tmp_path_factory):
         return dict(zip(JOBS, pool.map(compile_one, JOBS)))
 
 
-@pytest.mark.parametrize("filename, dtype, arch", JOBS)
-def test_kernel_file_compiles_to_ptx(compiled, filename, dtype, arch):
-    result, ptx = compiled[filename, dtype, arch]
-    assert result.returncode == 0, f"nvcc -arch={arch} failed on {filename} ({dtype}):\n{result.stderr}"
+@pytest.mark.parametrize("filename, dtype, bits, arch", JOBS)
+def test_kernel_file_compiles_to_ptx(compiled, filename, dtype, bits, arch):
+    result, ptx = compiled[filename, dtype, bits, arch]
+    assert result.returncode == 0, (f"nvcc -arch={arch} failed on {filename} ({dtype}, "
+                                    f"{bits}-bit indices):\n{result.stderr}")
     entries = set(re.findall(r"\.entry (\w+)\(", ptx))
     defined = set(cuda_emulator.defined_kernels(cuda.kernel_source(filename)))
     assert defined and defined == entries
@@ -75,18 +76,20 @@ def test_kernel_file_compiles_as_it_stands(filename, tmp_path):
 
 def test_no_kernel_spills_or_has_a_stack_frame():
     """Local memory (a stack frame, spilled registers) would add traffic to kernels that
-    are meant to be bound by their reads and writes alone. Hopper, both dtypes."""
+    are meant to be bound by their reads and writes alone. Hopper, both dtypes, both
+    index widths."""
     if NVCC is None:
         pytest.skip("nvcc is not installed (CUDA toolkit): cannot ask ptxas")
-    jobs = [(filename, dtype) for filename in cuda.kernel_files()
-            for dtype in cuda_emulator.DTYPES]
+    jobs = [(filename, dtype, bits) for filename in cuda.kernel_files()
+            for dtype, bits in cuda.variants()]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        reports = pool.map(lambda job: kernel_resources.ptxas_report(*job, "sm_90", NVCC), jobs)
-    for (filename, dtype), report in zip(jobs, reports):
+        reports = pool.map(lambda job: kernel_resources.ptxas_report(
+            job[0], job[1], "sm_90", NVCC, index_bits=job[2]), jobs)
+    for (filename, dtype, bits), report in zip(jobs, reports):
         assert set(report) == set(cuda_emulator.defined_kernels(cuda.kernel_source(filename)))
         for kernel, resources in report.items():
             assert resources["stack_bytes"] == resources["spill_stores"] == resources["spill_loads"] == 0, (
-                f"{kernel} ({filename}, {dtype}) uses local memory: {resources}")
+                f"{kernel} ({filename}, {dtype}, {bits}-bit) uses local memory: {resources}")
             assert 0 < resources["registers"] <= 255
 
 

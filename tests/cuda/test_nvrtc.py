@@ -81,13 +81,13 @@ def compile_with_nvrtc(library, source, name, options):
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-@pytest.mark.parametrize("dtype", cuda_emulator.DTYPES)
+@pytest.mark.parametrize("dtype, bits", cuda.variants())
 @pytest.mark.parametrize("filename", cuda.kernel_files())
-def test_kernel_file_compiles_with_nvrtc(nvrtc, filename, dtype, arch):
+def test_kernel_file_compiles_with_nvrtc(nvrtc, filename, dtype, bits, arch):
     source = cuda.kernel_source(filename)
     ok, log, ptx = compile_with_nvrtc(nvrtc, source, filename,
-                                      [f"--gpu-architecture={arch}", *cuda.compile_options(dtype)])
-    assert ok, f"NVRTC ({arch}) could not compile {filename} for {dtype}:\n{log}"
+                                      [f"--gpu-architecture={arch}", *cuda.compile_options(dtype, bits)])
+    assert ok, f"NVRTC ({arch}) could not compile {filename} for {dtype}, {bits}-bit indices:\n{log}"
     assert set(re.findall(r"\.entry (\w+)\(", ptx)) == set(cuda_emulator.defined_kernels(source))
 
 
