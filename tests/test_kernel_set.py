@@ -10,7 +10,7 @@ import numpy
 import pytest
 
 import minifcn
-from minifcn import backend, cpu, cuda, kernel_set, reference
+from minifcn import backend, cpu, cuda, reference
 from minifcn.kernel_set import CAPABILITIES, KERNELS, KernelSet
 
 SETS = [reference.NumpyKernels, cpu.NumbaKernels, cuda.CudaKernels]
@@ -82,7 +82,8 @@ def test_the_intended_fallbacks_are_exactly_the_listed_ones():
 
 def test_an_unlisted_fallback_or_a_listed_one_that_is_not_is_refused():
     with pytest.raises(TypeError, match="takes .*lrn_backward.* from the NumPy references"):
-        type("Sloppy", (KernelSet,), _namespace(cpu.NumbaKernels, fallbacks=("crop_backward", "crop_forward")))
+        type("Sloppy", (KernelSet,), _namespace(cpu.NumbaKernels,
+                                                 fallbacks=("crop_backward", "crop_forward")))
     with pytest.raises(TypeError, match="name each intended one"):
         type("Sloppy", (KernelSet,), _namespace(cpu.NumbaKernels,
                                                  fallbacks=cpu.NumbaKernels.fallbacks + ("dropout",)))

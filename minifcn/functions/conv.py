@@ -34,9 +34,9 @@ Every kernel comes from the kernel set of the input, `backend.kernels_for(x)`
 devices: without `row_tiles` (the CUDA set) a tile is the whole image, as the CUDA
 kernels take whole images; without `winograd` that path is never taken.
 
-Winograd. With a kernel set that has it (the CPU ones), a 3x3 stride-1 convolution with at least 64 channels on both
-sides (all of VGG16's but conv1_1) runs all three primitives through winograd.py's
-F(2x2, 3x3) instead, with 2.25x fewer multiplications.
+Winograd. With a kernel set that has it (the CPU ones), a 3x3 stride-1 convolution
+with at least 64 channels on both sides (all of VGG16's but conv1_1) runs all three
+primitives through winograd.py's F(2x2, 3x3) instead, with 2.25x fewer multiplications.
 
 linear is a plain matrix product: y = x W^T + b, gx = gy W, gW = gy^T x.
 """

@@ -207,8 +207,10 @@ def test_winograd_transforms_match_numpy(seed, dtype):
     bias = rng.standard_normal(out_channels).astype(dtype)
     tiles = rows * tile_cols
     for kernel, reference, args, out_shape in (
-            ("winograd_input", numpy_winograd.winograd_input_numpy, (x, ph, pw, first, rows), (channels, 16, length)),
-            ("winograd_gy", numpy_winograd.winograd_gy_numpy, (gy, first, rows), (out_channels, 16, length))):
+            ("winograd_input", numpy_winograd.winograd_input_numpy, (x, ph, pw, first, rows),
+             (channels, 16, length)),
+            ("winograd_gy", numpy_winograd.winograd_gy_numpy, (gy, first, rows),
+             (out_channels, 16, length))):
         got, expected = numpy.zeros(out_shape, dtype), numpy.zeros(out_shape, dtype)
         getattr(numba_kernels, kernel)(*args, got)
         reference(*args, expected)
