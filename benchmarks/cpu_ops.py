@@ -14,7 +14,7 @@ Rows:
   - the softmax loss over 21 x 500 x 500 scores, forward and backward;
   - the weight gradient's GEMM per tile, both ways round (functions/conv.py,
     _weight_grad, picks col @ gy^T): conv1_2 of the default small net and of FCN-32s;
-  - the SGD update of fc6's weight (411 MB; optim.sgd_update, cpu/solver.py);
+  - the SGD update of fc6's weight (411 MB; reference/solver.py, cpu/solver.py);
   - dropout of fc6's output (4096 x 16 x 16, p 0.5; functions/activation.py, cpu/dropout.py).
 
 GEMM-bound rows report GFLOP/s and that as a fraction of the machine's sgemm rate
@@ -31,7 +31,8 @@ import sys
 import numpy
 
 from minifcn import backend
-from minifcn.functions import conv, im2col, loss, pooling
+from minifcn.functions import conv
+from minifcn.reference import im2col, pooling
 
 from . import common
 
@@ -60,15 +61,15 @@ def _normal(*shape):
 
 
 # -------------------------------------------------------------------------- the cases
-def im2col_cases():
+def im2col_cases():  # each case runs the kernel set active when it runs
     x = _normal(64, 698, 698)
     window = (3, 3, 1, 1, 1, 1, 1, 1, 698, 698)
     col = im2col.im2col_numpy(x, *window)
     nbytes = x.nbytes + col.nbytes
-    return [Case("im2col", "64x698x698 k3 p1", lambda: im2col.im2col(x, *window),
+    return [Case("im2col", "64x698x698 k3 p1", lambda: backend.kernels_for(x).im2col(x, *window),
                  bytes_moved=nbytes),
             Case("col2im", "64x698x698 k3 p1",
-                 lambda: im2col.col2im(col, 698, 698, 1, 1, 1, 1, 1, 1),
+                 lambda: backend.kernels_for(x).col2im(col, 698, 698, 1, 1, 1, 1, 1, 1),
                  bytes_moved=nbytes)]
 
 
@@ -130,24 +131,21 @@ def pool_and_loss_cases(torch):
     x = _normal(1, 64, 698, 698)
     window = (2, 2, 2, 2, 0, 0, 349, 349)
     y, argmax = pooling.max_pool_forward_numpy(x, *window)
-    kernel = lambda name, ref: backend.kernel(name, x, ref)  # noqa: E731  (the active set's)
     pool_bytes = x.nbytes + y.nbytes + argmax.nbytes
     cases = [Case("max_pool forward", "64x698x698 2x2/2",
-                  lambda: kernel("max_pool_forward", pooling.max_pool_forward_numpy)(x, *window),
+                  lambda: backend.kernels_for(x).max_pool_forward(x, *window),
                   bytes_moved=pool_bytes),
              Case("max_pool backward", "64x698x698 2x2/2",
-                  lambda: kernel("max_pool_backward", pooling.max_pool_backward_numpy)(
+                  lambda: backend.kernels_for(x).max_pool_backward(
                       y, argmax, 698, 698, *window[:6]), bytes_moved=pool_bytes)]
     score = _normal(1, 21, 500, 500)
     target = numpy.random.default_rng(0).integers(0, 21, (1, 500, 500))
     coefficient = numpy.asarray(1.0, numpy.float32)
     cases += [Case("softmax loss forward", "21x500x500",
-                   lambda: kernel("softmax_cross_entropy_forward",
-                                  loss.softmax_cross_entropy_forward_numpy)(score, target, 255),
+                   lambda: backend.kernels_for(score).softmax_cross_entropy_forward(score, target, 255),
                    bytes_moved=score.nbytes + target.nbytes),
               Case("softmax loss backward", "21x500x500",
-                   lambda: kernel("softmax_cross_entropy_backward",
-                                  loss.softmax_cross_entropy_backward_numpy)(
+                   lambda: backend.kernels_for(score).softmax_cross_entropy_backward(
                        score, target, 255, coefficient),
                    bytes_moved=2 * score.nbytes + target.nbytes)]
     if torch:
@@ -176,11 +174,10 @@ def weight_grad_gemm_cases():
 
 def sgd_cases(torch):
     """Caffe's SGD step on fc6's weight: reads w, g and the history v, writes v and w."""
-    from minifcn.optim import sgd_update
     param, grad = _normal(4096, 25088), _normal(4096, 25088)
     history = numpy.zeros_like(param)
     case = Case("SGD update", "fc6 weight 4096x25088",
-                lambda: backend.kernel("sgd_update", param, sgd_update)(
+                lambda: backend.kernels_for(param).sgd_update(
                     param, grad, history, 0.99, 1e-10, 1.0, 5e-4), bytes_moved=5 * param.nbytes)
     if torch:
         weight = torch.nn.Parameter(torch.from_numpy(param.copy()))
@@ -192,11 +189,10 @@ def sgd_cases(torch):
 def dropout_cases(torch):
     """Dropout of fc6's output, p = 0.5: reads x, writes y (the mask is hashed, not read)."""
     import math
-    from minifcn.functions.activation import dropout_numpy
     x = _normal(1, 4096, 16, 16)
     threshold = math.ceil(0.5 * 2**53)
     case = Case("dropout", "fc6 output 4096x16x16",
-                lambda: backend.kernel("dropout", x, dropout_numpy)(x, 12345, threshold, 2.0),
+                lambda: backend.kernels_for(x).dropout(x, 12345, threshold, 2.0),
                 bytes_moved=2 * x.nbytes)
     if torch:
         t_x = torch.from_numpy(x)

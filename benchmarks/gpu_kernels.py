@@ -44,7 +44,7 @@ def fcn_shapes(size):
     pool1..pool5 (2x2, stride 2, Caffe's ceil rounding), fc6's 7x7 output, upscore's
     64/32 upsampling of it (cropped at offset 19 back to size), and FCN-AlexNet's norm1
     (conv1: 11x11, stride 4, pad 100)."""
-    from minifcn.functions.im2col import conv_output_size
+    from minifcn.reference.im2col import conv_output_size
     from minifcn.functions.pooling import pool_output_size
     shapes = {"size": size, "conv1": conv_output_size(size, 3, 1, 100)}
     side = shapes["conv1"]
@@ -182,7 +182,7 @@ def im2col_cases(shapes, normal, torch):
 def convolution_cases(name, image_shape, k, s, p, normal, torch):
     """[im2col, col2im] for a k x k window, stride s, pad p over a (C, H, W) image."""
     from minifcn import cuda
-    from minifcn.functions.im2col import col2im_numpy, conv_output_size, im2col_numpy
+    from minifcn.reference.im2col import col2im_numpy, conv_output_size, im2col_numpy
     c, h, w = image_shape
     oh, ow = conv_output_size(h, k, s, p), conv_output_size(w, k, s, p)
     x, col = normal(c, h, w), normal(c, k, k, oh, ow)
@@ -203,7 +203,7 @@ def convolution_cases(name, image_shape, k, s, p, normal, torch):
 def pooling_cases(shapes, normal, torch):
     """pool1: 2x2 stride 2 with Caffe's ceil rounding on conv1_2's 64 x 698 x 698."""
     from minifcn import cuda
-    from minifcn.functions import pooling
+    from minifcn.reference import pooling
     side = shapes["conv1"]
     x = normal(1, 64, side, side)
     window, out = (2, 2, 2, 2, 0, 0), (shapes["pool1"],) * 2
@@ -241,7 +241,7 @@ def loss_and_crop_cases(shapes, normal, torch, cupy):
     """The loss on FCN's 21 x 500 x 500 output (10% of pixels ignored), and the crop of
     upscore's 544 x 544 to it."""
     from minifcn import cuda
-    from minifcn.functions import array, loss
+    from minifcn.reference import crop, loss
     size, up, offset = shapes["size"], shapes["upscore"], 19
     score, gy, upscore = normal(1, 21, size, size), normal(1, 21, size, size), normal(1, 21, up, up)
     rng = cupy.random.default_rng(1)
@@ -270,17 +270,17 @@ def loss_and_crop_cases(shapes, normal, torch, cupy):
              torch_calls[1]),
         Case("crop_forward", f"{upscore.shape} -> {size}", 2 * gy.nbytes,
              lambda: cuda.crop_forward(upscore, offset, offset, size, size),
-             lambda: array.crop_forward_numpy(upscore, offset, offset, size, size), torch_calls[2]),
+             lambda: crop.crop_forward_numpy(upscore, offset, offset, size, size), torch_calls[2]),
         Case("crop_backward", f"{gy.shape} -> {up}", gy.nbytes + upscore.nbytes,
              lambda: cuda.crop_backward(gy, up, up, offset, offset),
-             lambda: array.crop_backward_numpy(gy, up, up, offset, offset), torch_calls[3]),
+             lambda: crop.crop_backward_numpy(gy, up, up, offset, offset), torch_calls[3]),
     ]
 
 
 def lrn_cases(shapes, normal, torch):
     """FCN-AlexNet's norm1 at 500x500: 96 x 173 x 173, size 5."""
     from minifcn import cuda
-    from minifcn.functions import norm
+    from minifcn.reference import norm
     side = shapes["norm1"]
     x, gy = normal(1, 96, side, side), normal(1, 96, side, side)
     y, scale = cuda.lrn_forward(x, 5, 1e-4, 0.75, 1.0)
@@ -307,7 +307,7 @@ def dropout_cases(shapes, normal, torch):
     """Dropout of fc6's output (4096 x 16 x 16; fc7's is the same), p = 0.5: the mask
     hashed and applied in one pass against drawing, comparing and multiplying."""
     from minifcn import cuda
-    from minifcn.functions import activation
+    from minifcn.reference.dropout import dropout_numpy
     x = normal(1, 4096, shapes["fc6"], shapes["fc6"])
     threshold = math.ceil(0.5 * 2**53)
     torch_call = None
@@ -316,7 +316,7 @@ def dropout_cases(shapes, normal, torch):
         torch_call = lambda: torch.nn.functional.dropout(t_x, 0.5, training=True)  # noqa: E731
     return [Case("dropout", f"fc6 {x.shape}", 2 * x.nbytes,  # reads x, writes y
                  lambda: cuda.dropout(x, 12345, threshold, 2.0),
-                 lambda: activation.dropout_numpy(x, 12345, threshold, 2.0), torch_call)]
+                 lambda: dropout_numpy(x, 12345, threshold, 2.0), torch_call)]
 
 
 def benchmark_kernels(cupy, torch, repeat, failures, size=500):

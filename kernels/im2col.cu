@@ -1,5 +1,5 @@
 // im2col and col2im: the data movement that turns a convolution into one GEMM
-// (the math and the NumPy reference: minifcn/functions/im2col.py).
+// (the math and the NumPy reference: minifcn/reference/im2col.py).
 //
 //     col[c, i, j, oy, ox] = xpad[c, oy*sy + i*dy, ox*sx + j*dx]           (im2col)
 //     x[c, h, w] = sum of col[c, i, j, oy, ox] over the (i, j, oy, ox)      (col2im)

@@ -1,5 +1,5 @@
 // Local response normalization across channels (Caffe LRN; the math and the NumPy
-// reference: minifcn/functions/norm.py). With n = size, pre = (n - 1) / 2:
+// reference: functions/norm.py, reference/norm.py). With n = size, pre = (n - 1) / 2:
 //
 //     scale[c] = k + (alpha / n) * sum of x[c']^2 for c' in [c - pre, c - pre + n)
 //     y[c]     = x[c] * scale[c]^(-beta)

@@ -1,5 +1,5 @@
 // Max and average pooling, forward and backward (the math, Caffe's window sizes and
-// the NumPy reference: minifcn/functions/pooling.py).
+// the NumPy reference: minifcn/functions/pooling.py, minifcn/reference/pooling.py).
 //
 //     max  y[oy, ox] = max of xpad over the window (padding is -inf)
 //          argmax    = h * W + w of the FIRST maximum in scan order (rows, then

@@ -1,5 +1,5 @@
 // Per-pixel softmax cross-entropy (Caffe SoftmaxWithLoss; the math and the NumPy
-// reference: minifcn/functions/loss.py).
+// reference: minifcn/functions/loss.py, minifcn/reference/loss.py).
 //
 //     lse(p)       = log sum_c exp(s[c, p]),  computed as log sum_c exp(s - m) + m
 //                    with m = max_c s[c, p], so large scores do not overflow

@@ -4,9 +4,11 @@ Every op asks `get_array_module(array)` for `numpy` or `cupy` and writes one cod
 against it where the array API allows. CuPy is optional: it is imported on first use
 of the GPU, and a clear error says what is missing when it cannot be.
 
-The CPU hot paths (im2col, col2im, pooling, loss, the SGD update) have two
-implementations: plain NumPy, kept because readers learn from it, and numba kernels in
-`minifcn/cpu/`. `cpu_kernels()` says which one runs; the environment variable
+The hot paths (im2col, col2im, pooling, loss, the SGD update, ...) are kernels, listed
+once in kernel_set.py, and `kernels_for(array)` is the kernel set that runs on an array:
+the CUDA kernels for a CuPy array, and on the CPU either the plain NumPy references
+(minifcn/reference/, kept because readers learn from them) or the numba kernels in
+`minifcn/cpu/`. `cpu_kernels()` says which of the two runs; the environment variable
 `MINIFCN_CPU_KERNELS=numpy|numba` (or `use_cpu_kernels(...)`) chooses. The default
 ("auto") is numba when it imports: on the 2-core machine of benchmarks/results it
 trains FCN-32s at 500x500 in 5.9 s a step instead of 9.3 s (cpu-nets-*.md; the NumPy
@@ -161,18 +163,18 @@ def use_cpu_kernels(name):
         _cpu_kernels = previous
 
 
-def kernel(name, array, numpy_version):
-    """The implementation of hot path `name` for `array`: the CUDA kernel for a CuPy array,
-    the numba kernel on the CPU when numba is active, else `numpy_version` (which is
-    written against the array API and so also runs on CuPy). A kernel set that does
-    not (yet) have `name` falls back to `numpy_version`."""
+def kernels_for(array):
+    """The kernel set (kernel_set.py's contract) that runs on `array`: the CUDA kernels
+    (cuda.CudaKernels) for a CuPy array; on the CPU the numba ones (cpu.NumbaKernels)
+    while numba is active, else the NumPy references (reference.NumpyKernels)."""
     if is_cupy_array(array):
         from . import cuda
-        return getattr(cuda, name, numpy_version)
+        return cuda.KERNELS
     if cpu_kernels() == "numba":
         from . import cpu
-        return getattr(cpu, name, numpy_version)
-    return numpy_version
+        return cpu.KERNELS
+    from . import reference
+    return reference.KERNELS
 
 
 # ------------------------------------------------------------------------------ memory

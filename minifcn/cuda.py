@@ -1,12 +1,13 @@
-"""The GPU hot paths: the CUDA kernels in kernels/*.cu, launched through CuPy.
+"""The CUDA kernel set: the GPU hot paths, the kernels in kernels/*.cu launched through CuPy.
 
-Every function here has the contract of a `*_numpy` reference in minifcn/functions/
-and the same name, so `backend.kernel(name, array, ...)` finds it for a CuPy array.
-How one call reaches the GPU, for example max pooling:
+Every function here has the contract of its kernel in kernel_set.py (and of the NumPy
+reference in minifcn/reference/ of the same name + `_numpy`); `CudaKernels` below says
+which of the contract it implements, which it takes from the references and which
+capabilities it lacks. How one call reaches the GPU, for example max pooling:
 
     F.max_pool2d(x)                                   functions/pooling.py
-      backend.kernel("max_pool_forward", x, ...)      x is a cupy.ndarray: this module
-      max_pool_forward(x, ...)                        allocates y and argmax
+      backend.kernels_for(x).max_pool_forward(...)    x is a cupy.ndarray: CudaKernels,
+      max_pool_forward(x, ...)                        this module: allocates y and argmax
       _launch("pooling.cu", "max_pool_forward", ...)  converts the scalars, sizes the grid
       _enqueue(...)                                   compiles kernels/pooling.cu once per
                                                       dtype (cupy.RawModule, NVRTC) and
@@ -54,7 +55,8 @@ from pathlib import Path
 
 import numpy
 
-from . import backend
+from . import backend, reference
+from .kernel_set import KernelSet
 
 # A checkout (or an editable install) reads kernels/ beside the package; an installed
 # wheel carries the same files inside the package as minifcn/_kernels (setup.py).
@@ -239,7 +241,7 @@ def _module_and_contiguous(*arrays):
 
 # ------------------------------------------------------------------------ im2col/col2im
 def im2col(x, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w):
-    """x (C, H, W) -> col (C, kh, kw, out_h, out_w); see functions/im2col.py."""
+    """x (C, H, W) -> col (C, kh, kw, out_h, out_w); see reference/im2col.py."""
     xp, x = _module_and_contiguous(x)
     channels, height, width = x.shape
     col = xp.empty((channels, kh, kw, out_h, out_w), dtype=x.dtype)
@@ -377,6 +379,28 @@ def dropout(x, seed, threshold, scale):
     y = xp.empty(x.shape, dtype=x.dtype)
     _launch("dropout.cu", "dropout", x.dtype, x.size, x, x.size, seed, threshold, scale, y)
     return y
+
+
+# ------------------------------------------------------------------------- the kernel set
+class CudaKernels(KernelSet):
+    name = "cuda"
+    # conv.py runs whole images on the GPU (its column matrix is a GPU buffer the size
+    # of one image's), and Winograd's bands are host code: neither capability here.
+    lacks = ("row_tiles", "winograd")
+    fallbacks = ("sgd_update",)
+    im2col, col2im = im2col, col2im
+    max_pool_forward, max_pool_backward = max_pool_forward, max_pool_backward
+    avg_pool_forward, avg_pool_backward = avg_pool_forward, avg_pool_backward
+    softmax_cross_entropy_forward = softmax_cross_entropy_forward
+    softmax_cross_entropy_backward = softmax_cross_entropy_backward
+    crop_forward, crop_backward = crop_forward, crop_backward
+    lrn_forward, lrn_backward = lrn_forward, lrn_backward
+    dropout = dropout
+    # intended: the reference's five in-place array expressions run on CuPy as they are
+    sgd_update = reference.sgd_update
+
+
+KERNELS = CudaKernels()
 
 
 # ------------------------------------------------------------------------------- TF32

@@ -17,18 +17,6 @@ from .autograd import no_grad
 from . import backend
 
 
-def sgd_update(param, grad, history, momentum, rate, grad_scale, decay):
-    """One SGD step on one parameter, in place on `param` and `history` (the equations
-    above, with grad_scale = 1 / iter_size). minifcn/cpu/solver.py fuses it into one pass."""
-    cast = param.dtype.type
-    grad = grad * cast(grad_scale)
-    if decay:
-        grad += cast(decay) * param
-    history *= cast(momentum)
-    history += cast(rate) * grad
-    param -= history
-
-
 class SGD:
     def __init__(self, net, lr, momentum=0.9, weight_decay=0.0, iter_size=1):
         if lr <= 0:
@@ -57,11 +45,11 @@ class SGD:
                 if history is None:  # Caffe starts the history at zero
                     history = self.history[name] = backend.get_array_module(
                         param.data).zeros_like(param.data)
-                update = backend.kernel("sgd_update", param.data, sgd_update)
-                update(param.data, param.grad, history, self.momentum,
-                       rate=self.lr * getattr(param, "lr_mult", 1.0),
-                       grad_scale=1.0 / self.iter_size,
-                       decay=self.weight_decay * getattr(param, "decay_mult", 1.0))
+                backend.kernels_for(param.data).sgd_update(
+                    param.data, param.grad, history, self.momentum,
+                    rate=self.lr * getattr(param, "lr_mult", 1.0),
+                    grad_scale=1.0 / self.iter_size,
+                    decay=self.weight_decay * getattr(param, "decay_mult", 1.0))
 
     def state_dict(self):
         """Momentum history as host arrays, keyed by parameter name."""

@@ -1,8 +1,9 @@
-"""numba kernels for the CPU hot paths, same contracts as the NumPy versions.
+"""The numba kernel set: the CPU hot paths compiled, same contracts as the NumPy references.
 
-backend.kernel(name, ...) looks a hot path up here by name; a name not defined here
-falls back to the NumPy version. One module per family, each opening with its math and
-how its loops map onto threads:
+`NumbaKernels` below states which kernel of the contract (kernel_set.py) each module
+implements, and which it takes from the NumPy references on purpose (`fallbacks`);
+backend.kernels_for(array) returns it for a NumPy array while numba is active. One
+module per family, each opening with its math and how its loops map onto threads:
 
     im2col.py    im2col, col2im (whole images), im2col_tile, col2im_tile (bands of
                  output rows, for the blocked convolution in functions/conv.py)
@@ -31,6 +32,8 @@ import numba
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
+from .. import reference
+from ..kernel_set import KernelSet
 from .dropout import dropout
 from .im2col import col2im, col2im_tile, im2col, im2col_tile
 from .loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
@@ -38,7 +41,21 @@ from .pooling import avg_pool_backward, avg_pool_forward, max_pool_backward, max
 from .solver import sgd_update
 from .winograd import winograd_gy, winograd_input, winograd_output
 
-__all__ = ["avg_pool_backward", "avg_pool_forward", "col2im", "col2im_tile", "dropout", "im2col",
-           "im2col_tile", "max_pool_backward", "max_pool_forward",
-           "sgd_update", "softmax_cross_entropy_backward", "softmax_cross_entropy_forward",
-           "winograd_gy", "winograd_input", "winograd_output"]
+
+class NumbaKernels(KernelSet):
+    name = "numba"
+    fallbacks = ("crop_backward", "crop_forward", "lrn_backward", "lrn_forward")
+    im2col, col2im, im2col_tile, col2im_tile = im2col, col2im, im2col_tile, col2im_tile
+    winograd_input, winograd_output, winograd_gy = winograd_input, winograd_output, winograd_gy
+    max_pool_forward, max_pool_backward = max_pool_forward, max_pool_backward
+    avg_pool_forward, avg_pool_backward = avg_pool_forward, avg_pool_backward
+    softmax_cross_entropy_forward = softmax_cross_entropy_forward
+    softmax_cross_entropy_backward = softmax_cross_entropy_backward
+    dropout, sgd_update = dropout, sgd_update
+    # intended: a crop is one strided copy (ascontiguousarray), nothing to fuse
+    crop_forward, crop_backward = reference.crop_forward_numpy, reference.crop_backward_numpy
+    # intended: no numba LRN (yet); only FCN-AlexNet's first two layers use LRN
+    lrn_forward, lrn_backward = reference.lrn_forward_numpy, reference.lrn_backward_numpy
+
+
+KERNELS = NumbaKernels()

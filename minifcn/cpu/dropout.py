@@ -1,4 +1,4 @@
-"""numba dropout (contract: functions/activation.py, dropout_numpy).
+"""numba dropout (contract: reference/dropout.py, dropout_numpy).
 
     y[i] = x[i] * scale   where SplitMix64(seed, i) >> 11 >= threshold,   else 0
 
@@ -13,7 +13,7 @@ signed int into a float).
 import numpy
 from numba import njit, prange
 
-from ..functions.activation import GOLDEN_GAMMA, MIX1, MIX2
+from ..reference.dropout import GOLDEN_GAMMA, MIX1, MIX2
 
 _GAMMA, _MIX1, _MIX2 = numpy.uint64(GOLDEN_GAMMA), numpy.uint64(MIX1), numpy.uint64(MIX2)
 _S11, _S27, _S30, _S31 = (numpy.uint64(bits) for bits in (11, 27, 30, 31))

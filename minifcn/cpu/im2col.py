@@ -18,7 +18,7 @@ Loop mapping:
                   kw taps of each window row add into it); each pixel still sums its
                   entries in (i, j) order, as the NumPy version does (same bits).
 
-The whole-image contracts `im2col` and `col2im` (shared with functions/im2col.py and
+The whole-image contracts `im2col` and `col2im` (shared with reference/im2col.py and
 cuda.py) are these with first_row = 0 and rows = out_h.
 """
 import numpy

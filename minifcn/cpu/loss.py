@@ -1,4 +1,5 @@
-"""numba per-pixel softmax cross-entropy (contracts: functions/loss.py).
+"""numba per-pixel softmax cross-entropy (contracts: functions/loss.py;
+the NumPy versions: reference/loss.py).
 
 For scores s (N, C, H, W), labels t (N, H, W) and each counted pixel (t != ignore):
 

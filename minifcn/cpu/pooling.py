@@ -1,4 +1,5 @@
-"""numba max and average pooling, forward and backward (contracts: functions/pooling.py).
+"""numba max and average pooling, forward and backward (contracts: functions/pooling.py;
+the NumPy versions: reference/pooling.py).
 
 Output (oy, ox) of an image plane covers the window rows [oy s_y - p_y, + kh) and
 columns [ox s_x - p_x, + kw), clipped here to the real pixels [0, H) x [0, W):

@@ -1,4 +1,4 @@
-"""numba SGD update (contract: optim.sgd_update).
+"""numba SGD update (contract: reference/solver.py, sgd_update).
 
 Per element of a parameter w, its gradient g and its momentum history v:
 

@@ -1,11 +1,13 @@
-"""numba kernels of Winograd's F(2x2, 3x3) (the math and the contracts: functions/winograd.py).
+"""numba kernels of Winograd's F(2x2, 3x3) (the math and the contracts: functions/winograd.py;
+the NumPy versions: reference/winograd.py).
 
     winograd_input   V[c, ab, t] = (B^T d B)[ab], d the 4x4 input patch of tile t
     winograd_output  y's 2x2 block of tile t = A^T M[k, :, t] A + bias[k]
     winograd_gy      dM[k, :, t] = A g A^T, g the 2x2 block of gy of tile t
 
-B^T d B, A^T M A and A g A^T are sums (B^T and A^T hold only 0 and +-1): functions/
-winograd.py's b_t, a_t and a, compiled here. The input transform takes a whole row of tiles at a time: B^T down the columns of the four
+B^T d B, A^T M A and A g A^T are sums (B^T and A^T hold only 0 and +-1): reference/
+winograd.py's b_t, a_t and a, compiled here. The input transform takes a whole row
+of tiles at a time: B^T down the columns of the four
 input rows it reads (padding copied in as zeros, so no pixel is bounds-checked), then
 B along each row of that, tile after tile: loops over contiguous rows that the
 compiler can vectorize.
@@ -20,7 +22,7 @@ fall into the same cache sets).
 import numpy
 from numba import njit, prange
 
-from ..functions import winograd
+from ..reference import winograd
 
 b_t = njit(inline="always")(winograd.b_t)  # the same sums as the NumPy kernels'
 a_t = njit(inline="always")(winograd.a_t)

@@ -1,6 +1,6 @@
 """Every differentiable op, one module per family (imported as `F`).
 
-    conv.py        conv2d, conv_transpose2d, linear      (im2col + GEMM, im2col.py)
+    conv.py        conv2d, conv_transpose2d, linear      (im2col + GEMM, winograd.py)
     pooling.py     max_pool2d, avg_pool2d
     activation.py  relu, dropout
     array.py       add, scale, reshape, crop, concat

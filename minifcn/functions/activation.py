@@ -17,9 +17,10 @@ generator per call) and the element's flat index i:
 
 53 uniform random bits against p in the same units, so P(m = 1) = 1 - p to 2^-53.
 Backward recomputes m from the seed, in the same function as forward: gx is the
-forward applied to gy. The numba and CUDA kernels (cpu/dropout.py, kernels/dropout.cu)
-compute the same bits in one pass, so a seed gives the same masks on the CPU and the
-GPU, and no mask is stored between the passes.
+forward applied to gy. The NumPy, numba and CUDA kernels (reference/dropout.py,
+cpu/dropout.py, kernels/dropout.cu) compute the same bits, the last two in one pass, so
+a seed gives the same masks on the CPU and the GPU, and no mask is stored between the
+passes.
 """
 import math
 import numbers
@@ -65,28 +66,8 @@ class Dropout(Function):
         return self._apply_mask(gy)
 
     def _apply_mask(self, array):
-        return backend.kernel("dropout", array, dropout_numpy)(
+        return backend.kernels_for(array).dropout(
             array, self.seed, self.threshold, self.scale)
-
-
-# SplitMix64 (Steele, Lea and Flood, 2014): output i + 1 of the generator started at seed.
-GOLDEN_GAMMA, MIX1, MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
-
-
-def splitmix64(xp, seed, size):
-    """The SplitMix64 outputs for indices 0 .. size-1, uint64 (wrapping arithmetic)."""
-    u64 = xp.uint64
-    z = (xp.arange(1, size + 1, dtype=u64) * u64(GOLDEN_GAMMA)) + u64(seed)
-    z = (z ^ (z >> u64(30))) * u64(MIX1)
-    z = (z ^ (z >> u64(27))) * u64(MIX2)
-    return z ^ (z >> u64(31))
-
-
-def dropout_numpy(x, seed, threshold, scale):
-    """x * m * scale with m from (seed, flat index), as kernels/dropout.cu computes it."""
-    xp = backend.get_array_module(x)
-    keep = (splitmix64(xp, seed, x.size) >> xp.uint64(11)) >= xp.uint64(threshold)
-    return xp.where(keep.reshape(x.shape), x * x.dtype.type(scale), x.dtype.type(0))
 
 
 def dropout(x, p=0.5, training=True):

@@ -92,25 +92,11 @@ class Crop(Function):
     def forward(self, x):
         self.in_shape = x.shape
         (oy, ox), (h, w) = self.offset, self.size
-        return backend.kernel("crop_forward", x, crop_forward_numpy)(x, oy, ox, h, w)
+        return backend.kernels_for(x).crop_forward(x, oy, ox, h, w)
 
     def backward(self, gy):
         (oy, ox) = self.offset
-        return backend.kernel("crop_backward", gy, crop_backward_numpy)(gy, *self.in_shape[2:], oy, ox)
-
-
-def crop_forward_numpy(x, oy, ox, h, w):
-    """x (N, C, H, W) -> x[:, :, oy:oy+h, ox:ox+w] as a contiguous array."""
-    xp = backend.get_array_module(x)
-    return xp.ascontiguousarray(x[:, :, oy: oy + h, ox: ox + w])
-
-
-def crop_backward_numpy(gy, height, width, oy, ox):
-    """gy (N, C, h, w) placed at (oy, ox) inside zeros (N, C, height, width)."""
-    xp = backend.get_array_module(gy)
-    gx = xp.zeros(gy.shape[:2] + (height, width), dtype=gy.dtype)
-    gx[:, :, oy: oy + gy.shape[2], ox: ox + gy.shape[3]] = gy
-    return gx
+        return backend.kernels_for(gy).crop_backward(gy, *self.in_shape[2:], oy, ox)
 
 
 def crop(x, reference, offset):

@@ -29,11 +29,14 @@ and its GEMM writes straight into its slice of the output (np.matmul(..., out=))
 Windows of neighbouring tiles overlap input rows; col2im_tile adds into the image, so
 those rows simply collect both tiles' sums. The input is saved for backward and its
 columns recomputed there, tile by tile (never kept: they are kh*kw times the input).
-On the GPU (CuPy arrays) a tile is the whole image: the CUDA kernels take whole images.
+Every kernel comes from the kernel set of the input, `backend.kernels_for(x)`
+(kernel_set.py), and what the set can do is the one thing that differs between
+devices: without `row_tiles` (the CUDA set) a tile is the whole image, as the CUDA
+kernels take whole images; without `winograd` that path is never taken.
 
-Winograd. On the CPU, a 3x3 stride-1 convolution with at least 64 channels on both
-sides (all of VGG16's but conv1_1) runs all three primitives through winograd.py's
-F(2x2, 3x3) instead, with 2.25x fewer multiplications.
+Winograd. With a kernel set that has it (the CPU ones), a 3x3 stride-1 convolution
+with at least 64 channels on both sides (all of VGG16's but conv1_1) runs all three
+primitives through winograd.py's F(2x2, 3x3) instead, with 2.25x fewer multiplications.
 
 linear is a plain matrix product: y = x W^T + b, gx = gy W, gW = gy^T x.
 """
@@ -45,8 +48,8 @@ import numpy
 
 from ..autograd import Function
 from .. import backend
+from ..reference.im2col import conv_output_size
 from . import winograd
-from .im2col import col2im, col2im_tile, conv_output_size, im2col, im2col_tile
 from .validate import float_tensor, pair, same_device, same_dtype
 
 Geometry = namedtuple("Geometry", "kh kw sy sx ph pw dy dx groups")
@@ -72,13 +75,13 @@ class _RowTiles:
     """The bands of output rows [first, first + rows) one image is processed in, with
     the column buffer they share, and im2col / col2im of one tile.
 
-    `k_rows` is the column matrix's height (C_in * kh * kw, all groups). On the GPU
-    there is one tile, the whole image, and no buffer (whole-image CUDA kernels)."""
+    `k_rows` is the column matrix's height (C_in * kh * kw, all groups). A kernel set
+    without `row_tiles` (the CUDA one) gets one tile, the whole image, and no buffer."""
 
-    def __init__(self, array, k_rows, out_h, out_w, geo):
-        self.geo, self.out_w = geo, out_w
-        self.on_cpu = backend.get_array_module(array) is numpy
-        if not self.on_cpu:
+    def __init__(self, kernels, array, k_rows, out_h, out_w, geo):
+        self.kernels, self.geo, self.out_w = kernels, geo, out_w
+        self.banded = kernels.row_tiles
+        if not self.banded:
             rows = out_h
         elif tile_rows is not None:
             rows = tile_rows
@@ -88,7 +91,7 @@ class _RowTiles:
         rows = max(1, min(rows, out_h))
         self.bounds = [(first, min(rows, out_h - first)) for first in range(0, out_h, rows)]
         self.k_rows = k_rows
-        self.buffer = numpy.empty(k_rows * rows * out_w, array.dtype) if self.on_cpu else None
+        self.buffer = numpy.empty(k_rows * rows * out_w, array.dtype) if self.banded else None
 
     def __iter__(self):
         return iter(self.bounds)
@@ -98,24 +101,26 @@ class _RowTiles:
         return slice(first * self.out_w, (first + rows) * self.out_w)
 
     def scratch(self, rows):
-        """The column buffer, as a (k_rows, rows * out_w) matrix (CPU only)."""
+        """The column buffer, as a (k_rows, rows * out_w) matrix (row tiles only)."""
         return self.buffer[: self.k_rows * rows * self.out_w].reshape(self.k_rows, -1)
 
     def columns(self, image, first, rows):
         """im2col of the tile's output rows: (C, kh, kw, rows, out_w), in the buffer."""
-        g = self.geo
-        if not self.on_cpu:
-            return im2col(image, g.kh, g.kw, g.sy, g.sx, g.ph, g.pw, g.dy, g.dx, rows, self.out_w)
+        g, kernels = self.geo, self.kernels
+        if not self.banded:
+            return kernels.im2col(image, g.kh, g.kw, g.sy, g.sx, g.ph, g.pw, g.dy, g.dx,
+                                  rows, self.out_w)
         col = self.scratch(rows).reshape(image.shape[0], g.kh, g.kw, rows, self.out_w)
-        return im2col_tile(image, g.kh, g.kw, g.sy, g.sx, g.ph, g.pw, g.dy, g.dx, first, col)
+        kernels.im2col_tile(image, g.kh, g.kw, g.sy, g.sx, g.ph, g.pw, g.dy, g.dx, first, col)
+        return col
 
     def add_columns(self, col, first, image):
         """image += col2im of the tile's columns col (C, kh, kw, rows, out_w)."""
-        g = self.geo
-        if not self.on_cpu:  # the only tile: the whole image
-            image[...] = col2im(col, *image.shape[1:], g.sy, g.sx, g.ph, g.pw, g.dy, g.dx)
+        g, kernels = self.geo, self.kernels
+        if not self.banded:  # the only tile: the whole image
+            image[...] = kernels.col2im(col, *image.shape[1:], g.sy, g.sx, g.ph, g.pw, g.dy, g.dx)
         else:
-            col2im_tile(col, first, g.sy, g.sx, g.ph, g.pw, g.dy, g.dx, image)
+            kernels.col2im_tile(col, first, g.sy, g.sx, g.ph, g.pw, g.dy, g.dx, image)
 
 
 def _matmul_grouped(a, b, out=None):
@@ -128,8 +133,9 @@ def _matmul_grouped(a, b, out=None):
 
 def _correlate(x, weight, geo, bias=None):
     """Convolution: x (N, C, H, W) -> (N, C_out, out_h, out_w), plus bias if given."""
-    if winograd.applies(x, weight.shape, geo):
-        return winograd.correlate(x, weight, geo.ph, geo.pw, bias, column_buffer_bytes)
+    kernels = backend.kernels_for(x)
+    if winograd.applies(kernels, weight.shape, geo):
+        return winograd.correlate(kernels, x, weight, geo.ph, geo.pw, bias, column_buffer_bytes)
     xp = backend.get_array_module(x)
     x = xp.ascontiguousarray(x)  # im2col reads whole rows; no copy unless x is a view
     n_images, c_in, height, width = x.shape
@@ -137,7 +143,7 @@ def _correlate(x, weight, geo, bias=None):
     out_h = conv_output_size(height, geo.kh, geo.sy, geo.ph, geo.dy)
     out_w = conv_output_size(width, geo.kw, geo.sx, geo.pw, geo.dx)
     w_mat = weight.reshape(groups, c_out // groups, -1)
-    tiles = _RowTiles(x, c_in * geo.kh * geo.kw, out_h, out_w, geo)
+    tiles = _RowTiles(kernels, x, c_in * geo.kh * geo.kw, out_h, out_w, geo)
     y = xp.empty((n_images, c_out, out_h, out_w), dtype=x.dtype)
     for n in range(n_images):
         y_groups = y[n].reshape(groups, c_out // groups, out_h * out_w)
@@ -152,22 +158,23 @@ def _correlate(x, weight, geo, bias=None):
 
 def _correlate_adjoint(y, weight, geo, height, width):
     """The adjoint of _correlate: y (N, C_out, out_h, out_w) -> (N, C_in, height, width)."""
-    if winograd.applies(y, weight.shape, geo):  # a correlation with the flipped weight
-        return winograd.correlate(y, winograd.adjoint_weight(weight), 2 - geo.ph, 2 - geo.pw,
-                                  band_bytes=column_buffer_bytes)
+    kernels = backend.kernels_for(y)
+    if winograd.applies(kernels, weight.shape, geo):  # a correlation with the flipped weight
+        return winograd.correlate(kernels, y, winograd.adjoint_weight(weight), 2 - geo.ph,
+                                  2 - geo.pw, band_bytes=column_buffer_bytes)
     xp = backend.get_array_module(y)
     n_images, c_out, out_h, out_w = y.shape
     groups = geo.groups
     c_in = weight.shape[1] * groups
     w_mat_t = weight.reshape(groups, c_out // groups, -1).transpose(0, 2, 1)
-    tiles = _RowTiles(y, c_in * geo.kh * geo.kw, out_h, out_w, geo)
+    tiles = _RowTiles(kernels, y, c_in * geo.kh * geo.kw, out_h, out_w, geo)
     x = xp.zeros((n_images, c_in, height, width), dtype=y.dtype)
     for n in range(n_images):
         y_groups = y[n].reshape(groups, c_out // groups, out_h * out_w)
         for first, rows in tiles:
             y_tile = y_groups[:, :, tiles.pixels(first, rows)]
             col = (tiles.scratch(rows).reshape(groups, w_mat_t.shape[1], -1)
-                   if tiles.on_cpu else None)
+                   if tiles.banded else None)
             col = _matmul_grouped(w_mat_t, y_tile, out=col)
             tiles.add_columns(col.reshape(c_in, geo.kh, geo.kw, rows, out_w), first, x[n])
     return x
@@ -184,14 +191,15 @@ def _weight_grad(x, gy, geo):
     outweigh the weight (the tile has more pixels than the layer has output channels);
     for fc6 and fc7 (256 pixels, 4096 channels) that last copy would cost a weight-sized
     buffer (411 MB for fc6) and gain nothing."""
-    if winograd.applies(x, (gy.shape[1], x.shape[1], geo.kh, geo.kw), geo):
-        return winograd.weight_grad(x, gy, geo.ph, geo.pw, column_buffer_bytes)
+    kernels = backend.kernels_for(x)
+    if winograd.applies(kernels, (gy.shape[1], x.shape[1], geo.kh, geo.kw), geo):
+        return winograd.weight_grad(kernels, x, gy, geo.ph, geo.pw, column_buffer_bytes)
     xp = backend.get_array_module(x)
     x = xp.ascontiguousarray(x)
     n_images, c_in = x.shape[:2]
     _, c_out, out_h, out_w = gy.shape
     groups = geo.groups
-    tiles = _RowTiles(x, c_in * geo.kh * geo.kw, out_h, out_w, geo)
+    tiles = _RowTiles(kernels, x, c_in * geo.kh * geo.kw, out_h, out_w, geo)
     m, k = c_out // groups, c_in // groups * geo.kh * geo.kw
     transposed = tiles.bounds[0][1] * out_w > m
 

@@ -12,7 +12,7 @@ gradient, never 0/0. logsumexp subtracts the per-pixel maximum first, so large s
 do not overflow. Backward recomputes the softmax from the saved scores rather than
 keeping a second (N, C, H, W) array alive between the passes.
 
-The kernel contract shared by every kernel set:
+The kernel contract shared by every kernel set (kernel_set.py; NumPy: reference/loss.py):
     softmax_cross_entropy_forward(s, t, ignore) -> (loss_sum, count)   0-d arrays
     softmax_cross_entropy_backward(s, t, ignore, coefficient) -> gs     coefficient 0-d
 Both stay on the device: nothing here waits for the GPU.
@@ -30,42 +30,13 @@ from .. import backend
 from .validate import float_tensor
 
 
-def _log_softmax_parts(score, target, ignore_index):
-    """Per-pixel logsumexp, the target's score, and which pixels count."""
-    xp = backend.get_array_module(score)
-    counted = target != ignore_index
-    safe_target = xp.where(counted, target, 0)
-    peak = score.max(axis=1, keepdims=True)
-    logsumexp = xp.log(xp.exp(score - peak).sum(axis=1)) + peak[:, 0]
-    picked = xp.take_along_axis(score, safe_target[:, None], axis=1)[:, 0]
-    return logsumexp, picked, counted, safe_target
-
-
-def softmax_cross_entropy_forward_numpy(score, target, ignore_index):
-    xp = backend.get_array_module(score)
-    logsumexp, picked, counted, _ = _log_softmax_parts(score, target, ignore_index)
-    loss_sum = xp.where(counted, logsumexp - picked, 0).sum(dtype=score.dtype)
-    return loss_sum, counted.sum()
-
-
-def softmax_cross_entropy_backward_numpy(score, target, ignore_index, coefficient):
-    xp = backend.get_array_module(score)
-    logsumexp, _, counted, safe_target = _log_softmax_parts(score, target, ignore_index)
-    grad = xp.exp(score - logsumexp[:, None])
-    xp.put_along_axis(grad, safe_target[:, None],
-                      xp.take_along_axis(grad, safe_target[:, None], axis=1) - 1, axis=1)
-    grad *= (counted * coefficient).astype(score.dtype)[:, None]
-    return grad
-
-
 class SoftmaxCrossEntropy(Function):
     def __init__(self, target, ignore_index, normalize):
         self.target, self.ignore_index, self.normalize = target, ignore_index, normalize
 
     def forward(self, score):
         xp = backend.get_array_module(score)
-        loss_sum, count = backend.kernel("softmax_cross_entropy_forward", score,
-                                         softmax_cross_entropy_forward_numpy)(
+        loss_sum, count = backend.kernels_for(score).softmax_cross_entropy_forward(
             score, self.target, self.ignore_index)
         self.score = score
         # D: counted pixels or batch size; max(., 1) makes "nothing counted" give 0, not NaN.
@@ -74,8 +45,7 @@ class SoftmaxCrossEntropy(Function):
 
     def backward(self, gy):
         coefficient = (gy / self.divisor).astype(gy.dtype)
-        return backend.kernel("softmax_cross_entropy_backward", self.score,
-                              softmax_cross_entropy_backward_numpy)(
+        return backend.kernels_for(self.score).softmax_cross_entropy_backward(
             self.score, self.target, self.ignore_index, coefficient)
 
 

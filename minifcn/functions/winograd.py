@@ -1,7 +1,8 @@
 """Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for
 Convolutional Neural Networks", 2016): a 3x3 stride-1 convolution with 2.25x fewer
-multiplications than im2col's GEMM. conv.py uses it on the CPU for the 3x3 layers,
-forward and both gradients.
+multiplications than im2col's GEMM. conv.py uses it for the 3x3 layers, forward and
+both gradients, when the kernel set has the capability (the CPU ones: the bands and
+GEMMs below are NumPy arrays).
 
 Each 2x2 block of outputs (a "tile") reads one 4x4 patch d of the padded input, patches
 of neighbouring tiles overlapping by two rows or columns. With
@@ -42,7 +43,8 @@ axis, so that each transform writes or reads one channel's 16 rows close togethe
 do not all map to the same cache sets. (Laid out (16, C, tiles), their distance was a
 multiple of 4 KiB at 256 channels: all 16 rows in the same sets of the L1 cache.)
 
-The kernel contract shared with cpu/winograd.py (numba):
+The kernel contract (kernel_set.py), NumPy in reference/winograd.py, numba in
+cpu/winograd.py:
     winograd_input(x, ph, pw, first, rows, V)   V[:, :, :rows * cols] for tile rows
                                                 [first, first + rows), cols tiles a row
     winograd_output(M, first, rows, bias, y)    y[:, 2 first : 2 first + 2 rows] = A^T M A + b
@@ -50,8 +52,6 @@ The kernel contract shared with cpu/winograd.py (numba):
                                                 2x2 blocks of those tile rows
 """
 import numpy
-
-from .. import backend
 
 B_T = numpy.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
 G = numpy.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
@@ -66,11 +66,11 @@ A_T = numpy.array([[1, 1, 1, 0], [0, 1, -1, -1]])
 min_channels = 64
 
 
-def applies(x, weight_shape, geo):
-    """Whether conv.py runs a convolution of the CPU array x with a weight of this shape
-    (3x3, either channel order) through this module, all three passes: padding at
-    most 2, so that the input gradient's, 2 - p, is a padding too."""
-    return (backend.get_array_module(x) is numpy and tuple(weight_shape[2:]) == (3, 3)
+def applies(kernels, weight_shape, geo):
+    """Whether conv.py runs a convolution on the kernel set `kernels` with a weight of
+    this shape (3x3, either channel order) through this module, all three passes:
+    padding at most 2, so that the input gradient's, 2 - p, is a padding too."""
+    return (kernels.winograd and tuple(weight_shape[2:]) == (3, 3)
             and (geo.sy, geo.sx, geo.dy, geo.dx, geo.groups) == (1, 1, 1, 1, 1)
             and max(geo.ph, geo.pw) <= 2 and min(weight_shape[:2]) >= min_channels)
 
@@ -93,32 +93,30 @@ def filter_transform(weight):
     return (_g_kron_g(weight.dtype) @ weight.reshape(c_out * c_in, 9).T).reshape(16, c_out, c_in)
 
 
-def correlate(x, weight, ph, pw, bias=None, band_bytes=16 * 2**20):
-    """3x3 stride-1 cross-correlation of x (N, C_in, H, W) with weight (C_out, C_in, 3, 3),
+def correlate(kernels, x, weight, ph, pw, bias=None, band_bytes=16 * 2**20):
+    """With the transforms of the kernel set `kernels`, 3x3 stride-1 cross-correlation of x (N, C_in, H, W) with weight (C_out, C_in, 3, 3),
     padding (ph, pw) >= 0, plus bias if given: (N, C_out, H + 2 ph - 2, W + 2 pw - 2)."""
     c_out = weight.shape[0]
     out_h, out_w = x.shape[2] + 2 * ph - 2, x.shape[3] + 2 * pw - 2
-    bands = _Bands(x, ph, pw, c_out, out_w, band_bytes)
+    bands = _Bands(kernels, x, ph, pw, c_out, out_w, band_bytes)
     u = filter_transform(weight)
     zero_bias = numpy.zeros(c_out, x.dtype) if bias is None else bias
     y = numpy.empty((x.shape[0], c_out, out_h, out_w), x.dtype)
-    transform_output = backend.kernel("winograd_output", x, winograd_output_numpy)
     for n, first, band_rows, tiles in bands:
         v, m = bands.v[:, :, :tiles], bands.m[:, :, :tiles]
         numpy.matmul(u, v.transpose(1, 0, 2), out=m.transpose(1, 0, 2))
-        transform_output(bands.m, first, band_rows, zero_bias, y[n])
+        kernels.winograd_output(bands.m, first, band_rows, zero_bias, y[n])
     return y
 
 
-def weight_grad(x, gy, ph, pw, band_bytes=16 * 2**20):
+def weight_grad(kernels, x, gy, ph, pw, band_bytes=16 * 2**20):
     """The gradient of sum(gy * correlate(x, W, ph, pw)) in W: (C_out, C_in, 3, 3)."""
     c_out = gy.shape[1]
-    bands = _Bands(x, ph, pw, c_out, gy.shape[3], band_bytes)
-    transform_gy = backend.kernel("winograd_gy", x, winograd_gy_numpy)
+    bands = _Bands(kernels, x, ph, pw, c_out, gy.shape[3], band_bytes)
     gy = numpy.ascontiguousarray(gy)
     du = product = None
     for n, first, band_rows, tiles in bands:
-        transform_gy(gy[n], first, band_rows, bands.m)
+        kernels.winograd_gy(gy[n], first, band_rows, bands.m)
         dm, v = bands.m[:, :, :tiles], bands.v[:, :, :tiles]
         term = numpy.matmul(dm.transpose(1, 0, 2), v.transpose(1, 2, 0), out=product)
         if du is None:
@@ -134,8 +132,8 @@ class _Bands:
     that band's tiles transformed in `v` (C_in, 16, length); `m` (C_out, 16, length) is
     the band's buffer for M or dM."""
 
-    def __init__(self, x, ph, pw, c_out, out_w, band_bytes):
-        self.x, self.ph, self.pw = numpy.ascontiguousarray(x), ph, pw
+    def __init__(self, kernels, x, ph, pw, c_out, out_w, band_bytes):
+        self.kernels, self.x, self.ph, self.pw = kernels, numpy.ascontiguousarray(x), ph, pw
         c_in, height = x.shape[1:3]
         self.tile_rows, self.tile_cols = -(-(height + 2 * ph - 2) // 2), -(-out_w // 2)
         self.rows = max(1, min(self.tile_rows,
@@ -143,13 +141,12 @@ class _Bands:
         length = _row_length(self.rows * self.tile_cols, x.itemsize)
         self.v = numpy.empty((c_in, 16, length), x.dtype)
         self.m = numpy.empty((c_out, 16, length), x.dtype)
-        self.transform_input = backend.kernel("winograd_input", x, winograd_input_numpy)
 
     def __iter__(self):
         for n in range(self.x.shape[0]):
             for first in range(0, self.tile_rows, self.rows):
                 rows = min(self.rows, self.tile_rows - first)  # the last band may be shorter
-                self.transform_input(self.x[n], self.ph, self.pw, first, rows, self.v)
+                self.kernels.winograd_input(self.x[n], self.ph, self.pw, first, rows, self.v)
                 yield n, first, rows, rows * self.tile_cols
 
 
@@ -158,77 +155,3 @@ def _row_length(tiles, itemsize, line_bytes=64):
     per_line = line_bytes // itemsize
     lines = -(-tiles // per_line)
     return (lines + 1 - lines % 2) * per_line
-
-
-# ---------------------------------------------------------------- the NumPy kernels
-# B^T, A^T and A as sums: what each makes of the values stacked along one axis of a
-# patch or tile (rows or columns; pixels or whole arrays of them). cpu/winograd.py
-# compiles these same functions for its kernels.
-def b_t(p0, p1, p2, p3):
-    """B^T (p0, p1, p2, p3)."""
-    return p0 - p2, p1 + p2, p2 - p1, p1 - p3
-
-
-def a_t(p0, p1, p2, p3):
-    """A^T (p0, p1, p2, p3)."""
-    return p0 + p1 + p2, p1 - p2 - p3
-
-
-def a(p0, p1):
-    """A (p0, p1), A^T's transpose: the adjoint of a_t."""
-    return p0, p0 + p1, p0 - p1, -p1
-
-
-def winograd_input_numpy(x, ph, pw, first, rows, v):
-    """V[:, :, :rows * cols] = B^T d B for the tiles of rows [first, first + rows)."""
-    channels, height, width = x.shape
-    tile_cols = -(-(width + 2 * pw - 2) // 2)
-    # the band's padded input: 2 rows + 2 and 2 cols + 2, zeros outside x
-    patch_h, patch_w = 2 * rows + 2, 2 * tile_cols + 2
-    top, left = 2 * first - ph, -pw
-    band = numpy.zeros((channels, patch_h, patch_w), x.dtype)
-    r0, r1 = max(top, 0), min(top + patch_h, height)
-    c0, c1 = max(left, 0), min(left + patch_w, width)
-    band[:, r0 - top: r1 - top, c0 - left: c1 - left] = x[:, r0:r1, c0:c1]
-    # d[i][j]: entry (i, j) of every tile's patch, (C, rows, cols)
-    d = [[band[:, i: i + 2 * rows: 2, j: j + 2 * tile_cols: 2] for j in range(4)] for i in range(4)]
-    columns = [b_t(d[0][j], d[1][j], d[2][j], d[3][j]) for j in range(4)]  # B^T d, by column
-    for a in range(4):
-        row = b_t(*(columns[j][a] for j in range(4)))  # row a of (B^T d) B
-        for b in range(4):
-            v[:, 4 * a + b, : rows * tile_cols] = row[b].reshape(channels, -1)
-    return v
-
-
-def winograd_output_numpy(m, first, rows, bias, y):
-    """y's rows [2 first, 2 first + 2 rows) = A^T M A + bias (the last row and column
-    of tiles may hang over y's edge by one: that half is dropped)."""
-    out_h, out_w = y.shape[1:]
-    tile_cols = -(-out_w // 2)
-    tiles = m[:, :, : rows * tile_cols].reshape(-1, 4, 4, rows, tile_cols)
-    columns = [a_t(*(tiles[:, i, j] for i in range(4))) for j in range(4)]  # A^T M, by column
-    out = numpy.empty((m.shape[0], 2 * rows, 2 * tile_cols), m.dtype)
-    for a in range(2):
-        row = a_t(*(columns[j][a] for j in range(4)))  # row a of (A^T M) A
-        for b in range(2):
-            out[:, a::2, b::2] = row[b]
-    top, bottom = 2 * first, min(2 * (first + rows), out_h)
-    y[:, top:bottom] = out[:, : bottom - top, :out_w] + bias[:, None, None]
-    return y
-
-
-def winograd_gy_numpy(gy, first, rows, dm):
-    """dM[:, :, :rows * cols] = A g A^T for the 2x2 blocks g of gy (C_out, out_h, out_w)
-    in tile rows [first, first + rows), zeros beyond gy's edge."""
-    channels, out_h, out_w = gy.shape
-    tile_cols = -(-out_w // 2)
-    band = numpy.zeros((channels, 2 * rows, 2 * tile_cols), gy.dtype)
-    top, bottom = 2 * first, min(2 * (first + rows), out_h)
-    band[:, : bottom - top, :out_w] = gy[:, top:bottom]
-    g = [[band[:, i::2, j::2] for j in range(2)] for i in range(2)]  # (C, rows, cols) each
-    columns = [a(g[0][j], g[1][j]) for j in range(2)]  # A g, by column
-    for i in range(4):
-        row = a(columns[0][i], columns[1][i])  # row i of (A g) A^T
-        for j in range(4):
-            dm[:, 4 * i + j, : rows * tile_cols] = row[j].reshape(channels, -1)
-    return dm

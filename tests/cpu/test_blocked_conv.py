@@ -5,7 +5,7 @@ import numpy
 import pytest
 
 import minifcn as mf
-from minifcn import functions as F
+from minifcn import cuda, functions as F
 from minifcn.functions import conv
 from minifcn.gradcheck import check_backward
 
@@ -74,13 +74,21 @@ def test_tile_size_follows_the_buffer_budget(monkeypatch):
     x = numpy.zeros((64, 100, 100), numpy.float32)
     monkeypatch.setattr(conv, "column_buffer_bytes", 576 * 100 * 4 * 7)
     monkeypatch.setattr(conv, "min_tile_pixels", 1)
-    tiles = conv._RowTiles(x, 576, 100, 100, geo)
+    kernels = mf.backend.kernels_for(x)
+    tiles = conv._RowTiles(kernels, x, 576, 100, 100, geo)
     assert [rows for _, rows in tiles] == [7] * 14 + [2]
     assert tiles.buffer.nbytes == 576 * 7 * 100 * 4
     monkeypatch.setattr(conv, "min_tile_pixels", 1000)
-    assert {rows for _, rows in conv._RowTiles(x, 576, 100, 100, geo)} == {10}
+    assert {rows for _, rows in conv._RowTiles(kernels, x, 576, 100, 100, geo)} == {10}
     monkeypatch.setattr(conv, "min_tile_pixels", 10**6)
-    assert [rows for _, rows in conv._RowTiles(x, 576, 100, 100, geo)] == [100]
+    assert [rows for _, rows in conv._RowTiles(kernels, x, 576, 100, 100, geo)] == [100]
+
+
+def test_a_kernel_set_without_row_tiles_gets_the_whole_image_and_no_buffer(monkeypatch):
+    monkeypatch.setattr(conv, "column_buffer_bytes", 576 * 100 * 4 * 7)
+    tiles = conv._RowTiles(cuda.KERNELS, numpy.zeros((64, 100, 100), numpy.float32), 576, 100, 100,
+                           conv.Geometry(3, 3, 1, 1, 1, 1, 1, 1, 1))
+    assert tiles.bounds == [(0, 100)] and tiles.buffer is None
 
 
 @pytest.mark.parametrize("tile_rows", [1, 2])

@@ -7,9 +7,10 @@ import numpy
 import pytest
 
 import minifcn.cpu as numba_kernels
-from minifcn.functions import im2col as numpy_im2col
-from minifcn.functions import loss as numpy_loss
-from minifcn.functions import pooling as numpy_pooling
+from minifcn.functions.pooling import pool_output_size
+from minifcn.reference import im2col as numpy_im2col
+from minifcn.reference import loss as numpy_loss
+from minifcn.reference import pooling as numpy_pooling
 
 DTYPES = [numpy.float32, numpy.float64]
 TOLERANCE = {numpy.float32: dict(rtol=1e-5, atol=1e-6), numpy.float64: dict(rtol=1e-12, atol=1e-12)}
@@ -33,8 +34,8 @@ def random_pool_geometry(rng):
     height = int(rng.integers(max(1, kh - 2 * ph), 12))
     width = int(rng.integers(max(1, kw - 2 * pw), 12))
     ceil_mode = bool(rng.integers(0, 2))
-    out_h = numpy_pooling.pool_output_size(height, kh, sy, ph, ceil_mode)
-    out_w = numpy_pooling.pool_output_size(width, kw, sx, pw, ceil_mode)
+    out_h = pool_output_size(height, kh, sy, ph, ceil_mode)
+    out_w = pool_output_size(width, kw, sx, pw, ceil_mode)
     shape = (int(rng.integers(1, 3)), int(rng.integers(1, 4)), height, width)
     return shape, (kh, kw, sy, sx, ph, pw, out_h, out_w)
 
@@ -153,7 +154,7 @@ def test_softmax_cross_entropy_matches_numpy(shape, ignored, dtype):
                                                       ((13,), 0.0, 0.5),
                                                       ((1001, 3), 1e-2, 1 / 3)])
 def test_sgd_update_matches_numpy_over_steps(shape, decay, grad_scale, dtype):
-    from minifcn.optim import sgd_update as numpy_sgd_update
+    from minifcn.reference.solver import sgd_update as numpy_sgd_update
     rng = numpy.random.default_rng(3)
     param = rng.standard_normal(shape).astype(dtype)
     history = numpy.zeros(shape, dtype)
@@ -172,7 +173,7 @@ def test_sgd_update_matches_numpy_over_steps(shape, decay, grad_scale, dtype):
 @pytest.mark.parametrize("shape", [(1,), (3, 5, 7), (2, 17, 4, 9)])
 @pytest.mark.parametrize("p, seed", [(0.1, 0), (0.5, 2**63 - 1), (0.9, 424242)])
 def test_dropout_matches_numpy_bit_for_bit(shape, p, seed, dtype):
-    from minifcn.functions.activation import dropout_numpy
+    from minifcn.reference.dropout import dropout_numpy
     x = numpy.random.default_rng(4).standard_normal(shape).astype(dtype)
     threshold, scale = math.ceil(p * 2**53), 1.0 / (1.0 - p)
     y = numba_kernels.dropout(x, seed, threshold, scale)
@@ -187,6 +188,7 @@ def test_winograd_transforms_match_numpy(seed, dtype):
     odd sizes so tiles hang over the edges, padding 0-2), into buffers whose rows are
     longer than the band, as functions/winograd.py lays them out."""
     from minifcn.functions import winograd
+    from minifcn.reference import winograd as numpy_winograd
     rng = numpy.random.default_rng(seed)
     channels, out_channels = (int(v) for v in rng.integers(1, 5, 2))
     height, width = (int(v) for v in rng.integers(1, 12, 2))
@@ -205,8 +207,10 @@ def test_winograd_transforms_match_numpy(seed, dtype):
     bias = rng.standard_normal(out_channels).astype(dtype)
     tiles = rows * tile_cols
     for kernel, reference, args, out_shape in (
-            ("winograd_input", winograd.winograd_input_numpy, (x, ph, pw, first, rows), (channels, 16, length)),
-            ("winograd_gy", winograd.winograd_gy_numpy, (gy, first, rows), (out_channels, 16, length))):
+            ("winograd_input", numpy_winograd.winograd_input_numpy, (x, ph, pw, first, rows),
+             (channels, 16, length)),
+            ("winograd_gy", numpy_winograd.winograd_gy_numpy, (gy, first, rows),
+             (out_channels, 16, length))):
         got, expected = numpy.zeros(out_shape, dtype), numpy.zeros(out_shape, dtype)
         getattr(numba_kernels, kernel)(*args, got)
         reference(*args, expected)
@@ -214,7 +218,7 @@ def test_winograd_transforms_match_numpy(seed, dtype):
         assert not got[:, :, tiles:].any()  # nothing written past the band
     got, expected = (numpy.full((out_channels, out_h, out_w), 7.0, dtype) for _ in range(2))
     numba_kernels.winograd_output(m, first, rows, bias, got)
-    winograd.winograd_output_numpy(m, first, rows, bias, expected)
+    numpy_winograd.winograd_output_numpy(m, first, rows, bias, expected)
     numpy.testing.assert_allclose(got, expected, **TOLERANCE[dtype])
     band = slice(2 * first, min(2 * (first + rows), out_h))
     assert (numpy.delete(got, numpy.r_[band], axis=1) == 7.0).all()  # only the band's rows

@@ -2,8 +2,8 @@
 import numpy
 import pytest
 
-from minifcn.functions.array import crop_backward_numpy, crop_forward_numpy
-from minifcn.functions.norm import lrn_backward_numpy, lrn_forward_numpy
+from minifcn.reference.crop import crop_backward_numpy, crop_forward_numpy
+from minifcn.reference.norm import lrn_backward_numpy, lrn_forward_numpy
 
 from cuda_emulator import tolerance
 

@@ -5,7 +5,7 @@ import math
 import numpy
 import pytest
 
-from minifcn.functions.activation import dropout_numpy
+from minifcn.reference.dropout import dropout_numpy
 
 
 @pytest.mark.parametrize("shape", [(1,), (3, 5, 7), (2, 17, 4, 9)])

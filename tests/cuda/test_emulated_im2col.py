@@ -2,7 +2,7 @@
 import numpy
 import pytest
 
-from minifcn.functions.im2col import col2im_numpy, conv_output_size, im2col_numpy
+from minifcn.reference.im2col import col2im_numpy, conv_output_size, im2col_numpy
 
 # channels, height, width, kh, kw, sy, sx, ph, pw, dy, dx
 GEOMETRIES = [

@@ -2,7 +2,7 @@
 import numpy
 import pytest
 
-from minifcn.functions.loss import (softmax_cross_entropy_backward_numpy,
+from minifcn.reference.loss import (softmax_cross_entropy_backward_numpy,
                                     softmax_cross_entropy_forward_numpy)
 
 from cuda_emulator import tolerance

@@ -2,9 +2,9 @@
 import numpy
 import pytest
 
-from minifcn.functions.pooling import (avg_pool_backward_numpy, avg_pool_forward_numpy,
-                                       max_pool_backward_numpy, max_pool_forward_numpy,
-                                       pool_output_size)
+from minifcn.functions.pooling import pool_output_size
+from minifcn.reference.pooling import (avg_pool_backward_numpy, avg_pool_forward_numpy,
+                                       max_pool_backward_numpy, max_pool_forward_numpy)
 
 from cuda_emulator import tolerance
 

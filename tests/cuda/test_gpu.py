@@ -102,11 +102,13 @@ def test_op_on_the_device_matches_numpy(device, name, dtype):
 
 def test_the_cuda_kernels_are_the_ones_used(device):
     array = backend.to_device(numpy.zeros(1, numpy.float32), device)
+    kernels = backend.kernels_for(array)
+    assert kernels is cuda.KERNELS
     for name in ("im2col", "col2im", "max_pool_forward", "max_pool_backward", "avg_pool_forward",
                  "avg_pool_backward", "softmax_cross_entropy_forward",
                  "softmax_cross_entropy_backward", "crop_forward", "crop_backward",
                  "lrn_forward", "lrn_backward", "dropout"):
-        assert backend.kernel(name, array, None) is getattr(cuda, name)
+        assert getattr(kernels, name) is getattr(cuda, name)
 
 
 def test_gradients_are_deterministic(device):

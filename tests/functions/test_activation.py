@@ -6,7 +6,8 @@ import pytest
 
 import minifcn as mf
 from minifcn import functions as F
-from minifcn.functions.activation import Dropout, splitmix64
+from minifcn.functions.activation import Dropout
+from minifcn.reference.dropout import splitmix64
 from minifcn.gradcheck import check_backward
 
 

@@ -9,6 +9,7 @@ import numpy
 import pytest
 
 import minifcn as mf
+from minifcn import backend, cuda
 from minifcn import functions as F
 from minifcn.functions import conv, winograd
 from minifcn.gradcheck import check_backward
@@ -83,8 +84,9 @@ def test_conv_transpose2d_gradients(winograd_everywhere, x_shape, c_out, padding
 def test_bands_give_the_same_bits_as_one_band(winograd_everywhere):
     rng = numpy.random.default_rng(4)
     x, w = rng.standard_normal((2, 3, 13, 10)), rng.standard_normal((4, 3, 3, 3))
-    whole = winograd.correlate(x, w, 1, 1)
-    one_tile_row = winograd.correlate(x, w, 1, 1, band_bytes=1)
+    kernels = backend.kernels_for(x)
+    whole = winograd.correlate(kernels, x, w, 1, 1)
+    one_tile_row = winograd.correlate(kernels, x, w, 1, 1, band_bytes=1)
     numpy.testing.assert_array_equal(one_tile_row, whole)
 
 
@@ -124,8 +126,10 @@ def test_which_layers_take_the_path(stride, dilation, groups, kernel, channels, 
     x = numpy.zeros((1, channels * groups, 8, 8), numpy.float32)
     w = numpy.zeros((channels * groups, channels, kernel, kernel), numpy.float32)
     geo = conv.Geometry(kernel, kernel, stride, stride, padding, padding, dilation, dilation, groups)
-    assert winograd.applies(x, w.shape, geo) == taken
-    assert winograd.applies(x, w[:32].shape, geo) is False  # 32 output channels: too few
+    kernels = backend.kernels_for(x)
+    assert winograd.applies(kernels, w.shape, geo) == taken
+    assert winograd.applies(kernels, w[:32].shape, geo) is False  # 32 output channels: too few
+    assert not winograd.applies(cuda.KERNELS, w.shape, geo)  # no Winograd on the GPU
 
 
 def test_rows_of_v_and_m_are_an_odd_number_of_cache_lines():
@@ -142,6 +146,6 @@ def test_weight_gradient_matches_im2col(winograd_everywhere, x_shape, c_out, pad
     ph, pw = (padding, padding) if isinstance(padding, int) else padding
     gy = rng.standard_normal((2, c_out, x_shape[2] + 2 * ph - 2, x_shape[3] + 2 * pw - 2))
     geo = conv.Geometry(3, 3, 1, 1, ph, pw, 1, 1, 1)
-    winograd_grad = winograd.weight_grad(x, gy, ph, pw, band_bytes=1)
+    winograd_grad = winograd.weight_grad(backend.kernels_for(x), x, gy, ph, pw, band_bytes=1)
     monkeypatch.setattr(winograd, "min_channels", 10**9)
     numpy.testing.assert_allclose(winograd_grad, conv._weight_grad(x, gy, geo), rtol=1e-11, atol=1e-11)

@@ -16,14 +16,14 @@ previous tile's rows simply add up there. The whole-image `im2col`/`col2im` (the
 contract every kernel set implements, the CUDA one included) are the tile functions
 with first_row = 0 and rows = out_h.
 
-The NumPy versions copy one strided slice per window offset (kh*kw copies, never a
+These NumPy versions copy one strided slice per window offset (kh*kw copies, never a
 Python loop over pixels). Padding is never materialised: for each offset only the
 taps inside the image are copied and the border strips that fall in the padding are
-zeroed. The functions without `_numpy` dispatch to the numba kernels on the CPU or
-the CUDA kernels on the GPU when those are active (see backend.py); the tile functions
-are CPU-only (on the GPU conv.py uses whole images).
+zeroed. They are the NumPy kernel set's (reference/__init__.py); the numba set
+(cpu/im2col.py) and the CUDA one (kernels/im2col.cu) implement the same contract.
+Written against the array API, the whole-image versions also run on CuPy arrays.
 """
-from .. import backend
+from ..backend import get_array_module
 
 
 def conv_output_size(size, kernel, stride, pad, dilation=1):
@@ -81,37 +81,13 @@ def col2im_tile_numpy(col, first_row, sy, sx, ph, pw, dy, dx, image):
 
 def im2col_numpy(x, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w):
     """x (C, H, W) -> col (C, kh, kw, out_h, out_w)."""
-    xp = backend.get_array_module(x)
+    xp = get_array_module(x)
     col = xp.empty((x.shape[0], kh, kw, out_h, out_w), dtype=x.dtype)
     return im2col_tile_numpy(x, kh, kw, sy, sx, ph, pw, dy, dx, 0, col)
 
 
 def col2im_numpy(col, height, width, sy, sx, ph, pw, dy, dx):
     """col (C, kh, kw, out_h, out_w) -> x (C, H, W), summing overlapping entries."""
-    xp = backend.get_array_module(col)
+    xp = get_array_module(col)
     image = xp.zeros((col.shape[0], height, width), dtype=col.dtype)
     return col2im_tile_numpy(col, 0, sy, sx, ph, pw, dy, dx, image)
-
-
-def im2col(x, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w):
-    """Dispatch im2col to the active kernel set; same contract as im2col_numpy."""
-    return backend.kernel("im2col", x, im2col_numpy)(x, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w)
-
-
-def col2im(col, height, width, sy, sx, ph, pw, dy, dx):
-    """Dispatch col2im to the active kernel set; same contract as col2im_numpy."""
-    return backend.kernel("col2im", col, col2im_numpy)(col, height, width, sy, sx, ph, pw, dy, dx)
-
-
-def im2col_tile(x, kh, kw, sy, sx, ph, pw, dy, dx, first_row, col):
-    """Dispatch im2col_tile (CPU only) to the active kernel set; returns col."""
-    backend.kernel("im2col_tile", x, im2col_tile_numpy)(x, kh, kw, sy, sx, ph, pw, dy, dx,
-                                                        first_row, col)
-    return col
-
-
-def col2im_tile(col, first_row, sy, sx, ph, pw, dy, dx, image):
-    """Dispatch col2im_tile (CPU only) to the active kernel set; returns image."""
-    backend.kernel("col2im_tile", col, col2im_tile_numpy)(col, first_row, sy, sx, ph, pw,
-                                                          dy, dx, image)
-    return image
