@@ -59,3 +59,26 @@ __device__ __forceinline__ index_t last_window(index_t position, index_t stride,
 
 __device__ __forceinline__ index_t max_index(index_t a, index_t b) { return a > b ? a : b; }
 __device__ __forceinline__ index_t min_index(index_t a, index_t b) { return a < b ? a : b; }
+
+// ------------------------------------------------ 16-byte vectors (crop.cu, dropout.cu)
+// scalar_vector: SCALAR_VECTOR_WIDTH scalars (4 floats or 2 doubles) that one 16-byte
+// load or store moves (ld.global.v4.f32 / .v2.f64). A kernel takes its vector path
+// only when the pointers are aligned_16 and every offset is a multiple of the width.
+#define SCALAR_VECTOR_WIDTH ((int)(16 / sizeof(scalar_t)))
+struct alignas(16) scalar_vector {
+    scalar_t v[SCALAR_VECTOR_WIDTH];
+};
+
+__device__ __forceinline__ bool aligned_16(const void* pointer)
+{
+    return ((unsigned long long)pointer & 15ull) == 0;
+}
+
+// PRAGMA_UNROLL(n): `#pragma unroll n` for nvcc and NVRTC, nothing for g++ (the CPU
+// emulation in tests/cuda, which knows no such pragma and would warn).
+#define PRAGMA_TEXT(text) _Pragma(#text)
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define PRAGMA_UNROLL(count) PRAGMA_TEXT(unroll count)
+#else
+#define PRAGMA_UNROLL(count)
+#endif

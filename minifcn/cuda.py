@@ -305,16 +305,34 @@ def avg_pool_backward(gy, height, width, kh, kw, sy, sx, ph, pw):
 
 
 # ------------------------------------------------------------------------------- loss
+LOSS_THREADS = 256    # a block of softmax_loss.cu's forward: its fixed reduction tree
+LOSS_PARTIALS = 4096  # about the most chunk partials the one-block total adds up
+LOSS_CHUNK = 1024     # pixels a forward block takes at least (4 a thread)
+
+
 def softmax_cross_entropy_forward(score, target, ignore_index):
-    """(loss_sum, count): 0-d device arrays (of score's dtype, and an integer)."""
+    """(loss_sum, count): 0-d device arrays (of score's dtype, and int64). Two launches:
+    per-chunk partials, then their total, in a fixed order (bit-identical every run)."""
     xp, score = _module_and_contiguous(score)
     target = xp.ascontiguousarray(target, dtype=xp.int32)
     n, channels, height, width = score.shape
-    pixel_loss = xp.empty((n, height, width), dtype=score.dtype)
-    counted = xp.empty((n, height, width), dtype=xp.int32)
-    _launch("softmax_loss.cu", "softmax_cross_entropy_forward", score.dtype, pixel_loss.size,
-            score, target, n, channels, height * width, ignore_index, pixel_loss, counted)
-    return pixel_loss.sum(dtype=score.dtype), counted.sum()
+    pixels = height * width
+    if n * pixels == 0:
+        return xp.zeros((), dtype=score.dtype), xp.zeros((), dtype=xp.int64)
+    chunk = max(LOSS_CHUNK, -(-n * pixels // (LOSS_PARTIALS * LOSS_THREADS)) * LOSS_THREADS)
+    chunks = -(-pixels // chunk)
+    partial_loss = xp.empty(n * chunks, dtype=score.dtype)
+    partial_count = xp.empty(n * chunks, dtype=xp.int64)
+    grid = ((min(chunks, MAX_BLOCKS), min(n, MAX_BLOCKS)), LOSS_THREADS)
+    _launch("softmax_loss.cu", "softmax_cross_entropy_forward", score.dtype, n * pixels,
+            score, target, n, channels, pixels, ignore_index, chunk, partial_loss,
+            partial_count, grid=grid)
+    loss_sum = xp.empty((), dtype=score.dtype)
+    count = xp.empty((), dtype=xp.int64)
+    _launch("softmax_loss.cu", "softmax_cross_entropy_total", score.dtype, partial_loss.size,
+            partial_loss, partial_count, partial_loss.size, loss_sum, count,
+            grid=(1, LOSS_THREADS))
+    return loss_sum, count
 
 
 def softmax_cross_entropy_backward(score, target, ignore_index, coefficient):
@@ -324,19 +342,42 @@ def softmax_cross_entropy_backward(score, target, ignore_index, coefficient):
     coefficient = xp.asarray(coefficient, dtype=score.dtype)
     n, channels, height, width = score.shape
     gscore = xp.empty(score.shape, dtype=score.dtype)
-    _launch("softmax_loss.cu", "softmax_cross_entropy_backward", score.dtype, n * height * width,
-            score, target, n, channels, height * width, ignore_index, coefficient, gscore)
+    pixels = height * width
+    grid = ((min(-(-pixels // THREADS_PER_BLOCK), MAX_BLOCKS), min(n, MAX_BLOCKS)),
+            THREADS_PER_BLOCK)
+    _launch("softmax_loss.cu", "softmax_cross_entropy_backward", score.dtype, n * pixels,
+            score, target, n, channels, pixels, ignore_index, coefficient, gscore, grid=grid)
     return gscore
 
 
 # ------------------------------------------------------------------------------- crop
+CROP_ITEMS_PER_STEP = 4  # kernels/crop.cu: items a thread moves per step along a row
+
+
+def _crop_rows_launch(kernel, source, rows, row_items, vector, destination, *sizes):
+    """Launch crop.cu's `kernel` over `rows` rows of `row_items` elements: blockDim.x
+    covers a row in CROP_ITEMS_PER_STEP steps (of 16-byte vectors when the kernel can
+    take them), 32 to 256 threads, the rest of a 256-thread block in y."""
+    items = -(-row_items // (16 // source.itemsize)) if vector else row_items
+    along = min(THREADS_PER_BLOCK, max(32, -(-items // (CROP_ITEMS_PER_STEP * 32)) * 32))
+    across = THREADS_PER_BLOCK // along
+    blocks = (min(-(-items // (CROP_ITEMS_PER_STEP * along)), MAX_BLOCKS),
+              min(-(-rows // across), MAX_BLOCKS))
+    # the kernel forms indices up to a row's end plus CROP_ITEMS_PER_STEP grid widths
+    largest = destination.size + CROP_ITEMS_PER_STEP * blocks[0] * along
+    _launch("crop.cu", kernel, source.dtype, largest, source, *sizes, destination,
+            grid=(blocks, (along, across)))
+
+
 def crop_forward(x, oy, ox, h, w):
     """x (N, C, H, W) -> x[:, :, oy:oy+h, ox:ox+w], contiguous."""
     xp, x = _module_and_contiguous(x)
     n, c, height, width = x.shape
     y = xp.empty((n, c, h, w), dtype=x.dtype)
-    _launch("crop.cu", "crop_forward", x.dtype, y.size,
-            x, n * c, height, width, oy, ox, h, w, y)
+    lanes = 16 // x.itemsize
+    vector = width % lanes == ox % lanes == w % lanes == 0
+    _crop_rows_launch("crop_forward", x, n * c * h, w, vector, y,
+                      n * c, height, width, oy, ox, h, w)
     return y
 
 
@@ -345,19 +386,24 @@ def crop_backward(gy, height, width, oy, ox):
     xp, gy = _module_and_contiguous(gy)
     n, c, h, w = gy.shape
     gx = xp.empty((n, c, height, width), dtype=gy.dtype)
-    _launch("crop.cu", "crop_backward", gy.dtype, gx.size,
-            gy, n * c, height, width, oy, ox, h, w, gx)
+    lanes = 16 // gy.itemsize
+    vector = width % lanes == ox % lanes == w % lanes == 0
+    _crop_rows_launch("crop_backward", gy, n * c * height, width, vector, gx,
+                      n * c, height, width, oy, ox, h, w)
     return gx
 
 
 # -------------------------------------------------------------------------------- LRN
+LRN_RUN = 16  # kernels/lrn.cu: channels a thread walks
+
+
 def lrn_forward(x, size, alpha, beta, k):
     """x (N, C, H, W) -> (y, scale), Caffe LRN across channels."""
     xp, x = _module_and_contiguous(x)
     n, c, height, width = x.shape
     y = xp.empty(x.shape, dtype=x.dtype)
     scale = xp.empty(x.shape, dtype=x.dtype)
-    _launch("lrn.cu", "lrn_forward", x.dtype, x.size,
+    _launch("lrn.cu", "lrn_forward", x.dtype, n * -(-c // LRN_RUN) * height * width,
             x, n, c, height * width, size, alpha / size, beta, k, y, scale)
     return y, scale
 
@@ -367,17 +413,20 @@ def lrn_backward(x, y, scale, gy, size, alpha, beta):
     xp, x, y, scale, gy = _module_and_contiguous(x, y, scale, gy)
     n, c, height, width = x.shape
     gx = xp.empty(x.shape, dtype=x.dtype)
-    _launch("lrn.cu", "lrn_backward", x.dtype, x.size,
+    _launch("lrn.cu", "lrn_backward", x.dtype, n * -(-c // LRN_RUN) * height * width,
             x, y, scale, gy, n, c, height * width, size, 2.0 * alpha * beta / size, beta, gx)
     return gx
 
 
 # ---------------------------------------------------------------------------- dropout
 def dropout(x, seed, threshold, scale):
-    """x * mask * scale, the mask a function of (seed, flat index); see activation.py."""
+    """x * mask * scale, the mask a function of (seed, flat index); see activation.py.
+    One thread per 16-byte vector (kernels/dropout.cu)."""
     xp, x = _module_and_contiguous(x)
     y = xp.empty(x.shape, dtype=x.dtype)
-    _launch("dropout.cu", "dropout", x.dtype, x.size, x, x.size, seed, threshold, scale, y)
+    lanes = 16 // x.itemsize
+    _launch("dropout.cu", "dropout", x.dtype, x.size, x, x.size, seed, threshold, scale, y,
+            grid=launch_shape(max(1, x.size // lanes)))
     return y
 
 
