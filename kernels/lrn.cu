@@ -17,8 +17,10 @@
 //   A thread sums the window of its run's first channel once, then walks the run's
 //   channels with a sliding window: one add (the channel entering) and one subtract
 //   (the channel leaving) per channel instead of n adds. The sums are kept in double
-//   (exact enough that the add-subtract walk does not drift, and in float32 still far
-//   below the memory time: two adds and two conversions an element). Neighbouring
+//   (in float32 still far below the memory time: two adds and two conversions an
+//   element); a large value leaving the window leaves a residue of about 2^-52 of its
+//   square in the sums of the later channels of its run, and each run starts afresh
+//   (tests/cuda/test_emulated_crop_lrn.py bounds it). Neighbouring
 //   threads take neighbouring pixels of the same channel: every load and store of a
 //   warp is contiguous. Runs of LRN_RUN channels rather than whole pixels keep enough
 //   threads in flight for few pixels (AlexNet's norm1: 173 x 173 pixels, 96 channels).
