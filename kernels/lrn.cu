@@ -12,8 +12,9 @@
 // arrive precomputed (in double, then rounded to scalar_t, as NumPy rounds them).
 //
 // THREAD MAPPING
-//   forward and backward: one thread per (image, run of LRN_RUN channels, pixel),
-//   pixel fastest: N * ceil(C / LRN_RUN) * H * W threads, grid-stride (1-D, any size).
+//   forward and backward: one thread per (image, run of `run` channels, pixel), pixel
+//   fastest: N * ceil(C / run) * H * W threads, grid-stride (1-D, any size); run = 16
+//   (minifcn/cuda.py's LRN_RUN).
 //   A thread sums the window of its run's first channel once, then walks the run's
 //   channels with a sliding window: one add (the channel entering) and one subtract
 //   (the channel leaving) per channel instead of n adds. The sums are kept in double
@@ -22,7 +23,7 @@
 //   square in the sums of the later channels of its run, and each run starts afresh
 //   (tests/cuda/test_emulated_crop_lrn.py bounds it). Neighbouring
 //   threads take neighbouring pixels of the same channel: every load and store of a
-//   warp is contiguous. Runs of LRN_RUN channels rather than whole pixels keep enough
+//   warp is contiguous. Runs of channels rather than whole pixels keep enough
 //   threads in flight for few pixels (AlexNet's norm1: 173 x 173 pixels, 96 channels).
 //
 // WHAT BOUNDS ITS SPEED
@@ -36,21 +37,19 @@
 
 #include "common.cuh"
 
-#define LRN_RUN 16  // channels a thread walks
-
 extern "C" __global__ void lrn_forward(
     const scalar_t* __restrict__ x, index_t images, index_t channels,
-    index_t pixels_per_channel, index_t size, scalar_t alpha_over_size, scalar_t beta,
-    scalar_t k, scalar_t* __restrict__ y, scalar_t* __restrict__ scale)
+    index_t pixels_per_channel, index_t run, index_t size, scalar_t alpha_over_size,
+    scalar_t beta, scalar_t k, scalar_t* __restrict__ y, scalar_t* __restrict__ scale)
 {
-    const index_t runs = (channels + LRN_RUN - 1) / LRN_RUN;
+    const index_t runs = (channels + run - 1) / run;
     const index_t pre = (size - 1) / 2;
     GRID_STRIDE_LOOP(thread, images * runs * pixels_per_channel) {
         const index_t run_and_image = thread / pixels_per_channel;
         const index_t pixel = thread - run_and_image * pixels_per_channel;
         const index_t image = run_and_image / runs;
-        const index_t first = (run_and_image - image * runs) * LRN_RUN;
-        const index_t last = min_index(first + LRN_RUN, channels);
+        const index_t first = (run_and_image - image * runs) * run;
+        const index_t last = min_index(first + run, channels);
         const index_t start = image * channels * pixels_per_channel + pixel;  // (n, 0, h, w)
         const scalar_t* x_pixel = x + start;
         double sum_of_squares = 0;  // the window of `first`: [first - pre, first - pre + n)
@@ -80,17 +79,17 @@ PRAGMA_UNROLL(4)
 extern "C" __global__ void lrn_backward(
     const scalar_t* __restrict__ x, const scalar_t* __restrict__ y,
     const scalar_t* __restrict__ scale, const scalar_t* __restrict__ gy, index_t images,
-    index_t channels, index_t pixels_per_channel, index_t size,
+    index_t channels, index_t pixels_per_channel, index_t run, index_t size,
     scalar_t two_alpha_beta_over_size, scalar_t beta, scalar_t* __restrict__ gx)
 {
-    const index_t runs = (channels + LRN_RUN - 1) / LRN_RUN;
+    const index_t runs = (channels + run - 1) / run;
     const index_t pre = (size - 1) / 2, post = size - 1 - pre;
     GRID_STRIDE_LOOP(thread, images * runs * pixels_per_channel) {
         const index_t run_and_image = thread / pixels_per_channel;
         const index_t pixel = thread - run_and_image * pixels_per_channel;
         const index_t image = run_and_image / runs;
-        const index_t first = (run_and_image - image * runs) * LRN_RUN;
-        const index_t last = min_index(first + LRN_RUN, channels);
+        const index_t first = (run_and_image - image * runs) * run;
+        const index_t last = min_index(first + run, channels);
         const index_t start = image * channels * pixels_per_channel + pixel;  // (n, 0, h, w)
         // ratio(c') = gy y / scale at channel c'; the window of c is [c - post, c + pre]
         const auto ratio = [=](index_t c) {

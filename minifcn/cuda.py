@@ -351,22 +351,26 @@ def softmax_cross_entropy_backward(score, target, ignore_index, coefficient):
 
 
 # ------------------------------------------------------------------------------- crop
-CROP_ITEMS_PER_STEP = 4  # kernels/crop.cu: items a thread moves per step along a row
+CROP_ITEMS_PER_STEP = 4  # kernels/crop.cu's: items a thread moves per step along a row
 
 
-def _crop_rows_launch(kernel, source, rows, row_items, vector, destination, *sizes):
-    """Launch crop.cu's `kernel` over `rows` rows of `row_items` elements: blockDim.x
-    covers a row in CROP_ITEMS_PER_STEP steps (of 16-byte vectors when the kernel can
-    take them), 32 to 256 threads, the rest of a 256-thread block in y."""
-    items = -(-row_items // (16 // source.itemsize)) if vector else row_items
+def _crop_rows_grid(rows, row_items, itemsize, vector):
+    """(largest index, grid) of crop.cu over `rows` rows of `row_items` elements:
+    blockDim.x covers a row in CROP_ITEMS_PER_STEP steps (of 16-byte vectors when the
+    kernel can take them), 32 to 256 threads, the rest of a 256-thread block in y."""
+    items = -(-row_items // (16 // itemsize)) if vector else row_items
     along = min(THREADS_PER_BLOCK, max(32, -(-items // (CROP_ITEMS_PER_STEP * 32)) * 32))
     across = THREADS_PER_BLOCK // along
     blocks = (min(-(-items // (CROP_ITEMS_PER_STEP * along)), MAX_BLOCKS),
               min(-(-rows // across), MAX_BLOCKS))
     # the kernel forms indices up to a row's end plus CROP_ITEMS_PER_STEP grid widths
-    largest = destination.size + CROP_ITEMS_PER_STEP * blocks[0] * along
-    _launch("crop.cu", kernel, source.dtype, largest, source, *sizes, destination,
-            grid=(blocks, (along, across)))
+    return rows * row_items + CROP_ITEMS_PER_STEP * blocks[0] * along, (blocks, (along, across))
+
+
+def _crop_vectors(width, ox, w, itemsize):
+    """Whether crop.cu can move 16-byte vectors (its pointers aside)."""
+    lanes = 16 // itemsize
+    return width % lanes == ox % lanes == w % lanes == 0
 
 
 def crop_forward(x, oy, ox, h, w):
@@ -374,10 +378,12 @@ def crop_forward(x, oy, ox, h, w):
     xp, x = _module_and_contiguous(x)
     n, c, height, width = x.shape
     y = xp.empty((n, c, h, w), dtype=x.dtype)
-    lanes = 16 // x.itemsize
-    vector = width % lanes == ox % lanes == w % lanes == 0
-    _crop_rows_launch("crop_forward", x, n * c * h, w, vector, y,
-                      n * c, height, width, oy, ox, h, w)
+    if y.size == 0:
+        return y
+    largest, grid = _crop_rows_grid(n * c * h, w, x.itemsize,
+                                    _crop_vectors(width, ox, w, x.itemsize))
+    _launch("crop.cu", "crop_forward", x.dtype, largest,
+            x, n * c, height, width, oy, ox, h, w, y, grid=grid)
     return y
 
 
@@ -386,15 +392,17 @@ def crop_backward(gy, height, width, oy, ox):
     xp, gy = _module_and_contiguous(gy)
     n, c, h, w = gy.shape
     gx = xp.empty((n, c, height, width), dtype=gy.dtype)
-    lanes = 16 // gy.itemsize
-    vector = width % lanes == ox % lanes == w % lanes == 0
-    _crop_rows_launch("crop_backward", gy, n * c * height, width, vector, gx,
-                      n * c, height, width, oy, ox, h, w)
+    if gx.size == 0:
+        return gx
+    largest, grid = _crop_rows_grid(n * c * height, width, gy.itemsize,
+                                    _crop_vectors(width, ox, w, gy.itemsize))
+    _launch("crop.cu", "crop_backward", gy.dtype, largest,
+            gy, n * c, height, width, oy, ox, h, w, gx, grid=grid)
     return gx
 
 
 # -------------------------------------------------------------------------------- LRN
-LRN_RUN = 16  # kernels/lrn.cu: channels a thread walks
+LRN_RUN = 16  # channels a thread of kernels/lrn.cu walks
 
 
 def lrn_forward(x, size, alpha, beta, k):
@@ -404,7 +412,7 @@ def lrn_forward(x, size, alpha, beta, k):
     y = xp.empty(x.shape, dtype=x.dtype)
     scale = xp.empty(x.shape, dtype=x.dtype)
     _launch("lrn.cu", "lrn_forward", x.dtype, n * -(-c // LRN_RUN) * height * width,
-            x, n, c, height * width, size, alpha / size, beta, k, y, scale)
+            x, n, c, height * width, LRN_RUN, size, alpha / size, beta, k, y, scale)
     return y, scale
 
 
@@ -414,7 +422,8 @@ def lrn_backward(x, y, scale, gy, size, alpha, beta):
     n, c, height, width = x.shape
     gx = xp.empty(x.shape, dtype=x.dtype)
     _launch("lrn.cu", "lrn_backward", x.dtype, n * -(-c // LRN_RUN) * height * width,
-            x, y, scale, gy, n, c, height * width, size, 2.0 * alpha * beta / size, beta, gx)
+            x, y, scale, gy, n, c, height * width, LRN_RUN, size, 2.0 * alpha * beta / size,
+            beta, gx)
     return gx
 
 

@@ -35,7 +35,9 @@ def test_every_kernel_cuda_py_launches_is_defined():
     launched = set(re.findall(r'_launch\("(\w+\.cu)", "(\w+)"', open(cuda.__file__).read()))
     defined = {(filename, name) for filename in cuda.kernel_files()
                for name in cuda_emulator.defined_kernels(cuda.kernel_source(filename))}
-    assert len(launched) == len(OWN_KERNELS) and launched <= defined, launched - defined
+    # every kernel of the contract launched (helpers such as the loss's total besides)
+    assert {name for _, name in launched} >= set(OWN_KERNELS) and launched <= defined, (
+        launched - defined)
 
 
 def test_imports_without_cupy():

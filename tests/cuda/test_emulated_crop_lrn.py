@@ -77,6 +77,21 @@ def test_lrn_matches_numpy(emulated_cuda, dtype, rng, shape, size, alpha, beta, 
                                   **tolerance(dtype))
 
 
+@pytest.mark.parametrize("run", [1, 3, 64])
+def test_lrn_any_run_of_channels_gives_the_same(emulated_cuda, dtype, rng, run, monkeypatch):
+    # runs of one channel (every window summed afresh), runs that split the windows,
+    # one run for every channel
+    monkeypatch.setattr(cuda, "LRN_RUN", run)
+    x, gy = rng.standard_normal((2, 2, 21, 5, 3)).astype(dtype)
+    y, scale = emulated_cuda.lrn_forward(x, 5, 0.5, 0.75, 1.0)
+    expected_y, expected_scale = lrn_forward_numpy(x, 5, 0.5, 0.75, 1.0)
+    numpy.testing.assert_allclose(scale, expected_scale, **tolerance(dtype))
+    numpy.testing.assert_allclose(y, expected_y, **tolerance(dtype))
+    gx = emulated_cuda.lrn_backward(x, y, scale, gy, 5, 0.5, 0.75)
+    numpy.testing.assert_allclose(gx, lrn_backward_numpy(x, expected_y, expected_scale, gy, 5, 0.5, 0.75),
+                                  **tolerance(dtype))
+
+
 def test_lrn_sliding_sum_residue_stays_small_and_inside_its_run(emulated_cuda, dtype, rng):
     # A huge channel enters and leaves the window: the subtraction leaves a rounding
     # residue of about 2^-52 of its square (the sums are doubles) in the later channels

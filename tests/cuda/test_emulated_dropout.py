@@ -39,8 +39,8 @@ def _unaligned(dtype, size):
 
 @pytest.mark.parametrize("size", [1, 9, 130])
 def test_dropout_of_unaligned_arrays_matches_numpy(emulated_gpu, dtype, rng, size):
-    # (the single-element path) a view into a larger buffer on the GPU; cuda_emulator's launches always align
-    # their copies, so this calls the emulated kernel on the unaligned arrays directly
+    # the single-element path, for a view into a larger buffer on the GPU: cuda_emulator's
+    # launches align their copies, so this calls the emulated kernel on these directly
     x, y = _unaligned(dtype, size), _unaligned(dtype, size)
     x[...] = rng.standard_normal(size)
     seed, threshold, scale = 99, math.ceil(0.3 * 2**53), 1.0 / 0.7

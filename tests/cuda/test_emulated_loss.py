@@ -104,7 +104,7 @@ def test_the_loss_is_the_same_bits_every_run_and_with_any_grid(emulated_gpu, dty
     for grid in (None, None, (1, 256), (2, 256)):  # None: the launch's own grid
         enqueue = emulated_gpu.enqueuer()
 
-        def forced(filename, kernel, variant, blocks, threads, args, grid=grid):
+        def forced(filename, kernel, variant, blocks, threads, args, grid=grid, enqueue=enqueue):
             if grid is not None and kernel == "softmax_cross_entropy_forward":
                 blocks = (grid[0], 1 if grid[0] == 1 else 2)  # fewer blocks in x and y
             enqueue(filename, kernel, variant, blocks, threads, args)
