@@ -29,7 +29,8 @@
 //     (loss, count) per chunk.
 //   - softmax_cross_entropy_total: one block (block 0; others return) adds the
 //     partials in a fixed order, the same tree, into the 0-d loss_sum and count.
-//     minifcn/cuda.py sizes the chunks so that there are at most about 4096 partials.
+//     minifcn/cuda.py sizes the chunks: a pixel a thread, more when that would make
+//     more than about 4096 partials.
 //   backward: one thread per pixel, blockIdx.y over the images, x over the pixels of
 //   an image (both grid-stride): no division anywhere. It recomputes lse online from
 //   the scores (keeping lse from the forward would change the kernel contract for

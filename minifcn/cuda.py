@@ -307,7 +307,8 @@ def avg_pool_backward(gy, height, width, kh, kw, sy, sx, ph, pw):
 # ------------------------------------------------------------------------------- loss
 LOSS_THREADS = 256    # a block of softmax_loss.cu's forward: its fixed reduction tree
 LOSS_PARTIALS = 4096  # about the most chunk partials the one-block total adds up
-LOSS_CHUNK = 1024     # pixels a forward block takes at least (4 a thread)
+LOSS_CHUNK = 256      # pixels a forward block takes at least: one a thread, so that a
+                      # batch-1 image still fills the GPU (977 blocks at 500 x 500)
 
 
 def softmax_cross_entropy_forward(score, target, ignore_index):

@@ -15,7 +15,7 @@ from minifcn.reference.loss import (softmax_cross_entropy_backward_numpy,
 from cuda_emulator import tolerance
 
 # channels 1, 3, 21, 33; odd heights and widths; (2, 3, 37, 41): 1517 pixels an image,
-# two chunks of cuda.LOSS_CHUNK
+# six chunks of cuda.LOSS_CHUNK = 256, the last one short
 SHAPES = [(1, 1, 1, 1), (2, 3, 7, 5), (1, 21, 4, 6), (3, 5, 2, 9), (2, 33, 5, 3),
           (2, 3, 37, 41)]
 
