@@ -5,6 +5,7 @@ starts a finer net from a trained coarser one.
 from ..nn import Module
 from .alexnet import FCNAlexNet
 from .fcn import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
+from .stitch import rarefied_scores, shift_and_stitch
 from .vgg import VGG16, VGG16_FC_WIDTH, VGG16_WIDTHS, FullyConvVGG16
 
 MODELS = {"fcn32s": FCN32s, "fcn16s": FCN16s, "fcn8s": FCN8s, "fcn8s-atonce": FCN8sAtOnce,
@@ -33,4 +34,5 @@ def init_from(net, trained):
 
 
 __all__ = ["FCN8s", "FCN8sAtOnce", "FCN16s", "FCN32s", "FCNAlexNet", "FullyConvVGG16", "MODELS",
-           "VGG16", "VGG16_FC_WIDTH", "VGG16_WIDTHS", "build", "init_from"]
+           "VGG16", "VGG16_FC_WIDTH", "VGG16_WIDTHS", "build", "init_from", "rarefied_scores",
+           "shift_and_stitch"]
