@@ -29,7 +29,7 @@ from minifcn.models import stitch
 
 def plain_shift_and_stitch(fn, x, factor):
     """The definition, with loops: shifted copies, then one cell at a time."""
-    n, c, height, width = x.shape
+    n, _, height, width = x.shape
     coarse = {}
     for dy in range(factor):
         for dx in range(factor):
