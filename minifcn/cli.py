@@ -9,9 +9,10 @@ import os
 import subprocess
 import sys
 
+from . import models
 from .train import BUILT_IN_RUN, REAL_DATA_RUN, SMALL_SOLVER, TrainConfig
 
-MODELS = ("fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce", "fcn-alexnet")
+MODELS = tuple(models.MODELS)
 DATA_HELP = ("synthetic (built in, generated on the fly), voc:DIR (PASCAL VOC), sbd:DIR (SBD), "
              "siftflow:DIR or nyud:DIR")
 

@@ -177,4 +177,6 @@ PRESETS = {
     "fcn8s": _caffe_solver(1e-14),
     "fcn8s-atonce": _caffe_solver(1e-10),
     "fcn-alexnet": _caffe_solver(1e-4, momentum=0.9, iter_size=20, normalize=True),
+    # the paper's section 4.3: batch 20, fixed lr 5e-5 for FCN-GoogLeNet, normalized loss
+    "fcn-googlenet": _caffe_solver(5e-5, momentum=0.9, iter_size=20, normalize=True),
 }

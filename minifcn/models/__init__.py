@@ -5,11 +5,12 @@ starts a finer net from a trained coarser one.
 from ..nn import Module
 from .alexnet import FCNAlexNet
 from .fcn import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
+from .googlenet import FCNGoogLeNet
 from .stitch import rarefied_scores, shift_and_stitch
 from .vgg import VGG16, VGG16_FC_WIDTH, VGG16_WIDTHS, FullyConvVGG16
 
 MODELS = {"fcn32s": FCN32s, "fcn16s": FCN16s, "fcn8s": FCN8s, "fcn8s-atonce": FCN8sAtOnce,
-          "fcn-alexnet": FCNAlexNet}
+          "fcn-alexnet": FCNAlexNet, "fcn-googlenet": FCNGoogLeNet}
 
 
 def build(name, n_class, **options):
@@ -33,6 +34,6 @@ def init_from(net, trained):
     return sorted(shared)
 
 
-__all__ = ["FCN8s", "FCN8sAtOnce", "FCN16s", "FCN32s", "FCNAlexNet", "FullyConvVGG16", "MODELS",
+__all__ = ["FCN8s", "FCN8sAtOnce", "FCN16s", "FCN32s", "FCNAlexNet", "FCNGoogLeNet", "FullyConvVGG16", "MODELS",
            "VGG16", "VGG16_FC_WIDTH", "VGG16_WIDTHS", "build", "init_from", "rarefied_scores",
            "shift_and_stitch"]
