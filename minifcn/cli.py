@@ -88,6 +88,9 @@ def _parser():
                        help=f"held-out images scored (default {TrainConfig.val_images})")
     train.add_argument("--out", help="run directory (default runs/<model>-<data>)")
     train.add_argument("--seed", type=int, help=f"default {TrainConfig.seed}")
+    train.add_argument("--loss-sampling", type=float, metavar="P",
+                       help="patchwise training: keep each final score cell in the loss with "
+                            "probability P in (0, 1] (default 1: whole images)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its checkpoint, exactly")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")

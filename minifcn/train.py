@@ -30,6 +30,7 @@ from .data import open_dataset, shuffled_order
 from .data.synthetic import DEFAULT_SIZE as SYNTHETIC_SIZE
 from .data.preprocess import Preprocess
 from .functions import softmax_cross_entropy
+from .loss_sampling import probability, sample_step_labels
 from .metrics import ConfusionMeter
 from .optim import PRESETS, learning_rate, make_optimizer
 
@@ -71,8 +72,10 @@ class TrainConfig:
     seed: int = 1337
     learn_upsampling: bool = False
     progress: bool = True
+    loss_sampling: float = 1.0   # P: keep each final-layer cell in the loss (loss_sampling.py)
 
     def __post_init__(self):
+        self.loss_sampling = probability(self.loss_sampling)
         run = BUILT_IN_RUN if self.on_built_in_data() else REAL_DATA_RUN
         for key, value in run.items():
             if getattr(self, key) is None:
@@ -308,7 +311,9 @@ def _train_step(net, opt, dataset, config, solver, iteration):
     opt.zero_grad()
     total = 0.0
     for micro in range(solver["iter_size"]):
-        images, labels = _batch(dataset, config, (iteration * solver["iter_size"] + micro))
+        position = iteration * solver["iter_size"] + micro
+        images, labels = _batch(dataset, config, position)
+        labels = sample_step_labels(net, labels, config.loss_sampling, config.seed, position)
         score = net(Tensor(backend.to_device(images, config.device)))
         loss = softmax_cross_entropy(score, backend.to_device(labels, config.device),
                                      normalize=solver["normalize"])
