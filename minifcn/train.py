@@ -88,7 +88,8 @@ class TrainConfig:
         return {key: preset[key] if value is None else value for key, value in chosen.items()}
 
     def data_options(self):
-        return {"size": self.image_size} if self.on_built_in_data() else {}
+        options = {"size": self.image_size} if self.on_built_in_data() else {}
+        return {**options, **models.data_options(self.model, self.data)}  # e.g. NYUD's tops
 
     def on_built_in_data(self):
         return self.data == "synthetic"

@@ -11,6 +11,8 @@ from minifcn.models import googlenet
 from minifcn.weights import WeightsFileError, load_converted
 from tests.weights import writers
 
+from .gradients import check_net_gradient, lively_weights
+
 # A few shapes read off the prototxt by hand (num_output, the bottom's channels, kernel).
 PROTOTXT_SHAPES = {
     "conv1/7x7_s2.weight": (64, 3, 7, 7), "conv2/3x3_reduce.weight": (64, 64, 1, 1),
@@ -100,43 +102,11 @@ def test_a_wrong_offset_shows(monkeypatch):
 
 # -------------------------------------------------------------------- gradient check
 def test_gradient_of_a_narrow_fcn_googlenet(rng):
-    """Directional float64 central differences, as the FCN-8s test in test_fcn.py: for
-    the input and every learned layer (57 convolutions and score_fr)."""
+    """For the input and every learned layer (57 convolutions and score_fr)."""
     mf.seed(3)
     net = models.FCNGoogLeNet(n_class=2, widths=1, dtype=numpy.float64).eval()
-    for name, param in net.named_parameters():
-        if name.endswith(".bias"):
-            param.data[...] = rng.uniform(0.1, 0.5, param.shape)
-        elif not name.startswith("upscore"):
-            param.data[...] = (1.0 + rng.standard_normal(param.shape)) / param.data[0].size
-    x = mf.Tensor(rng.standard_normal((1, 3, 5, 7)), requires_grad=True)
-    projection = rng.standard_normal((1, 2, 5, 7))
-    net(x).backward(projection)
-
-    def objective():
-        with mf.no_grad():
-            return float((net(x).numpy() * projection).sum())
-
-    learned = {}
-    for name, param in net.named_parameters():
-        if param.requires_grad:
-            learned.setdefault(name.rsplit(".", 1)[0], []).append(param)
-    assert len(learned) == 58
-    eps = 1e-6
-    for name, tensors in [("input", [x])] + list(learned.items()):
-        directions = [rng.standard_normal(t.shape) for t in tensors]
-        originals = [t.data.copy() for t in tensors]
-        values = []
-        for step in (eps, -eps):
-            for tensor, original, direction in zip(tensors, originals, directions):
-                tensor.data[...] = original + step * direction
-            values.append(objective())
-        for tensor, original in zip(tensors, originals):
-            tensor.data[...] = original
-        numeric = (values[0] - values[1]) / (2 * eps)
-        analytic = sum(float((t.grad * d).sum()) for t, d in zip(tensors, directions))
-        assert all(numpy.abs(t.grad).max() > 1e-6 for t in tensors), name
-        assert abs(analytic - numeric) <= 1e-7 + 1e-6 * abs(numeric), (name, analytic, numeric)
+    lively_weights(net, rng)
+    assert check_net_gradient(net, rng.standard_normal((1, 3, 5, 7)), rng) == 58
 
 
 # ------------------------------------------------------------------------ conversion
