@@ -162,6 +162,9 @@ def _eval(args):
     options = config.data_options() if data == config.data else {}  # e.g. the scenes' size
     dataset = open_dataset(data, split=args.split, **options, **_preprocess(net))
     scores = evaluate(net, dataset, args.device, args.limit, progress=True)
+    if "heads" in scores:  # a multi-headed net: every head's report
+        from .heads import format_scores
+        return print(format_scores(scores, dataset.class_names))
     for key in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
         print(f"{key:10s} {scores[key]:.4f}")
     names = getattr(dataset, "class_names", None) or [str(i) for i in range(dataset.n_class)]

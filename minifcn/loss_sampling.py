@@ -20,11 +20,12 @@ import math
 
 import numpy
 
-from .models import FCN8s, FCN16s, FCN32s, FCNAlexNet, FCNGoogLeNet
+from .models import FCN8s, FCN16s, FCN16sSiftFlow, FCN32s, FCNAlexNet, FCNGoogLeNet
 
 # (stride, centre of cell 0 in input pixels) of each net's final score layer before its
 # last upsampling: fcn.py, alexnet.py and googlenet.py derive the centres.
-GRIDS = ((FCN8s, (8, -23.5)), (FCN16s, (16, -11.5)), (FCN32s, (32, 12.5)),
+GRIDS = ((FCN8s, (8, -23.5)), (FCN16s, (16, -11.5)), (FCN16sSiftFlow, (16, -11.5)),
+         (FCN32s, (32, 12.5)),
          (FCNAlexNet, (32, 13.0)), (FCNGoogLeNet, (32, 7.0)))
 SALT = 0x10557A  # keeps these draws apart from any other stream seeded with (seed, position)
 

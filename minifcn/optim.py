@@ -183,4 +183,5 @@ PRESETS = {
     "fcn32s-rgbd": _caffe_solver(1e-10),
     "fcn32s-early-hha": _caffe_solver(1e-10),
     "fcn32s-late-hha": _caffe_solver(1e-12),
+    "fcn16s-siftflow": _caffe_solver(1e-12),  # the reference's siftflow-fcn16s solver
 }

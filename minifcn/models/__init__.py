@@ -7,12 +7,14 @@ from .alexnet import FCNAlexNet
 from .fcn import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
 from .googlenet import FCNGoogLeNet
 from .nyud import FCN32sEarlyHHA, FCN32sLateHHA, FCN32sRGBD
+from .siftflow import FCN16sSiftFlow
 from .stitch import rarefied_scores, shift_and_stitch
 from .vgg import VGG16, VGG16_FC_WIDTH, VGG16_WIDTHS, FullyConvVGG16
 
 MODELS = {"fcn32s": FCN32s, "fcn16s": FCN16s, "fcn8s": FCN8s, "fcn8s-atonce": FCN8sAtOnce,
           "fcn-alexnet": FCNAlexNet, "fcn-googlenet": FCNGoogLeNet, "fcn32s-rgbd": FCN32sRGBD,
-          "fcn32s-early-hha": FCN32sEarlyHHA, "fcn32s-late-hha": FCN32sLateHHA}
+          "fcn32s-early-hha": FCN32sEarlyHHA, "fcn32s-late-hha": FCN32sLateHHA,
+          "fcn16s-siftflow": FCN16sSiftFlow}
 
 
 def build(name, n_class, **options):
@@ -37,6 +39,14 @@ def data_options(name, data):
     return dict(needs[kind])
 
 
+def n_class_of(params):
+    """The n_class a net's parameters were built with: score_fr's outputs, or each head's
+    (FCN16sSiftFlow's score_fr_sem, score_fr_geo) as a tuple."""
+    if "score_fr.weight" in params:
+        return params["score_fr.weight"].shape[0]
+    return tuple(params[f"score_fr_{head}.weight"].shape[0] for head in ("sem", "geo"))
+
+
 def init_from(net, trained):
     """Start `net` from a trained coarser net, as the paper does (FCN-16s from a trained
     FCN-32s, FCN-8s from FCN-16s): every parameter both have, by name, is copied; the
@@ -51,6 +61,6 @@ def init_from(net, trained):
 
 
 __all__ = ["FCN8s", "FCN8sAtOnce", "FCN16s", "FCN32s", "FCN32sEarlyHHA", "FCN32sLateHHA",
-           "FCN32sRGBD", "FCNAlexNet", "FCNGoogLeNet", "data_options", "FullyConvVGG16", "MODELS",
+           "FCN32sRGBD", "FCN16sSiftFlow", "FCNAlexNet", "FCNGoogLeNet", "data_options", "n_class_of", "FullyConvVGG16", "MODELS",
            "VGG16", "VGG16_FC_WIDTH", "VGG16_WIDTHS", "build", "init_from", "rarefied_scores",
            "shift_and_stitch"]

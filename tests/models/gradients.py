@@ -25,11 +25,12 @@ def check_net_gradient(net, x, rng, heads=None):
     tuple of score maps, their count (each gets its own projection). Returns the number
     of layers checked."""
     x = mf.Tensor(x, requires_grad=True)
-    out = net(x)
-    outputs = out if heads else (out,)
-    projections = [rng.standard_normal(o.shape) for o in outputs]
-    for o, p in zip(outputs, projections):
-        o.backward(p)
+    with mf.no_grad():
+        shapes = [o.shape for o in (net(x) if heads else (net(x),))]
+    projections = [rng.standard_normal(shape) for shape in shapes]
+    for k, projection in enumerate(projections):  # one fresh graph per head: leaves add up
+        out = net(x)
+        (out[k] if heads else out).backward(projection)
 
     def objective():
         with mf.no_grad():
