@@ -14,7 +14,7 @@ from .train import BUILT_IN_RUN, REAL_DATA_RUN, SMALL_SOLVER, TrainConfig
 
 MODELS = tuple(models.MODELS)
 DATA_HELP = ("synthetic (built in, generated on the fly), voc:DIR (PASCAL VOC), sbd:DIR (SBD), "
-             "siftflow:DIR or nyud:DIR")
+             "siftflow:DIR, nyud:DIR or context:DIR (PASCAL-Context)")
 
 
 def main(argv=None):
