@@ -114,3 +114,13 @@ def test_a_nyud_net_on_other_data_is_refused(tmp_path, capsys):
     code = cli.main(["train", "--model", "fcn32s-rgbd", "--out", str(tmp_path)])
     assert code == 1
     assert "--model fcn32s-rgbd trains on --data nyud:DIR, not 'synthetic'" in capsys.readouterr().err
+
+
+def test_channel_slice_values_gradient_and_errors(rng):
+    from minifcn.gradcheck import check_backward
+    from minifcn.models.nyud import channels
+    x = rng.standard_normal((2, 6, 3, 4))
+    numpy.testing.assert_array_equal(channels(mf.Tensor(x), 3, 6).numpy(), x[:, 3:6])
+    check_backward(lambda t: channels(t, 1, 4), [x])
+    with pytest.raises(ValueError, match=r"channels: cannot take channels 3:7 of shape \(2, 6, 3, 4\)"):
+        channels(mf.Tensor(x), 3, 7)
