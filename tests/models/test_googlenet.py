@@ -88,8 +88,9 @@ def position_estimate(net):
 
 @pytest.mark.parametrize("kernel, shift", [(63, 0.0), (64, -0.5)])
 def test_scores_sit_over_their_pixels(kernel, shift):
-    """63/32: exactly on the pixel; 64/32: half a pixel up and left, as the module
-    docstring derives (no integer crop does better with an even kernel here)."""
+    """63/32: each pixel gets the scores of the field centred on it; 64/32: of the field
+    centred half a pixel above and left of it (the scores land half a pixel below and
+    right), as the module docstring derives: no integer crop does better here."""
     estimate, truth = position_estimate(position_finder(kernel))
     numpy.testing.assert_allclose(estimate, truth + shift, rtol=0, atol=1e-6)
 
