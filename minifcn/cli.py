@@ -9,11 +9,12 @@ import os
 import subprocess
 import sys
 
+from . import models
 from .train import BUILT_IN_RUN, REAL_DATA_RUN, SMALL_SOLVER, TrainConfig
 
-MODELS = ("fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce", "fcn-alexnet")
+MODELS = tuple(models.MODELS)
 DATA_HELP = ("synthetic (built in, generated on the fly), voc:DIR (PASCAL VOC), sbd:DIR (SBD), "
-             "siftflow:DIR or nyud:DIR")
+             "siftflow:DIR, nyud:DIR or context:DIR (PASCAL-Context)")
 
 
 def main(argv=None):
@@ -87,6 +88,9 @@ def _parser():
                        help=f"held-out images scored (default {TrainConfig.val_images})")
     train.add_argument("--out", help="run directory (default runs/<model>-<data>)")
     train.add_argument("--seed", type=int, help=f"default {TrainConfig.seed}")
+    train.add_argument("--loss-sampling", type=float, metavar="P",
+                       help="patchwise training: keep each final score cell in the loss with "
+                            "probability P in (0, 1] (default 1: whole images)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its checkpoint, exactly")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -158,6 +162,9 @@ def _eval(args):
     options = config.data_options() if data == config.data else {}  # e.g. the scenes' size
     dataset = open_dataset(data, split=args.split, **options, **_preprocess(net))
     scores = evaluate(net, dataset, args.device, args.limit, progress=True)
+    if "heads" in scores:  # a multi-headed net: every head's report
+        from .heads import format_scores
+        return print(format_scores(scores, dataset.class_names))
     for key in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
         print(f"{key:10s} {scores[key]:.4f}")
     names = getattr(dataset, "class_names", None) or [str(i) for i in range(dataset.n_class)]
