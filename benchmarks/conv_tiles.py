@@ -50,6 +50,8 @@ def main(argv=None):
                         choices=["inference", "train"])
     parser.add_argument("--out", default=str(common.RESULTS_DIR))
     args = parser.parse_args(argv)
+    from minifcn.runtime import configure_process
+    configure_process()
 
     train_step, inference = nets.minifcn_passes("fcn32s", 500)
     functions = {"inference": inference, "train": train_step}

@@ -261,6 +261,8 @@ def main(argv=None):
                         help="every convolution through im2col, Winograd off (to compare)")
     parser.add_argument("--out", default=str(common.RESULTS_DIR))
     args = parser.parse_args(argv)
+    from minifcn.runtime import configure_process
+    configure_process()
     if args.im2col_only:
         from minifcn.functions import winograd
         winograd.min_channels = float("inf")  # no layer qualifies

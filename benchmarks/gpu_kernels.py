@@ -374,6 +374,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from minifcn import backend
+    from minifcn.runtime import configure_process
+    configure_process()
     try:
         cupy = backend.require_cupy()
     except RuntimeError as error:

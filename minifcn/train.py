@@ -24,7 +24,7 @@ import time
 
 import numpy
 
-from . import backend, models
+from . import backend, models, runtime
 from .autograd import Tensor, no_grad
 from .data import open_dataset, shuffled_order
 from .data.synthetic import DEFAULT_SIZE as SYNTHETIC_SIZE
@@ -227,7 +227,9 @@ def _progress(iterable, enabled, description, **options):
 
 # ----------------------------------------------------------------------------- training
 def train(config, resume=False, log=print):
-    """Train as `config` says; returns the last validation scores."""
+    """Train as `config` says; returns the last validation scores. Sets the process's
+    threads and memory for training first (runtime.configure_process)."""
+    runtime.configure_process(blas_threads=runtime.blas_threads_for(config.is_small()))
     options = config.data_options()
     if config.weights:  # feed the net as its ImageNet weights expect (channel order, mean, scale)
         options.update(preprocess_options(read_meta(config.weights)))
