@@ -30,6 +30,7 @@ from .data import open_dataset, shuffled_order
 from .data.synthetic import DEFAULT_SIZE as SYNTHETIC_SIZE
 from .data.preprocess import Preprocess
 from .functions import softmax_cross_entropy
+from .inference import training_meta
 from .metrics import ConfusionMeter
 from .optim import PRESETS, learning_rate, make_optimizer
 
@@ -238,6 +239,7 @@ def train(config, resume=False, log=print):
     solver = config.solver()
     backend.seed(config.seed)
     net = build_net(config, train_set.n_class)
+    net.input_meta = {**training_meta(train_set), **net.input_meta}  # in the checkpoints
     opt = make_optimizer(net, solver["optimizer"], solver["lr"], solver["momentum"],
                          solver["weight_decay"], solver["iter_size"])
     checkpoint_path = os.path.join(config.out, "checkpoint.npz")
@@ -298,7 +300,7 @@ def save_prediction_pictures(net, dataset, path, device="cpu", count=4):
         labels.append(label)
         predictions.append(predict(net, image, device))
     net.train()
-    prediction_grid(images, labels, predictions, path)
+    prediction_grid(images, labels, predictions, path, class_names=dataset.class_names)
     return path
 
 
