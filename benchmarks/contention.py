@@ -144,7 +144,8 @@ def markdown_report(report):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="minifcn bench contention",
-                                     description=__doc__.splitlines()[0])
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=positive_int, default=40,
                         help="training steps per timed block (default 40)")
     parser.add_argument("--repeat", type=positive_int, default=3,

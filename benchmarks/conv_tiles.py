@@ -42,7 +42,8 @@ def markdown_report(report):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mib", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64],
                         help="column buffer sizes to try, in MiB")
     parser.add_argument("--rounds", type=int, default=5)

@@ -102,7 +102,8 @@ def markdown_report(report):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nets", nargs="+", default=list(nets.NETS), choices=nets.NETS)
     parser.add_argument("--passes", nargs="+", default=["train", "inference"],
                         choices=["train", "inference"])

@@ -252,7 +252,8 @@ def markdown_report(report):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3)
     groups = ["im2col", "conv", "upscore", "pool", "gemm", "sgd", "dropout"]
     parser.add_argument("--ops", nargs="+", default=groups, choices=groups)
