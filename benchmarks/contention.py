@@ -50,11 +50,11 @@ def default_run_steps(policy, size):
     """A closure that runs one training step of the default run, with `policy`'s thread
     settings made for this process."""
     from minifcn import runtime
-    from minifcn.train import TrainConfig, build_net
     from minifcn.autograd import Tensor
     from minifcn.data import open_dataset, shuffled_order
     from minifcn.functions import softmax_cross_entropy
     from minifcn.optim import make_optimizer
+    from minifcn.train import TrainConfig, build_net
 
     config = TrainConfig(image_size=size)
     blas = runtime.blas_threads_for(config.is_small()) if policy == "chosen" else None
@@ -129,15 +129,15 @@ def markdown_report(report):
             f"({common.format_ratio(runs[busy]['median_s'], alone)})" for busy in report["busy"]])
     return "\n".join([
         f"# The default run beside a busy process ({report['date']})", "",
-        f"{common.machine_sentence(report['machine'])}. {report['steps']} training steps of "
+        (f"{common.machine_sentence(report['machine'])}. {report['steps']} training steps of "
         f"the default run (small FCN-8s, Adam, {report['size']}-pixel scenes, numba kernels "
         f"unless MINIFCN_CPU_KERNELS says otherwise: {report['cpu_kernels']}), median of "
         f"{report['repeat']} blocks, each case in fresh processes; in brackets the ratio to "
         f"the same policy alone (target <= {TARGET_RATIO}x). 1-minute load average "
-        f"{report['load_before']:.1f} before, {report['load_after']:.1f} after.", "",
-        "chosen: what `minifcn train` sets (numba on every core, BLAS on one thread for the "
+        f"{report['load_before']:.1f} before, {report['load_after']:.1f} after."), "",
+        ("chosen: what `minifcn train` sets (numba on every core, BLAS on one thread for the "
         "small net); all-cores: numba and BLAS each on every core. spin: one process "
-        "spinning in pure Python; run: a second copy of the same steps.", "",
+        "spinning in pure Python; run: a second copy of the same steps."), "",
         common.markdown_table(headers, rows), "",
         "`python -m benchmarks.contention` (minifcn bench contention) wrote this.", ""])
 

@@ -6,6 +6,7 @@ weights.convert, benchmarks/), so everything it does can also be done from Pytho
 import argparse
 import dataclasses
 import importlib.util
+import math
 import os
 import subprocess
 import sys
@@ -67,7 +68,7 @@ def _number(text, kind, valid, what):
         value = kind(text)
     except ValueError:
         value = None
-    if value is None or value != value or not valid(value):  # value != value: nan
+    if value is None or math.isnan(value) or not valid(value):
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
     return value
 

@@ -98,7 +98,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run_cli(*args, cwd=None, **env):
     environment = {**os.environ, "PYTHONPATH": ROOT, **env}
     return subprocess.run([sys.executable, "-m", "minifcn.cli", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, env=environment, timeout=600)
+                          capture_output=True, text=True, env=environment, timeout=600,
+                          check=False)
 
 
 def one_line_error(result, status=1):

@@ -1,7 +1,6 @@
 """The Python API for a trained net: mf.load_checkpoint (the net, its preprocessing and
 class names), net.predict on a picture, a NumPy array refused in one line, and the
 documented forward and options."""
-import io
 import pydoc
 
 import numpy
@@ -9,12 +8,12 @@ import pytest
 
 import minifcn as mf
 from minifcn import train as training
-from minifcn.data import Preprocess, SyntheticShapes
+from minifcn.data import SyntheticShapes
 from minifcn.inference import CheckpointError
 from minifcn.train import TrainConfig
 
-TINY = dict(widths=(3, 4, 4, 6, 6), fc_width=6, image_size=40, val_images=2, progress=False,
-            iterations=2, val_interval=2)
+TINY = {"widths": (3, 4, 4, 6, 6), "fc_width": 6, "image_size": 40, "val_images": 2, "progress": False,
+            "iterations": 2, "val_interval": 2}
 
 
 @pytest.fixture(scope="module")

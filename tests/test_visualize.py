@@ -6,8 +6,16 @@ import pytest
 from PIL import Image
 
 from minifcn.data.voc import VOC_PALETTE
-from minifcn.visualize import (SWATCH, TEXT_HEIGHT, colorize, key_entries, overlay, panel,
-                               prediction_grid, save_png)
+from minifcn.visualize import (
+    SWATCH,
+    TEXT_HEIGHT,
+    colorize,
+    key_entries,
+    overlay,
+    panel,
+    prediction_grid,
+    save_png,
+)
 
 
 def test_colorize_uses_the_palette():

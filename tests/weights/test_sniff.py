@@ -85,12 +85,12 @@ def test_convert_says_what_a_file_is_before_parsing_it(tmp_path, rng, name, says
 
 
 @pytest.mark.parametrize("name, says", [
-    ("pytorch", "a PyTorch file \\(torch.save\\), not converted VGG16 weights. Convert it first: "
-                "minifcn convert .*w.npz vgg16.npz"),
-    ("checkpoint", "a minifcn checkpoint .*, not converted VGG16 weights. To start from a "
-                   "trained net use `minifcn train --init-from`"),
-    ("npz", "a NumPy .npz archive not written by minifcn, not converted VGG16 weights. "
-            "`minifcn convert SRC vgg16.npz` makes them"),
+    ("pytorch", ("a PyTorch file \\(torch.save\\), not converted VGG16 weights. Convert it first: "
+                "minifcn convert .*w.npz vgg16.npz")),
+    ("checkpoint", ("a minifcn checkpoint .*, not converted VGG16 weights. To start from a "
+                   "trained net use `minifcn train --init-from`")),
+    ("npz", ("a NumPy .npz archive not written by minifcn, not converted VGG16 weights. "
+            "`minifcn convert SRC vgg16.npz` makes them")),
     ("pickle", "a Python pickle, not converted")])
 def test_weights_that_are_not_converted_say_what_they_are_and_the_fix(tmp_path, rng, name, says):
     path = tmp_path / "w.npz"
