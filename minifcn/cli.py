@@ -309,6 +309,10 @@ def _train(args):
     except TrainingDiverged as error:
         print(f"minifcn train: {error}", file=sys.stderr)
         return 1
+    if scores is None:  # resumed at the last iteration: nothing was trained
+        print(f"nothing to do: the run in {config.out} has done its {config.iterations} "
+              f"iterations (raise --iterations to train longer)")
+        return 0
     print(f"final mean IU {scores['mean_iu']:.4f}; checkpoint {config.out}/checkpoint.npz; "
           f"predictions {config.out}/predictions.png (columns: image | truth | prediction; "
           f"a prediction all black, i.e. all background, is normal early in training)")

@@ -126,8 +126,8 @@ def announce_compiling(stream=None):
         def on_start(self, _event):
             if not self.said:
                 self.said = True
-                print("compiling kernels (first run only)...", file=stream or sys.stderr,
-                      flush=True)
+                from tqdm import tqdm  # on a line of its own, above a progress bar if any
+                tqdm.write("compiling kernels (first run only)...", file=stream or sys.stderr)
 
         def on_end(self, _event):
             pass
