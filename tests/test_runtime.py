@@ -11,7 +11,18 @@ import textwrap
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
+
+
+def has_mallinfo2():
+    import ctypes
+    try:
+        return hasattr(ctypes.CDLL(None), "mallinfo2")
+    except OSError:
+        return False
+
+
+glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux") or not has_mallinfo2(),
+                                reason="glibc's malloc (2.33 or later) only")
 
 # What the process looks like: malloc's behaviour around a 64 MB array (MB mapped on its
 # own while it lives, MB of heap after it is freed: glibc >= 2.33's mallinfo2), numba's
