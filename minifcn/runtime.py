@@ -110,8 +110,9 @@ def announce_compiling(stream=None):
     """Print "compiling kernels (first run only)" to `stream` (default stderr) the first
     time numba compiles a kernel in this process: a fresh machine spends tens of seconds
     on it at the first step, which would otherwise pass in silence. Loading compiled
-    kernels from numba's disk cache (every later run) prints nothing. Safe to call more
-    than once."""
+    kernels from numba's disk cache (every later run) prints nothing, and neither does
+    compiling a function numba does not cache (a small helper called from Python, which
+    compiles in every run, in milliseconds). Safe to call more than once."""
     global _announcer
     try:
         from numba.core import event
@@ -123,8 +124,9 @@ def announce_compiling(stream=None):
     class CompileAnnouncer(event.Listener):
         said = False
 
-        def on_start(self, _event):
-            if not self.said:
+        def on_start(self, compiling):
+            cached = type(compiling.data["dispatcher"]._cache).__name__ != "NullCache"
+            if cached and not self.said:
                 self.said = True
                 from tqdm import tqdm  # on a line of its own, above a progress bar if any
                 tqdm.write("compiling kernels (first run only)...", file=stream or sys.stderr)

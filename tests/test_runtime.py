@@ -133,14 +133,15 @@ sys.path.insert(0, {directory!r})
 from minifcn.runtime import announce_compiling
 announce_compiling(); announce_compiling()
 import kernel
-print(kernel.twice(3.0) + kernel.thrice(1.0))
+print(kernel.uncached(kernel.twice(3.0) + kernel.thrice(1.0)))
 """
 
 
 def test_compiling_is_announced_once_and_not_when_cached(tmp_path):
     (tmp_path / "kernel.py").write_text(
         "import numba\n\n@numba.njit(cache=True)\ndef twice(x):\n    return 2 * x\n\n"
-        "@numba.njit(cache=True)\ndef thrice(x):\n    return 3 * x\n")
+        "@numba.njit(cache=True)\ndef thrice(x):\n    return 3 * x\n\n"
+        "@numba.njit\ndef uncached(x):\n    return x\n")
     env = {**os.environ, "PYTHONPATH": ROOT, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     code = COMPILE.format(directory=str(tmp_path))
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
