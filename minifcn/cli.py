@@ -234,11 +234,11 @@ def _require_checkpoint(args):
     check_checkpoint(args.checkpoint)
 
 
-def _prepare(device):
-    """What every computing command does first: the process's threads and memory
-    (runtime.py), the notice when numba compiles, and a usable GPU if asked for."""
+def _prepare(device, small_net):
+    """What every computing command does first: the process's threads and memory for
+    the net (runtime.py), the notice when numba compiles, and a usable GPU if asked for."""
     from . import backend, runtime
-    runtime.configure_process()
+    runtime.configure_process(blas_threads=runtime.blas_threads_for(small_net))
     runtime.announce_compiling()
     if device == "cuda":
         try:
@@ -297,8 +297,8 @@ def _train(args):
     if args.init_from:
         from .inference import check_checkpoint
         check_checkpoint(args.init_from)
-    _prepare(given.get("device", "cpu"))
     config = TrainConfig(**given, progress=not args.no_progress)
+    _prepare(config.device, config.is_small())
     if args.out is None:
         config.out = os.path.join("runs", f"{config.model}-{config.data.split(':')[0]}")
     _solver_for_random_weights(config, given, print)
@@ -323,8 +323,9 @@ def _eval(args):
     from .inference import load_checkpoint
     from .train import evaluate
     _require_checkpoint(args)
-    _prepare(args.device)
-    net = load_checkpoint(args.checkpoint, args.device)
+    net = load_checkpoint(args.checkpoint)
+    _prepare(args.device, net.config.is_small())
+    net.to(args.device)
     config = net.config
     data = args.data or config.data
     options = config.data_options() if data == config.data else {}  # e.g. the scenes' size
@@ -345,8 +346,9 @@ def _predict(args):
     _require_checkpoint(args)
     pictures = [load_image(path) for path in args.images]  # every input read before --out is made
     stems = output_stems(args.images)
-    _prepare(args.device)
-    net = load_checkpoint(args.checkpoint, args.device)
+    net = load_checkpoint(args.checkpoint)
+    _prepare(args.device, net.config.is_small())
+    net.to(args.device)
     os.makedirs(args.out, exist_ok=True)
     for path, rgb, stem in zip(args.images, pictures, stems):
         label = net.predict(rgb)

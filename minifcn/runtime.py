@@ -29,8 +29,8 @@ three settings, each for a reason measured on the 2-core machine of benchmarks/r
    avoids it, and costs the small net little, because its time goes to numba's loops
    (im2col, pooling, Winograd's transforms) rather than to its thin GEMMs. VGG16-wide
    nets spend their time in large GEMMs that need every core. So `blas_threads` is a
-   choice per workload: `train.train` asks for one BLAS thread for the small net and
-   all cores otherwise (`blas_threads_for`). `minifcn bench contention` measures the
+   choice per workload: `train.train` (and `minifcn eval` and `predict`) ask for one
+   BLAS thread for the small net and all cores otherwise (`blas_threads_for`). `minifcn bench contention` measures the
    default run alone and beside a busy process, with this choice and with BLAS on every
    core. Setting OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or MKL_NUM_THREADS keeps BLAS at
    that count instead; MINIFCN_THREADS sets numba's count (default: the cores this
@@ -128,7 +128,9 @@ def announce_compiling(stream=None):
             cached = type(compiling.data["dispatcher"]._cache).__name__ != "NullCache"
             if cached and not self.said:
                 self.said = True
-                from tqdm import tqdm  # on a line of its own, above a progress bar if any
+                from tqdm import tqdm
+
+                # tqdm.write: on a line of its own, above a progress bar if there is one
                 tqdm.write("compiling kernels (first run only)...", file=stream or sys.stderr)
 
         def on_end(self, _event):
