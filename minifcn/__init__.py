@@ -1,9 +1,9 @@
 """minifcn: a from-scratch engine for Fully Convolutional Networks.
 
     import minifcn as mf
-    mf.configure_process()        # threads and memory for training (runtime.py); optional
+    mf.configure_process()          # the CPU settings `minifcn train` makes (runtime.py)
     net = mf.load_checkpoint("runs/fcn8s-synthetic/checkpoint.npz")
-    labels = net.predict(picture) # uint8 (H, W, 3) RGB -> int64 (H, W) class numbers
+    labels = net.predict(picture)   # uint8 (H, W, 3) RGB -> int64 (H, W) class numbers
     scores = net(mf.Tensor(batch))  # float32 (N, 3, H, W), preprocessed -> (N, n_class, H, W)
 
 Start reading at autograd.py (Tensor and backward), then functions/conv.py (how a
