@@ -31,18 +31,14 @@ import subprocess
 import sys
 import time
 
+from minifcn.cli import positive_int
+
 from . import common
 
 POLICIES = ("chosen", "all-cores")
 BUSY = ("spin", "run")
 TARGET_RATIO = 2.5
 SPIN = "while True:\n    pass\n"
-
-
-def positive_int(text):
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
 
 
 # ------------------------------------------------------------------- the child process
