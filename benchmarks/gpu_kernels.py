@@ -363,7 +363,8 @@ def _torch_with_cuda():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_kernels", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_kernels", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=30, help="timed runs per kernel (median)")
     parser.add_argument("--net-repeat", type=int, default=10, help="timed runs per whole-net pass")
     parser.add_argument("--size", type=int, default=500,
@@ -374,6 +375,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from minifcn import backend
+    from minifcn.runtime import configure_process
+    configure_process()
     try:
         cupy = backend.require_cupy()
     except RuntimeError as error:

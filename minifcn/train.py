@@ -24,12 +24,13 @@ import time
 
 import numpy
 
-from . import backend, heads, models
+from . import backend, heads, models, runtime
 from .autograd import Tensor, no_grad
 from .data import open_dataset, shuffled_order
 from .data.synthetic import DEFAULT_SIZE as SYNTHETIC_SIZE
 from .data.preprocess import Preprocess
 from .loss_sampling import probability, sample_step_labels
+from .inference import training_meta
 from .metrics import ConfusionMeter
 from .optim import PRESETS, learning_rate, make_optimizer
 
@@ -232,7 +233,9 @@ def _progress(iterable, enabled, description, **options):
 
 # ----------------------------------------------------------------------------- training
 def train(config, resume=False, log=print):
-    """Train as `config` says; returns the last validation scores."""
+    """Train as `config` says; returns the last validation scores. Sets the process's
+    threads and memory for training first (runtime.configure_process)."""
+    runtime.configure_process(blas_threads=runtime.blas_threads_for(config.is_small()))
     options = config.data_options()
     if config.weights:  # feed the net as its ImageNet weights expect (channel order, mean, scale)
         options.update(preprocess_options(read_meta(config.weights)))
@@ -241,6 +244,7 @@ def train(config, resume=False, log=print):
     solver = config.solver()
     backend.seed(config.seed)
     net = build_net(config, train_set.n_class)
+    net.input_meta = {**training_meta(train_set), **net.input_meta}  # in the checkpoints
     opt = make_optimizer(net, solver["optimizer"], solver["lr"], solver["momentum"],
                          solver["weight_decay"], solver["iter_size"])
     checkpoint_path = os.path.join(config.out, "checkpoint.npz")
@@ -301,7 +305,7 @@ def save_prediction_pictures(net, dataset, path, device="cpu", count=4):
         labels.append(heads.first(label))
         predictions.append(predict(net, image, device))
     net.train()
-    prediction_grid(images, labels, predictions, path)
+    prediction_grid(images, labels, predictions, path, class_names=dataset.class_names)
     return path
 
 

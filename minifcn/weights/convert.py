@@ -31,7 +31,8 @@ import numpy
 from . import googlenet
 from .caffemodel import read_caffemodel
 from .errors import WeightsFileError
-from .torch_pth import TAR_HEAD, is_torch_file, read_torch_state_dict
+from .sniff import describe, file_kind
+from .torch_pth import read_torch_state_dict
 
 CONV_LAYERS = ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
                "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3")
@@ -74,7 +75,12 @@ def convert(src_path, out_path, expect_vgg16_shapes=True):
 def load_converted(path, expect_vgg16_shapes=True):
     """(weights, meta) from a file `convert` wrote: weights {"conv1_1.weight": array, ...},
     meta {"source": str, "channel_order": str, "pixel_scale": float, "mean": (3 floats),
-    "std": (3 floats)}. Raises WeightsFileError on a missing key or a wrong shape."""
+    "std": (3 floats)}. Raises WeightsFileError on a missing key or a wrong shape, and
+    on a file of another kind, saying which kind and what to do with it."""
+    kind = _kind(path)
+    if kind != "converted":
+        raise WeightsFileError(path, f"{describe(kind)}, not converted VGG16 weights. "
+                               + NOT_CONVERTED_HINTS.get(kind, NOT_CONVERTED_HINTS[None]).format(path=path))
     try:
         with numpy.load(path, allow_pickle=False) as npz:
             entries = {name: npz[name] for name in npz.files}
@@ -118,21 +124,43 @@ def check_layout(weights, path, exact):
             raise WeightsFileError(path, f"{name} has shape {weights[name].shape}, expected "
                                    f"{shape}")
     return list(shapes)
+# What to do with a file that is not converted weights, by its kind (sniff.py).
+NOT_CONVERTED_HINTS = {
+    "caffemodel": "Convert it first: minifcn convert {path} vgg16.npz, then use vgg16.npz",
+    "pytorch": "Convert it first: minifcn convert {path} vgg16.npz, then use vgg16.npz",
+    "checkpoint": "To start from a trained net use `minifcn train --init-from` with it; "
+                  "`minifcn eval` and `predict` take it as --checkpoint",
+    None: "`minifcn convert SRC vgg16.npz` makes them from a Caffe VGG_ILSVRC_16_layers"
+          ".caffemodel or torchvision's vgg16-397923af.pth",
+}
+NOT_A_SOURCE_HINTS = {
+    "converted": "it is already converted: give it to `minifcn train --weights` as it is",
+    "checkpoint": "it is trained already: `minifcn eval`/`predict --checkpoint` use it",
+}
 
 
 def read_vgg16(path):
-    """({"conv1_1.weight": float32 array, ...}, meta) from either source format."""
+    """({"conv1_1.weight": float32 array, ...}, meta) from either source format, told
+    apart by the file's first bytes; any other kind of file is named as what it is."""
+    kind = _kind(path)
+    if kind == "pytorch":
+        return read_torchvision_vgg16(path), dict(TORCHVISION_META)
+    if kind == "caffemodel":
+        layers = read_caffemodel(path)
+        if "conv1/7x7_s2" in layers:
+            return read_caffe_googlenet(path, layers), dict(GOOGLENET_META)
+        return read_caffe_vgg16(path, layers), dict(CAFFE_META)
+    hint = NOT_A_SOURCE_HINTS.get(kind, "`minifcn convert` reads VGG16 weights in one of "
+                                        "those two formats")
+    raise WeightsFileError(path, f"{describe(kind)}, not a Caffe model (.caffemodel) or a "
+                           f"PyTorch file (.pth): {hint}")
+
+
+def _kind(path):
     try:
-        with open(path, "rb") as file:
-            head = file.read(TAR_HEAD)
+        return file_kind(path)
     except OSError as error:
         raise WeightsFileError(path, f"cannot read the file: {error.strerror or error}") from None
-    if is_torch_file(head):
-        return read_torchvision_vgg16(path), dict(TORCHVISION_META)
-    layers = read_caffemodel(path)
-    if "conv1/7x7_s2" in layers:
-        return read_caffe_googlenet(path, layers), dict(GOOGLENET_META)
-    return read_caffe_vgg16(path, layers), dict(CAFFE_META)
 
 
 def read_torchvision_vgg16(path):
