@@ -1,7 +1,6 @@
 """benchmarks/gpu_kernels.py, gpu_net.py and gpu_all.py: their pure-Python parts, whole
 runs on the emulated CuPy at a small size (a GPU is needed for their timings, not to find
 their mistakes), and the PyTorch net the whole-net benchmarks build (benchmarks/nets.py)."""
-import functools
 import json
 import subprocess
 import sys
@@ -282,3 +281,102 @@ def cuda_free_fcn32s_parameters():
     from minifcn import models
     net = models.FCN32s(n_class=nets.N_CLASS, **NARROW)
     return [p for _, p in net.named_parameters() if p.requires_grad]
+
+
+# --------------------------------------------------------------------------- gpu_all
+EMULATED_PYTHON = '''"""`python -m MODULE ARGS` with the emulated CuPy and the small settings installed."""
+import ctypes, json, os, runpy, sys
+sys.path[:0] = [{repo!r}, {tests!r}]
+import cuda_emulator, emulated_cupy, test_gpu_benchmark_report as t
+from minifcn import backend, cuda
+from benchmarks import gpu_kernels, gpu_net, nets
+libraries = {{tuple(key.split("|")): ctypes.CDLL(path)
+             for key, path in json.loads(os.environ["EMULATED_KERNELS"]).items()}}
+cupy = emulated_cupy.EmulatedCupy()
+cupy.get_default_memory_pool = t._Pool
+backend._cupy = cupy
+cuda._enqueue = emulated_cupy.kernel_launcher(cuda_emulator.EmulatedGpu(libraries, {{}}).enqueuer())
+gemm = t._GemmSettings()
+cuda._cupy_linalg = lambda: gemm
+nets.MINIFCN_OPTIONS, gpu_net.DEFAULT_RUN_OPTIONS = t.NARROW, t.TINY_DEFAULT_RUN
+gpu_kernels.COPY_BYTES, gpu_net.SGEMM_SIZE = 1 << 20, 64
+timed = gpu_kernels.time_or_record_failure
+gpu_kernels.time_or_record_failure = gpu_net.time_or_record_failure = (
+    lambda *args, warmup=None: timed(*args, warmup=0))
+assert sys.argv[1] == "-m"
+sys.argv = sys.argv[2:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+'''
+
+
+@pytest.mark.slow
+def test_gpu_all_runs_every_stage_and_survives_failing_ones(emulated_gpu, monkeypatch, tmp_path):
+    """gpu_all as on a GPU machine, its benchmark stages in child processes on the
+    emulated CuPy (at an 8 x 8 image, batches 1 and 2); the GPU tests stage is the real
+    command, which without a GPU skips them. Two extra stages fail, by exit code and by
+    time-out, and the stages after them still run."""
+    boot = tmp_path / "emulated_python.py"
+    boot.write_text(EMULATED_PYTHON.format(repo=str(REPO), tests=str(Path(__file__).parent)))
+    monkeypatch.setenv("EMULATED_KERNELS", json.dumps(
+        {"|".join(key): library._name for key, library in emulated_gpu.libraries.items()}))
+    real_stages = gpu_all.stages
+
+    def emulated_stages(out, repeat, net_repeat):
+        stages = real_stages(out, python=(sys.executable, str(boot)), repeat=repeat,
+                             net_repeat=net_repeat)
+        stages[1].argv += ["tests/cuda/test_gpu.py"]  # the GPU tests, fewer to collect
+        stages[2].argv += ["--size", "8", "--batches", "1,2", "--no-torch"]
+        stages[3].argv += ["--size", "8", "--no-torch"]
+        stages[4].argv += ["--size", "8", "--no-torch"]
+        broken = gpu_all.Stage("broken", [sys.executable, "-c", "raise SystemExit(3)"], 10,
+                               lambda log, out: "")
+        stuck = gpu_all.Stage("stuck", [sys.executable, "-c", "import time; time.sleep(60)"], 2,
+                              lambda log, out: "")
+        return stages[:2] + [broken, stuck] + stages[2:]
+    monkeypatch.setattr(gpu_all, "stages", emulated_stages)
+    out = tmp_path / "run"
+    code = gpu_all.main(["--out", str(out), "--repeat", "1", "--net-repeat", "1", "--budget", "600"])
+    summary = (out / "summary.md").read_text()
+    status = {line.split("|")[1].strip(): line.split("|")[2].strip()
+              for line in summary.splitlines()[4:]}
+    assert status == {"env": "ok", "gpu tests": "ok", "broken": "exit 3", "stuck": "timed out",
+                      "kernels": "ok", "nets": "ok", "default run": "ok"}, summary
+    assert code == 1  # not every stage passed
+    assert "[gpu_all: stopped after 2 s]" in (out / "stuck.log").read_text()
+    [path] = out.glob("gpu-emulated-GPU-*.json")
+    report = json.loads(path.read_text())
+    assert [note for note in report["notes"] if note.startswith("Failed")] == []
+    assert {row["batch"] for row in report["kernels"]} == {1, 2}
+    assert len(report["gemm"]) == 2 and len(report["net"]) == 12 and len(report["memory"]) == 6
+    assert report["copy_bandwidth_bytes_per_s"] > 0
+    assert report["default_run"]["complete"] and report["default_run"]["mean_iu"] is not None
+    assert "final mean IU" in summary and "images/s over 3 steps" in summary
+    with tarfile.open(tmp_path / "run.tar.gz") as archive:
+        names = set(archive.getnames())
+    assert {"run/summary.md", f"run/{path.name}", "run/kernels.log"} <= names
+
+
+def test_gpu_all_keeps_a_default_run_stopped_by_the_budget(tmp_path):
+    """The default run killed after its first validation: the merged report has its
+    images/s over the steps done, no mean IU, and a note that says so."""
+    (tmp_path / "kernels").mkdir()
+    (tmp_path / "kernels" / "gpu-x-2026-12-01.json").write_text(json.dumps(
+        dict(REPORT, default_run=None, notes=[])))
+    (tmp_path / "default-run").mkdir()
+    progress = {"images_per_s": 25.0, "mean_iu": None, "last_mean_iu": 0.35, "iterations": 4500,
+                "steps_timed": 1500, "seconds": 60.0, "complete": False}
+    (tmp_path / "default-run" / "default_run.json").write_text(json.dumps(progress))
+    merged = gpu_all.merged_report(tmp_path)
+    assert merged["default_run"] == progress and merged["kernels"] == REPORT["kernels"]
+    assert merged["notes"] == ["The default run was stopped at step 1500 of 4500 by gpu_all's "
+                               "time budget: its images/s are over those steps, and it has no "
+                               "final mean IU."]
+    assert gpu_all.summarize_default_run("", tmp_path) == (
+        "25.0 images/s over 1500 steps of 4500, no final mean IU (run not finished)")
+
+
+def test_gpu_all_refuses_a_folder_with_results_in_it(tmp_path):
+    (tmp_path / "old.json").write_text("{}")
+    result = subprocess.run([sys.executable, "-m", "benchmarks.gpu_all", "--out", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2 and "is not empty" in result.stderr
