@@ -31,7 +31,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from . import common, gpu_kernels
+from . import common, gpu_kernels, gpu_net
 
 ENV_SCRIPT = ("import platform, importlib.metadata as m\n"
               "names = ('numpy', 'cupy-cuda13x', 'cupy-cuda12x', 'cupy', 'numba', 'scipy', 'torch')\n"
@@ -105,13 +105,14 @@ def summarize_kernels(log, out):
     if not report:
         return "no report"
     copy, rows = report.get("copy_bandwidth_bytes_per_s"), report["kernels"]
-    timed = [row for row in rows if row["minifcn_s"] and row.get("batch") == 8 and copy]
+    largest = max((row.get("batch", 1) for row in rows), default=1)
+    timed = [row for row in rows if row["minifcn_s"] and row.get("batch", 1) == largest and copy]
     fractions = sorted(row["bytes"] / row["minifcn_s"] / copy for row in timed)
     compared = [row for row in rows if row["minifcn_s"] and row["torch_s"]]
     faster = sum(row["minifcn_s"] <= row["torch_s"] for row in compared)
     text = f"{len(rows)} rows"
     if fractions:
-        text += (f"; batch 8: {fractions[0]:.0%}-{fractions[-1]:.0%} of copy, "
+        text += (f"; batch {largest}: {fractions[0]:.0%}-{fractions[-1]:.0%} of copy, "
                  f"{sum(f >= 0.7 for f in fractions)}/{len(fractions)} at >= 70%")
     if compared:
         text += f"; <= 1.0x PyTorch: {faster}/{len(compared)}"
@@ -119,13 +120,16 @@ def summarize_kernels(log, out):
 
 
 def summarize_nets(log, out):
+    """minifcn / PyTorch of each net's train step at each precision both sides ran."""
     report = _report(out / "nets")
     if not report:
         return "no report"
-    ratios = [f"{row['model'].split()[0]} {row['pass'].split()[0]} {row['precision'].split()[0]} "
+    ratios = [f"{row['model'].split()[0]} {row['precision'].split()[0]} "
               f"{row['minifcn_s'] / row['torch_s']:.2f}x"
-              for row in report["net"] if row["minifcn_s"] and row["torch_s"]]
-    return ("; ".join(ratios) or "no minifcn/PyTorch pair") + _failed(report)
+              for row in report["net"]
+              if row["pass"] == "train step" and row["minifcn_s"] and row["torch_s"]]
+    return ("train step vs PyTorch: " + ", ".join(ratios) if ratios
+            else "no minifcn/PyTorch pair") + _failed(report)
 
 
 def summarize_default_run(log, out):
@@ -140,7 +144,7 @@ def summarize_default_run(log, out):
 
 
 def _progress(out):
-    path = out / "default-run" / "default_run.json"
+    path = gpu_net.default_run_dir(out / "default-run") / "default_run.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 

@@ -341,7 +341,8 @@ def main(argv=None):
             report["notes"] += notes
     if args.default_run:
         report["default_run"] = _part("default run", failures, gpu_net.default_run,
-                                      args.default_run_iterations, args.out / "default-run")
+                                      args.default_run_iterations,
+                                      gpu_net.default_run_dir(args.out))
     report["notes"] += [f"Failed: {failure}" for failure in failures]
     common.publish("gpu", device_slug(device), report, markdown_report(report), date, args.out)
 

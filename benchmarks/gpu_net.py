@@ -182,6 +182,12 @@ def _peak(what, failures, measure, module, train_step):
 
 
 # ------------------------------------------------------------------------ default run
+def default_run_dir(out):
+    """Where `gpu_kernels --default-run --out OUT` trains (run/) and writes its progress
+    (default_run.json)."""
+    return Path(out) / "default-run"
+
+
 def default_run(iterations=None, out=Path("default-run")):
     """`minifcn train --device cuda` as it stands (no other option): images/s over the
     whole run (start to end of `train`, validation included, as the 2026-11-30 record

@@ -108,7 +108,7 @@ def test_the_step_gemms_are_the_fcn32s_convolutions():
 
 def test_imports_without_cupy_or_torch():
     code = ("import sys; sys.modules['cupy'] = sys.modules['torch'] = None\n"
-            "import benchmarks.gpu_kernels, benchmarks.gpu_net")
+            "import benchmarks.gpu_kernels, benchmarks.gpu_net, benchmarks.gpu_all")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
@@ -350,6 +350,8 @@ def test_gpu_all_runs_every_stage_and_survives_failing_ones(emulated_gpu, monkey
     assert len(report["gemm"]) == 2 and len(report["net"]) == 12 and len(report["memory"]) == 6
     assert report["copy_bandwidth_bytes_per_s"] > 0
     assert report["default_run"]["complete"] and report["default_run"]["mean_iu"] is not None
+    assert gpu_all._progress(out) == report["default_run"]  # found where a cut run leaves it
+    assert "batch 2: " in summary and "of copy" in summary
     assert "final mean IU" in summary and "images/s over 3 steps" in summary
     with tarfile.open(tmp_path / "run.tar.gz") as archive:
         names = set(archive.getnames())
@@ -362,10 +364,12 @@ def test_gpu_all_keeps_a_default_run_stopped_by_the_budget(tmp_path):
     (tmp_path / "kernels").mkdir()
     (tmp_path / "kernels" / "gpu-x-2026-12-01.json").write_text(json.dumps(
         dict(REPORT, default_run=None, notes=[])))
-    (tmp_path / "default-run").mkdir()
     progress = {"images_per_s": 25.0, "mean_iu": None, "last_mean_iu": 0.35, "iterations": 4500,
                 "steps_timed": 1500, "seconds": 60.0, "complete": False}
-    (tmp_path / "default-run" / "default_run.json").write_text(json.dumps(progress))
+    # where the stage's `gpu_kernels --default-run --out DIR/default-run` leaves it
+    run_dir = gpu_net.default_run_dir(tmp_path / "default-run")
+    run_dir.mkdir(parents=True)
+    (run_dir / "default_run.json").write_text(json.dumps(progress))
     merged = gpu_all.merged_report(tmp_path)
     assert merged["default_run"] == progress and merged["kernels"] == REPORT["kernels"]
     assert merged["notes"] == ["The default run was stopped at step 1500 of 4500 by gpu_all's "
@@ -380,3 +384,17 @@ def test_gpu_all_refuses_a_folder_with_results_in_it(tmp_path):
     result = subprocess.run([sys.executable, "-m", "benchmarks.gpu_all", "--out", str(tmp_path)],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2 and "is not empty" in result.stderr
+
+
+def test_gpu_all_summaries(tmp_path):
+    for stage in ("kernels", "nets"):
+        (tmp_path / stage).mkdir()
+        (tmp_path / stage / "gpu-x-2026-12-01.json").write_text(json.dumps(
+            dict(REPORT, notes=["Failed: lrn_forward batch 8 (torch): RuntimeError: x"])))
+    # at batch 8 (the largest), lrn_forward moves 0.3 GB in 0.2 ms: 1500 GB/s, 50% of 3000;
+    # im2col conv1_2 is the one row with both sides timed, at half PyTorch's time
+    assert gpu_all.summarize_kernels("", tmp_path) == (
+        "2 rows; batch 8: 50%-50% of copy, 0/1 at >= 70%; <= 1.0x PyTorch: 1/1; 1 failed")
+    assert gpu_all.summarize_nets("", tmp_path) == (
+        "train step vs PyTorch: FCN-32s fp32 1.30x; 1 failed")
+    assert gpu_all.summarize_kernels("", tmp_path / "missing") == "no report"
