@@ -20,12 +20,17 @@ what `minifcn()` returns unless `writes` names them (updates in place). That is 
 least traffic the op needs, so bytes / time against the copy bandwidth is how close the
 kernel is to the memory roof. `cupy_only` is the op's `*_numpy` reference on CuPy arrays
 (what the backend would do without kernels/*.cu), timed at batch 1 only: it is there
-for scale, and at batch 8 some of them take seconds. `batched=False` marks a case that
-does not depend on the batch (the solver updates): it runs once, as batch 1.
+for scale, and some are slow (col2im upscore's, in the H200 record
+results/gpu-NVIDIA-H200-2026-11-30.md). `batched=False` marks a case that does not
+depend on the batch (the solver updates): it runs once, as batch 1.
 
 Every case runs at each batch of `--batches` (1 and 8: batch 8 separates bandwidth from
 launch latency). Where minifcn's function takes one image (im2col, col2im), batch b is
 b calls, as the convolution makes them today.
+
+Marked places for work in progress: `FUSED` (the step's elementwise passes, at the end:
+point `minifcn=` at a new fused kernel, or add an entry), `CONV REWORK` (im2col of a
+whole batch in one launch).
 """
 import math
 import types

@@ -7,6 +7,10 @@ Precisions, each set on both sides before a pass is timed:
     TF32 on           minifcn: cuda.allow_tf32(True);  PyTorch: both on
     bf16              minifcn: none yet (the row says why); PyTorch: torch.autocast(bfloat16),
                       TF32 off, float32 weights
+
+Marked places for work in progress: `BF16` (minifcn_precision: how minifcn runs in
+bf16), `CUDA GRAPHS` (benchmark_net: a train step captured once and replayed, when the
+engine offers it as an option).
 """
 import re
 import time
@@ -131,6 +135,8 @@ def benchmark_net(torch, repeat, failures, size=500):
             what = f"{title} {precision}"
             try:
                 minifcn_precision(precision)
+                # CUDA GRAPHS (issue 13 item 2): build the passes with the engine's capture
+                # option here once it has one (on by default where it applies, it needs nothing).
                 ours = ours or dict(zip(PASSES, nets.minifcn_passes(model, size, "cuda")))
                 ours_now = ours
             except NotImplementedError as reason:
