@@ -55,14 +55,14 @@ def stages(out, python=(sys.executable,), repeat=10, net_repeat=5):
     return [
         Stage("env", ["bash", "-c", "nvidia-smi --query-gpu=name,driver_version,memory.total,"
                       "clocks.max.sm --format=csv; " + f"{sys.executable} -c \"{ENV_SCRIPT}\""],
-              30, lambda log, out: _last_line(log)),
+              30, summarize_env),
         Stage("gpu tests", [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider"],
               90, lambda log, out: _last_line(log)),
         Stage("kernels", bench + ["--no-net", "--repeat", str(repeat), "--out", str(out / "kernels")],
               90, summarize_kernels),
         Stage("nets", bench + ["--no-kernels", "--net-repeat", str(net_repeat),
                                "--out", str(out / "nets")], 120, summarize_nets),
-        Stage("default run", bench + ["--no-kernels", "--no-net", "--default-run",
+        Stage("default run", bench + ["--no-kernels", "--no-net", "--default-run", "--no-torch",
                                       "--out", str(out / "default-run")], None, summarize_default_run),
     ]
 
@@ -100,6 +100,13 @@ def _report(directory):
 
 
 # ------------------------------------------------------------------------- summaries
+def summarize_env(log, out):
+    """The GPU (nvidia-smi's line under its header) and the versions (the last line)."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    gpu = lines[1] if len(lines) > 2 and lines[0].startswith("name,") else "no nvidia-smi"
+    return f"{gpu}; {lines[-1] if lines else ''}"[:160]
+
+
 def summarize_kernels(log, out):
     report = _report(out / "kernels")
     if not report:

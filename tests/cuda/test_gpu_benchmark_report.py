@@ -398,3 +398,9 @@ def test_gpu_all_summaries(tmp_path):
     assert gpu_all.summarize_nets("", tmp_path) == (
         "train step vs PyTorch: FCN-32s fp32 1.30x; 1 failed")
     assert gpu_all.summarize_kernels("", tmp_path / "missing") == "no report"
+    env = ("name, driver_version, memory.total [MiB], clocks.max.sm [MHz]\n"
+           "NVIDIA H200, 580.159.04, 143771 MiB, 1980 MHz\npython 3.12.3 numpy 2.5.2\n")
+    assert gpu_all.summarize_env(env, tmp_path) == (
+        "NVIDIA H200, 580.159.04, 143771 MiB, 1980 MHz; python 3.12.3 numpy 2.5.2")
+    assert gpu_all.summarize_env("bash: nvidia-smi: command not found\npython 3.11\n", tmp_path) == (
+        "no nvidia-smi; python 3.11")
