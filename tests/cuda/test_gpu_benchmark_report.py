@@ -328,6 +328,8 @@ def test_gpu_all_runs_every_stage_and_survives_failing_ones(emulated_gpu, monkey
         stages[2].argv += ["--size", "8", "--batches", "1,2", "--no-torch"]
         stages[3].argv += ["--size", "8", "--no-torch"]
         stages[4].argv += ["--size", "8", "--no-torch"]
+        for stage in stages:  # the caps are a GPU's; the emulation runs at CPU speed
+            stage.cap_s = stage.cap_s and 900
         broken = gpu_all.Stage("broken", [sys.executable, "-c", "raise SystemExit(3)"], 10,
                                lambda log, out: "")
         stuck = gpu_all.Stage("stuck", [sys.executable, "-c", "import time; time.sleep(60)"], 2,
@@ -335,7 +337,7 @@ def test_gpu_all_runs_every_stage_and_survives_failing_ones(emulated_gpu, monkey
         return stages[:2] + [broken, stuck] + stages[2:]
     monkeypatch.setattr(gpu_all, "stages", emulated_stages)
     out = tmp_path / "run"
-    code = gpu_all.main(["--out", str(out), "--repeat", "1", "--net-repeat", "1", "--budget", "600"])
+    code = gpu_all.main(["--out", str(out), "--repeat", "1", "--net-repeat", "1", "--budget", "3000"])
     summary = (out / "summary.md").read_text()
     status = {line.split("|")[1].strip(): line.split("|")[2].strip()
               for line in summary.splitlines()[4:]}
