@@ -16,9 +16,10 @@
 //   one thread per 16-byte vector (4 floats or 2 doubles) of x and y, grid-stride over
 //   size / width vectors: one vector load, `width` hashes, one vector store. Neighbouring
 //   threads take neighbouring vectors (a warp moves 512 contiguous bytes each way). The
-//   last size % width elements go to the grid's first threads, one each. When x or y
-//   is not 16-byte aligned (a view into a larger buffer) every thread takes single
-//   elements instead, grid-stride. Grid: 1-D, any size.
+//   last size % width elements go to the grid's first threads, one each (grid-stride,
+//   so any grid covers them). When x or y is not 16-byte aligned (a view into a larger
+//   buffer) every thread takes single elements instead, grid-stride. Grid: 1-D, any
+//   size (benchmarks/gpu_cases.py: the "dropout" row, benchmarks.gpu_kernels).
 //
 // WHAT BOUNDS ITS SPEED
 //   Bytes: read x, write y: 2 * size * sizeof(scalar_t) (8 bytes an element in float32).
