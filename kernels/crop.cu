@@ -26,7 +26,7 @@
 //   thread here, against 4 when each thread moved one element and divided its flat
 //   index three times). FCN's crop (offset 19) takes the element path: each warp's row
 //   start is unaligned, costing one extra 32-byte sector per row at most. Prediction
-//   (benchmarks/gpu_kernels.py, 21 x 544 x 544 -> 500 x 500, 42 MB forward, 46 MB
+//   (benchmarks/gpu_cases.py, 21 x 544 x 544 -> 500 x 500, 42 MB forward, 46 MB
 //   backward a batch-1 image): 60-70% of copy bandwidth at batch 1 (launch latency
 //   is a visible share of 10 us), 75-85% at batch 8.
 

@@ -19,7 +19,7 @@
 //   last size % width elements go to the grid's first threads, one each (grid-stride,
 //   so any grid covers them). When x or y is not 16-byte aligned (a view into a larger
 //   buffer) every thread takes single elements instead, grid-stride. Grid: 1-D, any
-//   size (benchmarks/gpu_cases.py: the "dropout" row, benchmarks.gpu_kernels).
+//   size.
 //
 // WHAT BOUNDS ITS SPEED
 //   Bytes: read x, write y: 2 * size * sizeof(scalar_t) (8 bytes an element in float32).
@@ -27,7 +27,7 @@
 //   index advancing by one inside a vector): about 20 integer instructions an element,
 //   within an H100/H200's integer throughput at its memory bandwidth in float32 but
 //   not by much, so the kernel is memory-bound with little to spare. Prediction
-//   (benchmarks/gpu_kernels.py, dropout fc6 4096 x 16 x 16 = 8 MB): launch-bound at
+//   (benchmarks/gpu_cases.py, dropout fc6 4096 x 16 x 16: 8 MB moved): launch-bound at
 //   batch 1; at batch 8 (67 MB) 70-80% of copy bandwidth, where one 4-byte element a
 //   thread kept only 4 bytes in flight per thread.
 

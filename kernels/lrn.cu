@@ -32,7 +32,7 @@
 //   leaving channel and the output channel were read a few channels earlier by the
 //   same thread (L1). pow is the only costly arithmetic (once an element forward and
 //   backward), well under the memory time in float32. Prediction (benchmarks/
-//   gpu_kernels.py, norm1 96 x 173 x 173: 34 MB forward, 57 MB backward a batch-1
+//   gpu_cases.py, norm1 96 x 173 x 173: 34 MB forward, 57 MB backward a batch-1
 //   image): 55-65% of copy bandwidth at batch 1, 70-80% at batch 8.
 
 #include "common.cuh"

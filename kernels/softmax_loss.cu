@@ -44,7 +44,7 @@
 //   12 bytes a chunk of partials; backward reads score and target and writes gscore:
 //   (2 C * sizeof(scalar_t) + 4) a pixel. One exp a score in the forward, two in the
 //   backward: at C = 21 in float32 well under the MUFU throughput at full bandwidth.
-//   Predictions (benchmarks/gpu_kernels.py, 21 x 500 x 500 with 10% ignored: 22 MB
+//   Predictions (benchmarks/gpu_cases.py, 21 x 500 x 500 with 10% ignored: 22 MB
 //   forward, 43 MB backward a batch-1 image): forward 40-50% of copy bandwidth at
 //   batch 1 (two launches where there were three to five: the kernel, CuPy's two sums)
 //   and 70-80% at batch 8; backward 60-70% at batch 1 and 75-85% at batch 8 (was one
