@@ -27,6 +27,7 @@ What it cannot catch: anything about the device itself (speed, memory, races bet
 threads, CuPy functions NumPy has and CuPy lacks). tests/cuda/test_gpu.py runs the
 same tests on a real GPU when there is one.
 """
+import ctypes
 import numbers
 import time
 import types
@@ -173,6 +174,10 @@ class _MemoryPointer:
     def __init__(self, host):
         self._host = host
 
+    @property
+    def ptr(self):  # the address of the array's first element, as CuPy's is (emulated cuBLAS reads it)
+        return self._host.__array_interface__["data"][0]
+
     def copy_from_device_async(self, source, nbytes):
         target = self._host.reshape(-1).view(numpy.uint8)
         target[:nbytes] = source._host.reshape(-1).view(numpy.uint8)[:nbytes]
@@ -227,6 +232,7 @@ class EmulatedCupy(types.SimpleNamespace):
             getDeviceProperties=lambda device: {"name": b"emulated GPU"})
         cuda = types.SimpleNamespace(runtime=runtime, Event=_Event, get_elapsed_time=_elapsed_ms,
                                      Device=lambda device=0: types.SimpleNamespace(id=device))
+        _add_gemm_api(cuda)
         pool = types.SimpleNamespace(free_all_blocks=lambda: None)
         super().__init__(
             __name__="cupy", __version__="emulated", ndarray=ndarray, asnumpy=_asnumpy, cuda=cuda,
@@ -243,9 +249,6 @@ class EmulatedCupy(types.SimpleNamespace):
         return _on_device(value, f"cupy.{name}")
 
 
-_numpy_functions = EmulatedCupy()
-
-
 def kernel_launcher(enqueue):
     """A `minifcn.cuda._enqueue` that launches `enqueue` (the CPU emulation of the
     kernels, which works on NumPy arrays) with device arrays unwrapped; a host array
@@ -254,3 +257,78 @@ def kernel_launcher(enqueue):
         enqueue(filename, kernel_name, dtype_name, blocks, threads,
                 _to_host(tuple(args), f"{kernel_name} launch"))
     return launch
+
+
+# --------------------------------------- cuBLAS's strided-batched GEMM and CuPy's TF32 switch
+# functions/conv.py calls cuBLAS's gemmStridedBatchedEx itself (CuPy's batched matmul
+# ignores the TF32 setting). The stand-in below does what cuBLAS does, from the same
+# arguments: raw addresses, column-major leading dimensions and batch strides, the
+# transpose flags, alpha and beta read from host pointers; so a wrong stride or flag in
+# conv.py gives wrong numbers here too. A TF32 compute type rounds the inputs to TF32's
+# 10 mantissa bits first. `gemm_calls` records each call's compute type.
+CUDA_R_32F, CUDA_R_64F = 0, 1
+CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_COMPUTE_64F = 68, 77, 70
+COMPUTE_TYPE_DEFAULT, COMPUTE_TYPE_TF32 = 1, 7
+gemm_calls = []
+
+
+def _host_view(address, dtype, batch, stride, rows, cols, ld):
+    """The (batch, rows, cols) column-major matrices at `address`, as a writable view."""
+    item = numpy.dtype(dtype).itemsize
+    extent = ((batch - 1) * stride + (cols - 1) * ld + rows) * item
+    buffer = (ctypes.c_byte * extent).from_address(address)
+    flat = numpy.frombuffer(buffer, dtype=numpy.uint8)
+    return numpy.lib.stride_tricks.as_strided(
+        flat.view(dtype), shape=(batch, rows, cols), strides=(stride * item, item, ld * item))
+
+
+def _tf32(values):
+    """float32 values rounded to TF32 (10 mantissa bits, round to nearest)."""
+    bits = numpy.ascontiguousarray(values, numpy.float32).view(numpy.uint32)
+    return ((bits + numpy.uint32(0x1000)) & numpy.uint32(0xFFFFE000)).view(numpy.float32)
+
+
+def _gemm_strided_batched_ex(handle, transa, transb, m, n, k, alpha, a, a_type, lda, stride_a,
+                             b, b_type, ldb, stride_b, beta, c, c_type, ldc, stride_c, batch,
+                             compute_type, algo):
+    if not a_type == b_type == c_type or c_type not in (CUDA_R_32F, CUDA_R_64F):
+        raise ValueError(f"emulated gemmStridedBatchedEx: data types {a_type, b_type, c_type}")
+    dtype = numpy.float32 if c_type == CUDA_R_32F else numpy.float64
+    if (compute_type == CUBLAS_COMPUTE_64F) != (dtype == numpy.float64):
+        raise ValueError(f"emulated gemmStridedBatchedEx: compute type {compute_type} for {dtype}")
+    for name, ld, rows in (("lda", lda, k if transa else m), ("ldb", ldb, n if transb else k),
+                           ("ldc", ldc, m)):
+        if ld < max(1, rows):
+            raise ValueError(f"emulated gemmStridedBatchedEx: {name}={ld} < {rows} rows")
+    gemm_calls.append(compute_type)
+    op_a = _host_view(a, dtype, batch, stride_a, *((k, m) if transa else (m, k)), lda)
+    op_b = _host_view(b, dtype, batch, stride_b, *((n, k) if transb else (k, n)), ldb)
+    op_a = op_a.transpose(0, 2, 1) if transa else op_a
+    op_b = op_b.transpose(0, 2, 1) if transb else op_b
+    if compute_type == CUBLAS_COMPUTE_32F_FAST_TF32:
+        op_a, op_b = _tf32(op_a), _tf32(op_b)
+    alpha_value = numpy.ctypeslib.as_array((ctypes.c_byte * 8).from_address(alpha)).view(dtype)[0]
+    beta_value = numpy.ctypeslib.as_array((ctypes.c_byte * 8).from_address(beta)).view(dtype)[0]
+    out = _host_view(c, dtype, batch, stride_c, m, n, ldc)
+    product = alpha_value * numpy.matmul(op_a, op_b)
+    # beta = 0 never reads C (which may hold garbage, or the emulator's NaN sentinels)
+    out[...] = product if beta_value == 0 else product + beta_value * out
+
+
+def _add_gemm_api(cuda):
+    """cupy.cuda.cublas, .runtime's data types, .device.get_cublas_handle and the
+    compute-type switch of cupy._core._routines_linalg (minifcn.cuda._cupy_linalg)."""
+    cuda.cublas = types.SimpleNamespace(
+        CUBLAS_COMPUTE_32F=CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_64F=CUBLAS_COMPUTE_64F,
+        CUBLAS_COMPUTE_32F_FAST_TF32=CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT=-1,
+        gemmStridedBatchedEx=_gemm_strided_batched_ex)
+    cuda.runtime.CUDA_R_32F, cuda.runtime.CUDA_R_64F = CUDA_R_32F, CUDA_R_64F
+    cuda.device = types.SimpleNamespace(get_cublas_handle=lambda: 1)
+    compute_types = {}
+    cuda.routines_linalg = types.SimpleNamespace(
+        COMPUTE_TYPE_DEFAULT=COMPUTE_TYPE_DEFAULT, COMPUTE_TYPE_TF32=COMPUTE_TYPE_TF32,
+        set_compute_type=lambda dtype, kind: compute_types.__setitem__(numpy.dtype(dtype), kind),
+        get_compute_type=lambda dtype: compute_types.get(numpy.dtype(dtype), COMPUTE_TYPE_DEFAULT))
+
+
+_numpy_functions = EmulatedCupy()  # NumPy functions called on device arrays land here
