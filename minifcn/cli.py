@@ -83,6 +83,10 @@ def _parser():
                        help=f"steps between validations and checkpoints (default "
                             f"{BUILT_IN_RUN['val_interval']} on synthetic data, "
                             f"{REAL_DATA_RUN['val_interval']} otherwise)")
+    train.add_argument("--log-interval", type=int,
+                       help=f"steps between reads of the loss for the progress bar and the "
+                            f"divergence check; on the GPU each read waits for the device "
+                            f"(default {TrainConfig.log_interval})")
     train.add_argument("--val-images", type=int,
                        help=f"held-out images scored (default {TrainConfig.val_images})")
     train.add_argument("--out", help="run directory (default runs/<model>-<data>)")

@@ -71,12 +71,15 @@ class TrainConfig:
     seed: int = 1337
     learn_upsampling: bool = False
     progress: bool = True
+    log_interval: int = 20       # steps between reads of the loss (each waits for the GPU)
 
     def __post_init__(self):
         run = BUILT_IN_RUN if self.on_built_in_data() else REAL_DATA_RUN
         for key, value in run.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
+        if self.log_interval < 1:
+            raise ValueError(f"log_interval must be a positive number of steps, not {self.log_interval!r}")
 
     def solver(self):
         """The solver settings: explicit options over the preset."""
@@ -249,7 +252,7 @@ def train(config, resume=False, log=print):
         log(f"resumed from {checkpoint_path} at iteration {start}")
     os.makedirs(config.out, exist_ok=True)
     net.train()
-    scores, rng_at_start, iteration = None, backend.rng_state(), start
+    scores, rng_at_start, iteration, loss = None, backend.rng_state(), start, math.nan
     bar = _progress(range(start, config.iterations), config.progress, "train",
                     initial=start, total=config.iterations)
     began = time.perf_counter()
@@ -257,11 +260,9 @@ def train(config, resume=False, log=print):
         for iteration in bar:
             rng_at_start = backend.rng_state()
             opt.lr = learning_rate(solver["lr"], solver["lr_policy"], iteration, config.iterations)
-            loss = _train_step(net, opt, train_set, config, solver, iteration)
-            if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"the loss became {loss} at iteration {iteration}; stopping. The last good "
-                    f"checkpoint, if any, is kept at {checkpoint_path}")
+            step_loss = _train_step(net, opt, train_set, config, solver, iteration)
+            if _loss_due(iteration + 1, config):
+                loss = _read_loss(step_loss, iteration, checkpoint_path)
             if config.progress:
                 rate = (iteration + 1 - start) * config.batch_size * solver["iter_size"] / (
                     time.perf_counter() - began)
@@ -303,8 +304,9 @@ def save_prediction_pictures(net, dataset, path, device="cpu", count=4):
 def _train_step(net, opt, dataset, config, solver, iteration):
     """Forward and backward over iter_size batches, then one solver step; the mean loss.
 
-    The losses are summed where they are (on the GPU: on the device), so a step is read
-    back, and the GPU waited for, once, at the end."""
+    The losses are summed where they are (on the GPU: on the device) and the mean is
+    returned there: a step never waits for the GPU. `_read_loss` reads it, every
+    `log_interval` steps (`_loss_due`)."""
     opt.zero_grad()
     total = 0.0
     for micro in range(solver["iter_size"]):
@@ -315,7 +317,26 @@ def _train_step(net, opt, dataset, config, solver, iteration):
         loss.backward()
         total = total + loss.data
     opt.step()
-    return float(total) / solver["iter_size"]
+    return total / solver["iter_size"]
+
+
+def _loss_due(done, config):
+    """Whether the loss of the step that makes `done` is read: every `log_interval`
+    steps, and at each validation and the last step (their log lines show it)."""
+    return (done % config.log_interval == 0 or done % config.val_interval == 0
+            or done == config.iterations)
+
+
+def _read_loss(step_loss, iteration, checkpoint_path):
+    """The step's loss on the host (on the GPU this waits for the step to finish);
+    TrainingDiverged if it is not finite. A NaN stays NaN through later steps (the
+    weights it reaches keep it), so reading every few steps still catches it."""
+    loss = float(step_loss)
+    if not math.isfinite(loss):
+        raise TrainingDiverged(
+            f"the loss became {loss} at iteration {iteration}; stopping. The last good "
+            f"checkpoint, if any, is kept at {checkpoint_path}")
+    return loss
 
 
 def _batch(dataset, config, position):
