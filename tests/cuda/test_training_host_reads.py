@@ -4,12 +4,11 @@ divergence check (train.py: _loss_due, _read_loss). Run on the emulated CuPy, wh
 counts every host read of a device value."""
 import math
 
+import emulated_cupy as emulated_cupy_module
 import pytest
 
 from minifcn import train as training
 from minifcn.train import TrainConfig
-
-import emulated_cupy as emulated_cupy_module
 
 TINY = dict(widths=(3, 4, 4, 6, 6), fc_width=6, image_size=40, val_images=1, progress=False,
             device="cuda")
