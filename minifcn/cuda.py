@@ -374,10 +374,12 @@ def lrn_backward(x, y, scale, gy, size, alpha, beta):
 
 # ---------------------------------------------------------------------------- dropout
 def dropout(x, seed, threshold, scale):
-    """x * mask * scale, the mask a function of (seed, flat index); see activation.py."""
+    """x * mask * scale, the mask a function of (seed, flat index); see activation.py.
+    `seed` is an int, or a 1-element int64 device array (a captured step's, graph.py)."""
     xp, x = _module_and_contiguous(x)
     y = xp.empty(x.shape, dtype=x.dtype)
-    _launch("dropout.cu", "dropout", x.dtype, x.size, x, x.size, seed, threshold, scale, y)
+    kernel = "dropout_seed_on_device" if hasattr(seed, "shape") else "dropout"
+    _launch("dropout.cu", kernel, x.dtype, x.size, x, x.size, seed, threshold, scale, y)
     return y
 
 

@@ -24,12 +24,11 @@ import time
 
 import numpy
 
-from . import backend, models
+from . import backend, graph, models
 from .autograd import Tensor, no_grad
 from .data import open_dataset, shuffled_order
 from .data.synthetic import DEFAULT_SIZE as SYNTHETIC_SIZE
 from .data.preprocess import Preprocess
-from .functions import softmax_cross_entropy
 from .metrics import ConfusionMeter
 from .optim import PRESETS, learning_rate, make_optimizer
 
@@ -72,12 +71,14 @@ class TrainConfig:
     learn_upsampling: bool = False
     progress: bool = True
     log_interval: int = 20       # steps between reads of the loss (each waits for the GPU)
+    cuda_graphs: str = "auto"    # capture the step as a CUDA graph: on, off, auto (on with cuda)
 
     def __post_init__(self):
         run = BUILT_IN_RUN if self.on_built_in_data() else REAL_DATA_RUN
         for key, value in run.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
+        graph.check_mode(self.cuda_graphs, self.device)
         if self.log_interval < 1:
             raise ValueError(f"log_interval must be a positive number of steps, not {self.log_interval!r}")
 
@@ -306,18 +307,11 @@ def _train_step(net, opt, dataset, config, solver, iteration):
 
     The losses are summed where they are (on the GPU: on the device) and the mean is
     returned there: a step never waits for the GPU. `_read_loss` reads it, every
-    `log_interval` steps (`_loss_due`)."""
-    opt.zero_grad()
-    total = 0.0
-    for micro in range(solver["iter_size"]):
-        images, labels = _batch(dataset, config, (iteration * solver["iter_size"] + micro))
-        score = net(Tensor(backend.to_device(images, config.device)))
-        loss = softmax_cross_entropy(score, backend.to_device(labels, config.device),
-                                     normalize=solver["normalize"])
-        loss.backward()
-        total = total + loss.data
-    opt.step()
-    return total / solver["iter_size"]
+    `log_interval` steps (`_loss_due`). On the GPU the step is captured once as a CUDA
+    graph and replayed (graph.py; `cuda_graphs`)."""
+    batches = [_batch(dataset, config, iteration * solver["iter_size"] + micro)
+               for micro in range(solver["iter_size"])]
+    return graph.train_step(net, opt, solver["normalize"], config.device, config.cuda_graphs)(batches)
 
 
 def _loss_due(done, config):
