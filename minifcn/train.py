@@ -17,6 +17,7 @@ order is a pure function of (seed, epoch) and dropout draws from the saved gener
 """
 import csv
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -28,6 +29,7 @@ from . import backend, graph, models
 from .autograd import Tensor, no_grad
 from .data import open_dataset, shuffled_order
 from .data.synthetic import DEFAULT_SIZE as SYNTHETIC_SIZE
+from .data.prefetch import Prefetcher
 from .data.preprocess import Preprocess
 from .metrics import ConfusionMeter
 from .optim import PRESETS, learning_rate, make_optimizer
@@ -257,11 +259,13 @@ def train(config, resume=False, log=print):
     bar = _progress(range(start, config.iterations), config.progress, "train",
                     initial=start, total=config.iterations)
     began = time.perf_counter()
+    batches = Prefetcher(functools.partial(_batch, train_set, config), start * solver["iter_size"],
+                         config.iterations * solver["iter_size"], config.device)
     try:
         for iteration in bar:
             rng_at_start = backend.rng_state()
             opt.lr = learning_rate(solver["lr"], solver["lr_policy"], iteration, config.iterations)
-            step_loss = _train_step(net, opt, train_set, config, solver, iteration)
+            step_loss = _train_step(net, opt, batches.get, config, solver, iteration)
             if _loss_due(iteration + 1, config):
                 loss = _read_loss(step_loss, iteration, checkpoint_path)
             if config.progress:
@@ -279,6 +283,8 @@ def train(config, resume=False, log=print):
         save_checkpoint(checkpoint_path, net, opt, iteration, rng_at_start, config)
         log(f"\ninterrupted: checkpoint at iteration {iteration} saved to {checkpoint_path}")
         raise
+    finally:
+        batches.close()  # queued batches are dropped; a worker's error was raised by get()
     if scores is not None:
         picture = save_prediction_pictures(net, val_set, os.path.join(config.out, "predictions.png"),
                                            config.device)
@@ -302,14 +308,15 @@ def save_prediction_pictures(net, dataset, path, device="cpu", count=4):
     return path
 
 
-def _train_step(net, opt, dataset, config, solver, iteration):
+def _train_step(net, opt, batch_of, config, solver, iteration):
     """Forward and backward over iter_size batches, then one solver step; the mean loss.
 
     The losses are summed where they are (on the GPU: on the device) and the mean is
     returned there: a step never waits for the GPU. `_read_loss` reads it, every
-    `log_interval` steps (`_loss_due`). On the GPU the step is captured once as a CUDA
+    `log_interval` steps (`_loss_due`). `batch_of(position)` is the batch (the
+    prefetcher's, data/prefetch.py). On the GPU the step is captured once as a CUDA
     graph and replayed (graph.py; `cuda_graphs`)."""
-    batches = [_batch(dataset, config, iteration * solver["iter_size"] + micro)
+    batches = [batch_of(iteration * solver["iter_size"] + micro)
                for micro in range(solver["iter_size"])]
     return graph.train_step(net, opt, solver["normalize"], config.device, config.cuda_graphs)(batches)
 
