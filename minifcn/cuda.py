@@ -378,8 +378,11 @@ def dropout(x, seed, threshold, scale):
     `seed` is an int, or a 1-element int64 device array (a captured step's, graph.py)."""
     xp, x = _module_and_contiguous(x)
     y = xp.empty(x.shape, dtype=x.dtype)
-    kernel = "dropout_seed_on_device" if hasattr(seed, "shape") else "dropout"
-    _launch("dropout.cu", kernel, x.dtype, x.size, x, x.size, seed, threshold, scale, y)
+    if hasattr(seed, "shape"):
+        _launch("dropout.cu", "dropout_seed_on_device", x.dtype, x.size,
+                x, x.size, seed, threshold, scale, y)
+    else:
+        _launch("dropout.cu", "dropout", x.dtype, x.size, x, x.size, seed, threshold, scale, y)
     return y
 
 

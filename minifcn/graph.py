@@ -8,11 +8,12 @@ launch of a step once (CuPy's stream capture) and replays them all with one call
     step = TrainStep(net, opt, normalize=True, device="cuda", mode="auto")
     loss = step([(images, labels), ...])     # one solver step over its micro-batches
 
-Shapes. The first step of a batch shape runs plainly (it compiles the kernels, creates
-the solver's state and counts the dropout draws); the second captures the step and
-launches the graph; later ones only launch it. A step of any other shape falls back to
-plain launches (the graph is kept for its own shape): an FCN trained at a fixed size,
-such as the default run, replays every step from the second on.
+Shapes. The first step of a batch shape runs plainly (it creates the solver's state and
+counts the dropout draws); the second runs plainly too, but on the buffers below (so
+every kernel the graph will hold is compiled and loaded before the capture); the third
+captures the step and launches the graph; later ones only launch it. A step of any
+other shape falls back to plain launches (the graph is kept for its own shape): an FCN
+trained at a fixed size, such as the default run, replays every step from the third on.
 
 What changes between replays lives in device buffers the graph reads, refilled before
 each launch (each refill an asynchronous copy, or a copy kernel):
@@ -90,11 +91,10 @@ class TrainStep:
         """The mean loss over `batches` [(images, labels), ...] (host or device arrays),
         left on the device."""
         key = _shape_key(batches)
-        if self.captured is not None and self.captured.key == key:
-            return self.captured.replay(batches)
         if self.graphs and self.captured is None and key in self.seen:
             self.captured = _CapturedStep(self, batches, key, self.seen[key])
-            return self.captured.replay(batches, first=True)
+        if self.captured is not None and self.captured.key == key:
+            return self.captured.run(batches)
         drawn = _draws[0]
         loss = self.forward_backward([(backend.to_device(images, self.device),
                                        backend.to_device(labels, self.device))
@@ -120,10 +120,14 @@ def _shape_key(batches):
 
 
 class _CapturedStep:
-    """One training step captured as a CUDA graph, with the buffers its replays refill."""
+    """A training step run on fixed device buffers, then captured as a CUDA graph: the
+    buffers every run reads, refilled before it, and (from the second run) the graph.
+
+    The first run is plain, but on these buffers (the solver's numbers and the dropout
+    seeds read from device memory), so every kernel the capture records has been
+    compiled and loaded before it: nothing but launches happens inside the capture."""
 
     def __init__(self, step, batches, key, seed_count):
-        global _capture
         cupy = self.cupy = backend.require_cupy()
         self.step, self.key, opt = step, key, step.opt
         dtypes = {param.dtype for _, param in opt.params}
@@ -131,51 +135,71 @@ class _CapturedStep:
             raise ValueError(f"graph capture: the parameters have several dtypes {sorted(map(str, dtypes))}")
         self.inputs = [(cupy.empty(images.shape, images.dtype), cupy.empty(labels.shape, numpy.int32))
                        for images, labels in batches]
-        self._copy_inputs(batches)
-        scalars = opt.step_scalars()  # this (first captured) step's own numbers
-        self.scalars = cupy.empty(sum(map(len, scalars.values())), dtypes.pop())
-        self._fill(self.scalars, scalars)
-        views, at = {}, 0
-        for name, values in scalars.items():  # 0-d views the captured update reads
-            views[name] = tuple(self.scalars[at + i:at + i + 1].reshape(()) for i in range(len(values)))
-            at += len(values)
-        self.seeds, self.drawn = cupy.empty(seed_count, numpy.int64), []
+        widths = {name: len(values) for name, values in opt.step_scalars(advance=False).items()}
+        self.scalars = cupy.empty(sum(widths.values()), dtypes.pop())
+        self.views, at = {}, 0
+        for name, width in widths.items():  # 0-d views the update reads
+            self.views[name] = tuple(self.scalars[at + i:at + i + 1].reshape(()) for i in range(width))
+            at += width
+        self.seeds, self.drawn, self.capturing = cupy.empty(seed_count, numpy.int64), [], False
+        self.graph = self.loss = None
         self.pool = cupy.cuda.MemoryPool()  # kept with the graph: its blocks are the graph's
+
+    def run(self, batches):
+        """One step on `batches`: plainly the first time, captured and launched the second,
+        launched from then on. The step's loss, on the device."""
+        self._fill(self.scalars, self.step.opt.step_scalars())
+        self._copy_inputs(batches)
+        if self.graph is None and self.loss is None:  # the first run: plain, on the buffers
+            self.loss = self._body()
+            return self.loss
+        if self.graph is None:
+            self._capture()
+        elif len(self.seeds):
+            self._fill(self.seeds, {"": [draw_seed() for _ in range(len(self.seeds))]})
+        self.graph.launch(stream=self.cupy.cuda.get_current_stream())
+        return self.loss.copy()  # the graph rewrites self.loss at its next launch
+
+    def _body(self):
+        """Forward, loss, backward and update on the buffers; the loss."""
+        global _capture
+        self.drawn, _capture = [], self
+        try:
+            loss = self.step.forward_backward(self.inputs)
+            self.step.opt.update(self.views)
+        finally:
+            _capture = None
+        if len(self.drawn) != len(self.seeds):
+            raise RuntimeError(f"graph capture: the step drew {len(self.drawn)} dropout seeds, "
+                               f"its first run {len(self.seeds)}")
+        return loss
+
+    def _capture(self):
+        cupy = self.cupy
         stream = cupy.cuda.Stream(non_blocking=True)  # capture cannot run on the default stream
         with cupy.cuda.using_allocator(self.pool.malloc), stream:
             stream.begin_capture()
-            _capture = self
+            self.capturing = True
             try:
-                self.loss = step.forward_backward(self.inputs)
-                opt.update(views)
+                self.loss = self._body()
             finally:
-                _capture = None
+                self.capturing = False
                 self.graph = stream.end_capture()
-        if len(self.drawn) != seed_count:
-            raise RuntimeError(f"graph capture: the step drew {len(self.drawn)} dropout seeds, "
-                               f"its plain run {seed_count}")
-        if seed_count:
+        if len(self.seeds):  # the capture's own draws, for its first launch
             self._fill(self.seeds, {"": self.drawn})
-        # the plain first step's blocks stay cached in the default pool; the graph has its own
+        # the plain runs' blocks stay cached in the default pool; the graph has its own
         cupy.get_default_memory_pool().free_all_blocks()
 
     def seed_slot(self, seed):
-        """The device slot of the capture's next dropout seed (its value `seed` is
-        written there before the first launch)."""
+        """The device slot of the run's next dropout seed: `seed` is written there now,
+        or, during the capture, before the first launch."""
         if len(self.drawn) == len(self.seeds):
-            raise RuntimeError("graph capture: the step draws more dropout seeds than its plain run")
+            raise RuntimeError("graph capture: the step draws more dropout seeds than its first run")
         self.drawn.append(seed)
-        return self.seeds[len(self.drawn) - 1:len(self.drawn)]
-
-    def replay(self, batches, first=False):
-        """Launch the graph on the current stream for this step's batches; its loss."""
-        if not first:  # the capture filled the buffers for the first launch
-            self._fill(self.scalars, self.step.opt.step_scalars())
-            if len(self.seeds):
-                self._fill(self.seeds, {"": [draw_seed() for _ in range(len(self.seeds))]})
-            self._copy_inputs(batches)
-        self.graph.launch(stream=self.cupy.cuda.get_current_stream())
-        return self.loss.copy()  # the graph rewrites self.loss at its next launch
+        slot = self.seeds[len(self.drawn) - 1:len(self.drawn)]
+        if not self.capturing:
+            self._fill(slot, {"": [seed]})
+        return slot
 
     def _fill(self, device, values):
         """device[:] = the numbers of {name: (value, ...)}, one asynchronous copy from host

@@ -39,10 +39,11 @@ class SGD:
     def step(self):
         self.update(self.step_scalars())
 
-    def step_scalars(self):
+    def step_scalars(self, advance=True):
         """The numbers of this step that change from step to step, per learned parameter
         ({name: (rate,)}), computed on the host. `update` takes them as host floats, or,
-        in a captured step (graph.py), as the 0-d device arrays each replay refills."""
+        in a captured step (graph.py), as the 0-d device arrays each replay refills.
+        advance=False: the numbers only, without counting the step (Adam)."""
         return {name: (self.lr * getattr(param, "lr_mult", 1.0),) for name, param in self.params}
 
     def update(self, scalars):
@@ -97,10 +98,12 @@ class Adam(SGD):
         self.beta2, self.eps, self.steps = float(betas[1]), float(eps), 0
         self.second = {}
 
-    def step_scalars(self):
-        self.steps += 1
-        first_fix = 1.0 - self.momentum ** self.steps
-        second_fix = 1.0 - self.beta2 ** self.steps
+    def step_scalars(self, advance=True):
+        steps = self.steps + 1
+        if advance:
+            self.steps = steps
+        first_fix = 1.0 - self.momentum ** steps
+        second_fix = 1.0 - self.beta2 ** steps
         return {name: (self.lr * getattr(param, "lr_mult", 1.0) / first_fix, second_fix)
                 for name, param in self.params}
 

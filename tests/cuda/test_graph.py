@@ -38,8 +38,9 @@ def test_a_replayed_step_gives_the_parameters_of_a_plain_one(emulated_cupy, solv
     plain, plain_rng, plain_step, plain_losses = _run_steps("off", solver_class, shapes, iter_size)
     replayed, replayed_rng, step, losses = _run_steps("auto", solver_class, shapes, iter_size)
     assert plain_step.captured is None
-    # step 1 plain (compiles, counts the dropout draws), step 2 captured and launched, 3-5 replayed
-    assert step.captured is not None and step.captured.graph.launches == 4
+    # step 1 plain (counts the dropout draws), 2 plain on the graph's buffers, 3 captured
+    # and launched, 4-5 launched
+    assert step.captured is not None and step.captured.graph.launches == 3
     assert len(step.captured.seeds) == 2 * iter_size  # fc6's and fc7's dropout per micro-batch
     assert losses == plain_losses
     for name in plain:  # bit-equal: the same kernels on the same numbers
@@ -48,11 +49,11 @@ def test_a_replayed_step_gives_the_parameters_of_a_plain_one(emulated_cupy, solv
 
 
 def test_a_shape_change_falls_back_to_plain_launches(emulated_cupy):
-    shapes = [(29, 35), (29, 35), (21, 24), (29, 35), (21, 24)]
+    shapes = [(29, 35), (29, 35), (21, 24), (29, 35), (29, 35), (21, 24)]
     plain, _, _, plain_losses = _run_steps("off", Adam, shapes)
     replayed, _, step, losses = _run_steps("auto", Adam, shapes)
     assert step.captured.key[0][0] == (2, 3, 29, 35)
-    assert step.captured.graph.launches == 2  # steps 2 and 4; 1, 3, 5 ran plainly
+    assert step.captured.graph.launches == 2  # steps 4 and 5; 1, 2, 3, 6 ran plainly
     assert losses == plain_losses
     for name in plain:
         numpy.testing.assert_array_equal(replayed[name], plain[name], err_msg=name)
@@ -147,6 +148,7 @@ def test_a_step_that_reads_the_host_cannot_be_captured(emulated_cupy):
         return loss
     step.forward_backward = reading
     rng = numpy.random.default_rng(0)
-    step(_batches(rng, (29, 35)))  # plain: reading is allowed (and waits)
+    for _ in range(2):  # plain runs: reading is allowed (and waits)
+        step(_batches(rng, (29, 35)))
     with pytest.raises(RuntimeError, match="capturing"):
         step(_batches(rng, (29, 35)))
