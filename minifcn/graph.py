@@ -104,12 +104,12 @@ class TrainStep:
         return loss
 
     def forward_backward(self, batches):
+        from . import heads
         from .autograd import Tensor
-        from .functions import softmax_cross_entropy
         self.opt.zero_grad()
         total = 0.0
         for images, labels in batches:
-            loss = softmax_cross_entropy(self.net(Tensor(images)), labels, normalize=self.normalize)
+            loss = heads.loss(self.net(Tensor(images)), labels, normalize=self.normalize)
             loss.backward()
             total = total + loss.data
         return total / len(batches)

@@ -25,12 +25,14 @@ import time
 
 import numpy
 
-from . import backend, graph, models
+from . import backend, graph, heads, models, runtime
 from .autograd import Tensor, no_grad
 from .data import open_dataset, shuffled_order
 from .data.synthetic import DEFAULT_SIZE as SYNTHETIC_SIZE
 from .data.prefetch import Prefetcher
 from .data.preprocess import Preprocess
+from .loss_sampling import probability, sample_step_labels
+from .inference import training_meta
 from .metrics import ConfusionMeter
 from .optim import PRESETS, learning_rate, make_optimizer
 
@@ -72,10 +74,12 @@ class TrainConfig:
     seed: int = 1337
     learn_upsampling: bool = False
     progress: bool = True
+    loss_sampling: float = 1.0   # P: keep each final-layer cell in the loss (loss_sampling.py)
     log_interval: int = 20       # steps between reads of the loss (each waits for the GPU)
     cuda_graphs: str = "auto"    # capture the step as a CUDA graph: on, off, auto (on with cuda)
 
     def __post_init__(self):
+        self.loss_sampling = probability(self.loss_sampling)
         run = BUILT_IN_RUN if self.on_built_in_data() else REAL_DATA_RUN
         for key, value in run.items():
             if getattr(self, key) is None:
@@ -91,7 +95,8 @@ class TrainConfig:
         return {key: preset[key] if value is None else value for key, value in chosen.items()}
 
     def data_options(self):
-        return {"size": self.image_size} if self.on_built_in_data() else {}
+        options = {"size": self.image_size} if self.on_built_in_data() else {}
+        return {**options, **models.data_options(self.model, self.data)}  # e.g. NYUD's tops
 
     def on_built_in_data(self):
         return self.data == "synthetic"
@@ -194,7 +199,7 @@ def net_from_checkpoint(path, device="cpu"):
     """The trained net a checkpoint holds, in eval mode, and its training config."""
     checkpoint = load_checkpoint(path)
     config = config_from_checkpoint(checkpoint, weights=None, init_from=None, device=device)
-    net = build_net(config, n_class=checkpoint["params"]["score_fr.weight"].shape[0])
+    net = build_net(config, n_class=models.n_class_of(checkpoint["params"]))
     net.load_state_dict(checkpoint["params"])
     net.input_meta = checkpoint["meta"]
     net.to(device)
@@ -206,13 +211,15 @@ def net_from_checkpoint(path, device="cpu"):
 def predict(net, image, device="cpu"):
     """Label map (H, W) for one preprocessed image (3, H, W)."""
     with no_grad():
-        score = net(Tensor(backend.to_device(image[None], device)))
+        score = heads.first(net(Tensor(backend.to_device(image[None], device))))
     return backend.to_numpy(score.data[0].argmax(axis=0))
 
 
 def evaluate(net, dataset, device="cpu", limit=None, progress=False):
     """The four metrics (and per-class IU) of `net` on the first `limit` images."""
     count = len(dataset) if limit is None else min(limit, len(dataset))
+    if isinstance(dataset.n_class, tuple):  # a multi-headed net (heads.py)
+        return heads.evaluate(net, dataset, device, count)
     meter = ConfusionMeter(dataset.n_class)
     was_training = net.training
     net.eval()
@@ -233,7 +240,9 @@ def _progress(iterable, enabled, description, **options):
 
 # ----------------------------------------------------------------------------- training
 def train(config, resume=False, log=print):
-    """Train as `config` says; returns the last validation scores."""
+    """Train as `config` says; returns the last validation scores. Sets the process's
+    threads and memory for training first (runtime.configure_process)."""
+    runtime.configure_process(blas_threads=runtime.blas_threads_for(config.is_small()))
     options = config.data_options()
     if config.weights:  # feed the net as its ImageNet weights expect (channel order, mean, scale)
         options.update(preprocess_options(read_meta(config.weights)))
@@ -242,6 +251,7 @@ def train(config, resume=False, log=print):
     solver = config.solver()
     backend.seed(config.seed)
     net = build_net(config, train_set.n_class)
+    net.input_meta = {**training_meta(train_set), **net.input_meta}  # in the checkpoints
     opt = make_optimizer(net, solver["optimizer"], solver["lr"], solver["momentum"],
                          solver["weight_decay"], solver["iter_size"])
     checkpoint_path = os.path.join(config.out, "checkpoint.npz")
@@ -259,7 +269,7 @@ def train(config, resume=False, log=print):
     bar = _progress(range(start, config.iterations), config.progress, "train",
                     initial=start, total=config.iterations)
     began = time.perf_counter()
-    batches = Prefetcher(functools.partial(_batch, train_set, config), start * solver["iter_size"],
+    batches = Prefetcher(functools.partial(_step_batch, net, train_set, config), start * solver["iter_size"],
                          config.iterations * solver["iter_size"], config.device)
     try:
         for iteration in bar:
@@ -301,10 +311,10 @@ def save_prediction_pictures(net, dataset, path, device="cpu", count=4):
     for index in range(count):
         image, label = dataset[index]
         images.append(dataset.raw_image(index))
-        labels.append(label)
+        labels.append(heads.first(label))
         predictions.append(predict(net, image, device))
     net.train()
-    prediction_grid(images, labels, predictions, path)
+    prediction_grid(images, labels, predictions, path, class_names=dataset.class_names)
     return path
 
 
@@ -338,6 +348,13 @@ def _read_loss(step_loss, iteration, checkpoint_path):
             f"the loss became {loss} at iteration {iteration}; stopping. The last good "
             f"checkpoint, if any, is kept at {checkpoint_path}")
     return loss
+
+
+def _step_batch(net, dataset, config, position):
+    """Batch `position` as a step trains on it: `_batch`, then the loss-sampling hook (a
+    pure function of the position too, so the prefetcher's workers run it)."""
+    images, labels = _batch(dataset, config, position)
+    return images, sample_step_labels(net, labels, config.loss_sampling, config.seed, position)
 
 
 def _batch(dataset, config, position):
