@@ -246,6 +246,13 @@ def _weight_grad(x, gy, geo):
 # `batch_column_bytes` caps the columns built at once: FCN-32s' conv1_2 at 500x500
 # already needs 1.1 GB for one image, which then runs alone, as before.
 batch_column_bytes = 256 * 2**20
+# Implicit GEMM (kernels/implicit_gemm.cu): the forward pass in one kernel that builds
+# each column tile in shared memory, never in memory. It saves the columns' write and
+# read but runs its multiply-adds on CUDA cores, not cuBLAS's (TF32) tensor cores, so it
+# is taken only for the layer shapes a GPU measured it faster on
+# (benchmarks/gpu_cases.py, "conv_implicit_gemm" rows): (C_in, C_out, kh, kw, sy, sx,
+# ph, pw, dy, dx) keys, none until a GPU run has measured them.
+implicit_gemm_layers = frozenset()
 
 
 def _pointwise(geo):
@@ -276,6 +283,9 @@ def _correlate_batched(kernels, x, weight, geo, bias):
     c_out, groups = weight.shape[0], geo.groups
     out_h = conv_output_size(height, geo.kh, geo.sy, geo.ph, geo.dy)
     out_w = conv_output_size(width, geo.kw, geo.sx, geo.pw, geo.dx)
+    if groups == 1 and (c_in, c_out, *geo[:-1]) in implicit_gemm_layers:
+        return _add_bias(kernels.conv_implicit_gemm(
+            x, weight, geo.sy, geo.sx, geo.ph, geo.pw, geo.dy, geo.dx, out_h, out_w), bias)
     w_mat = weight.reshape(groups, c_out // groups, -1)
     y = xp.empty((n_images, c_out, out_h, out_w), dtype=x.dtype)
     y_mat = y.reshape(n_images, groups, c_out // groups, out_h * out_w)

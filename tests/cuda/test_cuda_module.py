@@ -14,7 +14,8 @@ from minifcn import cuda, kernel_set, reference
 import cuda_emulator
 
 # The kernels of the contract (kernel_set.py) that the CUDA set runs from kernels/*.cu.
-OWN_KERNELS = ["avg_pool_backward", "avg_pool_forward", "col2im", "crop_backward", "crop_forward",
+OWN_KERNELS = ["avg_pool_backward", "avg_pool_forward", "col2im", "conv_implicit_gemm",
+               "crop_backward", "crop_forward",
                "dropout", "im2col", "lrn_backward", "lrn_forward", "max_pool_backward",
                "max_pool_forward", "softmax_cross_entropy_backward", "softmax_cross_entropy_forward"]
 
