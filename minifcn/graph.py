@@ -143,6 +143,7 @@ class _CapturedStep:
             at += width
         self.seeds, self.drawn, self.capturing = cupy.empty(seed_count, numpy.int64), [], False
         self.graph = self.loss = None
+        self.launches = 0
         self.pool = cupy.cuda.MemoryPool()  # kept with the graph: its blocks are the graph's
 
     def run(self, batches):
@@ -158,6 +159,7 @@ class _CapturedStep:
         elif len(self.seeds):
             self._fill(self.seeds, {"": [draw_seed() for _ in range(len(self.seeds))]})
         self.graph.launch(stream=self.cupy.cuda.get_current_stream())
+        self.launches += 1
         return self.loss.copy()  # the graph rewrites self.loss at its next launch
 
     def _body(self):

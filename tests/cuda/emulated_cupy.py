@@ -451,11 +451,9 @@ class _Graph:
 
     def __init__(self, recording):
         self._ops, self._keep = recording.ops, recording.keep
-        self.launches = 0
 
     def launch(self, stream=None):
         _refuse_during_capture("Graph.launch")
-        self.launches += 1
         for op in self._ops:
             op()
 

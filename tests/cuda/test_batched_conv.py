@@ -20,6 +20,14 @@ def _pass(function, arrays, device, seed=3):
     return [y.numpy()] + [backend.to_numpy(t.grad) for t in leaves]
 
 
+@pytest.fixture(params=[pytest.param("gpu", marks=pytest.mark.gpu), "emulated"])
+def device(request):
+    """CuPy on a GPU, or the emulated CuPy (float64 cases: TF32 does not apply)."""
+    if request.param == "emulated":
+        request.getfixturevalue("emulated_cupy")
+    return "cuda"
+
+
 def _launches(monkeypatch):
     names = []
     enqueue = cuda._enqueue
@@ -46,7 +54,7 @@ CASES = {
 
 @pytest.mark.parametrize("chunk_images", [1, 2, None], ids=["1 image", "2 images", "whole batch"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_batched_convolutions_match_the_cpu(emulated_cupy, monkeypatch, name, chunk_images):
+def test_batched_convolutions_match_the_cpu(device, monkeypatch, name, chunk_images):
     function, shapes = CASES[name]
     rng = numpy.random.default_rng(0)
     arrays = [rng.standard_normal(shape) for shape in shapes]  # float64: tight tolerance
