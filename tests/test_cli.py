@@ -68,7 +68,7 @@ def test_missing_checkpoint_and_bad_options_are_clear(tmp_path, capsys):
 def test_train_options_reach_the_config_and_defaults_stay_the_configs(monkeypatch):
     import minifcn.train as training
     seen = {}
-    monkeypatch.setattr(training, "train", lambda config, resume: seen.update(config=config) or
+    monkeypatch.setattr(training, "train", lambda config, **run: seen.update(config=config) or
                         {"mean_iu": 0.0})
     assert main(["train", "--lr", "0.01", "--lr-policy", "fixed", "--iterations", "9"]) == 0
     config = seen["config"]
