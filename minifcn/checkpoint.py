@@ -26,7 +26,7 @@ import os
 import numpy
 
 # Options a resumed run may change; every other one would make it another run.
-MAY_CHANGE_ON_RESUME = ("iterations", "val_interval", "device", "progress", "data_check", "out")
+MAY_CHANGE_ON_RESUME = ("iterations", "val_interval", "device", "progress", "data_check")
 # The meta.* entries a checkpoint has of its own (the others record the input convention).
 OWN_META = ("meta.iteration", "meta.rng_state", "meta.config", "meta.loss")
 # Files a run writes in its directory.
@@ -193,7 +193,8 @@ def settings_changed(saved, wanted):
     may not change on resume, as [(field, saved value, wanted value)]."""
     plain = lambda value: json.loads(json.dumps(value))  # tuples as lists, as saved
     return [(field, saved.get(field), value) for field, value in wanted.items()
-            if field not in MAY_CHANGE_ON_RESUME and plain(value) != plain(saved.get(field))]
+            if field not in (*MAY_CHANGE_ON_RESUME, "out")  # the run may have been moved
+            and plain(value) != plain(saved.get(field))]
 
 
 def refuse_changes(changed, path):

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+from .checkpoint import MAY_CHANGE_ON_RESUME, option_name
 from .train import BUILT_IN_RUN, REAL_DATA_RUN, SMALL_SOLVER, TrainConfig
 
 MODELS = ("fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce", "fcn-alexnet")
@@ -40,7 +41,8 @@ def _parser():
         "train", help="train an FCN (default: a small FCN-8s on the built-in dataset)",
         description="Train an FCN. With no options: a narrow FCN-8s learns the built-in "
                     "synthetic dataset on the CPU in a few minutes, then writes its prediction "
-                    "pictures. With --data voc:DIR --weights VGG16.npz it runs the paper's recipe.")
+                    "pictures. With --data voc:DIR --weights VGG16.npz it runs the paper's recipe.",
+        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     # Options left out stay None, so TrainConfig's defaults (train.py) are the only ones.
     train.add_argument("--model", choices=MODELS, help=f"which net (default {TrainConfig.model})")
     train.add_argument("--data", help=f"data source: {DATA_HELP} (default {TrainConfig.data})")
@@ -77,7 +79,7 @@ def _parser():
     train.add_argument("--image-size", type=int,
                        help=f"side of the built-in dataset's scenes in pixels (default "
                             f"{TrainConfig.image_size})")
-    train.add_argument("--learn-upsampling", action="store_true",
+    train.add_argument("--learn-upsampling", action="store_true", default=None,
                        help="learn the deconvolutions (the reference keeps them fixed bilinear)")
     train.add_argument("--val-interval", type=int,
                        help=f"steps between validations and checkpoints (default "
@@ -87,8 +89,16 @@ def _parser():
                        help=f"held-out images scored (default {TrainConfig.val_images})")
     train.add_argument("--out", help="run directory (default runs/<model>-<data>)")
     train.add_argument("--seed", type=int, help=f"default {TrainConfig.seed}")
-    train.add_argument("--resume", action="store_true",
-                       help="continue the run in --out from its checkpoint, exactly")
+    existing = train.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true",
+                          help="continue the run in --out from its checkpoint, exactly, with "
+                               "its own settings (see below)")
+    existing.add_argument("--overwrite", action="store_true",
+                          help="replace the run in --out with a new one; the old one is "
+                               "removed once the new one's first checkpoint is written")
+    train.add_argument("--no-data-check", action="store_true",
+                       help="skip checking every image and label file before the first step "
+                            "(for huge datasets already known good)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
 
@@ -122,6 +132,28 @@ def _parser():
     return parser
 
 
+TRAIN_EPILOG = f"""\
+run directory:
+  A run writes checkpoint.npz, log.jsonl, metrics.csv and predictions.png into --out. A
+  directory that holds a run is refused unless --resume or --overwrite is given.
+
+resuming:
+  --resume restores the run's own settings from its checkpoint. Only
+  {", ".join(option_name(field) for field in MAY_CHANGE_ON_RESUME)} may be given
+  with other values; any other option that differs is refused. Resuming a finished run
+  says so and exits 0; a larger --iterations trains it further.
+
+interrupting:
+  Ctrl-C or SIGTERM stops the run after the step under way (a second Ctrl-C abandons
+  that step) and writes a checkpoint that --resume continues exactly.
+
+exit status:
+  0 finished; 1 error (bad option or data, a diverged run, a file that cannot be
+  written: the message names it); 2 usage; 130 stopped by Ctrl-C (SIGINT), 143 stopped
+  by SIGTERM, a checkpoint of the steps done saved.
+"""
+
+
 def _widths(text):
     try:
         widths = tuple(int(w) for w in text.split(","))
@@ -133,21 +165,28 @@ def _widths(text):
 
 
 def _train(args):
-    from .train import TrainingDiverged, train
+    from .train import Interrupted, TrainingDiverged, resumed_config, train
     fields = {field.name for field in dataclasses.fields(TrainConfig)}
     given = {key: value for key, value in vars(args).items() if key in fields and value is not None}
-    config = TrainConfig(**given, progress=not args.no_progress)
+    given.update(progress=not args.no_progress, data_check=not args.no_data_check)
+    config = TrainConfig(**given)
     if args.out is None:
         config.out = os.path.join("runs", f"{config.model}-{config.data.split(':')[0]}")
-    print(f"training {config.model} on {config.data} ({config.device}), {config.iterations} "
-          f"iterations, solver {config.solver()}, writing to {config.out}")
+    if args.resume:
+        config = resumed_config(config.out, **{k: v for k, v in given.items() if k != "out"})
+    print(f"{'resuming' if args.resume else 'training'} {config.model} on {config.data} "
+          f"({config.device}), {config.iterations} iterations, solver {config.solver()}, "
+          f"writing to {config.out}")
     try:
-        scores = train(config, resume=args.resume)
+        scores = train(config, resume=args.resume, overwrite=args.overwrite)
     except TrainingDiverged as error:
         print(f"minifcn train: {error}", file=sys.stderr)
         return 1
-    print(f"final mean IU {scores['mean_iu']:.4f}; checkpoint {config.out}/checkpoint.npz; "
-          f"predictions {config.out}/predictions.png")
+    except Interrupted as error:
+        return error.status
+    if scores is not None:
+        print(f"final mean IU {scores['mean_iu']:.4f}; checkpoint {config.out}/checkpoint.npz; "
+              f"predictions {config.out}/predictions.png")
 
 
 def _eval(args):

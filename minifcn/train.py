@@ -40,7 +40,7 @@ from .autograd import Tensor, no_grad
 from .checkpoint import (OWN_META, RUN_FILES, NonFiniteState, RunWriteError, atomic_savez,
                          checkpoint_arrays, load_checkpoint, read_config, refuse_changes,
                          remove_stale_temporaries, settings_changed)
-from .data import open_dataset, shuffled_order
+from .data import DataError, open_dataset, shuffled_order
 from .data.scan import check_files
 from .data.synthetic import DEFAULT_SIZE as SYNTHETIC_SIZE
 from .data.preprocess import Preprocess
@@ -343,6 +343,10 @@ def _loop(run, dataset, solver, stop):
             except Abandoned:  # no weight changed: the next run replays this step
                 backend.set_rng_state(rng_before)
                 return
+            except DataError:  # a bad file (--no-data-check): keep the steps done
+                backend.set_rng_state(rng_before)
+                run.save_on_failure()
+                raise
             if not math.isfinite(loss):
                 raise TrainingDiverged(f"the loss became {loss} at iteration {iteration}; "
                                        f"stopping. {run.last_good()}")
@@ -416,6 +420,12 @@ class _Run:
                                    f"saved. {self.last_good()}") from None
         self.saved, self.replaces = self.position, False
         self.row_pending = self.is_validation_point(self.position)
+
+    def save_on_failure(self):
+        if self.position > 0 and self.saved != self.position:
+            self.save_checkpoint()
+            self.log(f"\nsaved the {self.saved} steps done to {self.path}; once the data is "
+                     f"fixed, `minifcn train --out {self.config.out} --resume` goes on")
 
     def _remove_old_run(self):
         """--overwrite: the new checkpoint is whole; the old run's other files go."""
