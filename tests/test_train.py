@@ -39,6 +39,21 @@ def test_loss_falls_on_a_tiny_net():
     assert numpy.mean(losses[-5:]) < 0.7 * losses[0]
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """uninterrupted(**changes): the directory of a whole tiny run, made once a module
+    (when a test first asks, so under that test's kernel set)."""
+    made = {}
+
+    def run(**changes):
+        key = tuple(sorted(changes.items()))
+        if key not in made:
+            made[key] = tmp_path_factory.mktemp("whole")
+            training.train(tiny_config(made[key], **changes), log=lambda *a: None)
+        return made[key]
+    return run
+
+
 def params_of(out):
     return load_checkpoint(f"{out}/checkpoint.npz")["params"]
 
@@ -92,11 +107,10 @@ def signal_at(monkeypatch, iteration, signals, during="forward"):
     ([signal.SIGTERM, signal.SIGINT], "update", 3),  # but never the solver update
 ], ids=["ctrl-c", "sigterm-in-update", "twice", "twice-in-update"])
 def test_a_signal_stops_between_steps_and_resume_is_exact(tmp_path, monkeypatch, signals,
-                                                          during, saved):
+                                                          during, saved, uninterrupted):
     # The checkpoint written on the way out is labelled with the steps its weights hold
     # (it used to hold step 2's update but say 2, so resume applied it twice).
-    whole = tiny_config(tmp_path / "whole", iterations=5, val_interval=5)
-    training.train(whole, log=lambda *a: None)
+    whole = uninterrupted(iterations=5, val_interval=5)
     signal_at(monkeypatch, 2, signals, during)
     with pytest.raises(training.Interrupted, match=f"holds {saved} steps") as stopped:
         training.train(tiny_config(tmp_path / "cut", iterations=5, val_interval=5),
@@ -107,11 +121,11 @@ def test_a_signal_stops_between_steps_and_resume_is_exact(tmp_path, monkeypatch,
     monkeypatch.undo()
     training.train(tiny_config(tmp_path / "cut", iterations=5, val_interval=5), resume=True,
                    log=lambda *a: None)
-    assert_same_params(params_of(tmp_path / "whole"), params_of(tmp_path / "cut"))
-    assert_same_params(load_checkpoint(tmp_path / "whole" / "checkpoint.npz")["solver"],
+    assert_same_params(params_of(whole), params_of(tmp_path / "cut"))
+    assert_same_params(load_checkpoint(whole / "checkpoint.npz")["solver"],
                        load_checkpoint(tmp_path / "cut" / "checkpoint.npz")["solver"])
     for log in ("metrics.csv", "log.jsonl"):
-        assert (tmp_path / "whole" / log).read_bytes() == (tmp_path / "cut" / log).read_bytes()
+        assert (whole / log).read_bytes() == (tmp_path / "cut" / log).read_bytes()
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
