@@ -128,6 +128,31 @@ def test_a_signal_stops_between_steps_and_resume_is_exact(tmp_path, monkeypatch,
         assert (whole / log).read_bytes() == (tmp_path / "cut" / log).read_bytes()
 
 
+def test_ctrl_c_during_a_checkpoint_write_neither_breaks_it_nor_stops_it(tmp_path, monkeypatch,
+                                                                        uninterrupted):
+    # Two Ctrl-Cs inside numpy.savez: it used to fail ("Can't close the ZIP file while
+    # there is an open writing handle") and save nothing. Now the write completes, and
+    # the run stops after it, its validation row logged.
+    whole = uninterrupted(iterations=5, val_interval=2)
+    real_savez = numpy.savez
+
+    def savez(file, **arrays):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_savez(file, **arrays)
+    monkeypatch.setattr(numpy, "savez", savez)
+    cut = tmp_path / "cut"
+    with pytest.raises(training.Interrupted, match="holds 2 steps"):
+        training.train(tiny_config(cut, iterations=5, val_interval=2), log=lambda *a: None)
+    monkeypatch.undo()
+    assert sorted(p.name for p in cut.iterdir()) == ["checkpoint.npz", "log.jsonl", "metrics.csv"]
+    assert [row["iteration"] for row in RunLog(cut).rows()] == [2]
+    training.train(tiny_config(cut, iterations=5, val_interval=2), resume=True, log=lambda *a: None)
+    assert_same_params(params_of(whole), params_of(cut))
+    for log in ("metrics.csv", "log.jsonl"):
+        assert (whole / log).read_bytes() == (cut / log).read_bytes()
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     real_step = training._train_step
     monkeypatch.setattr(training, "_train_step",
