@@ -297,6 +297,9 @@ def _open_run(config, resume, overwrite):
     if resume and overwrite:
         raise ValueError("--resume and --overwrite exclude each other: continue the run, "
                          "or replace it")
+    if config.iterations < 1 or config.val_interval < 1:
+        raise ValueError(f"a run needs iterations >= 1 and val_interval >= 1, got "
+                         f"{config.iterations} and {config.val_interval}")
     if not resume:
         if _holds_run(config.out) and not overwrite:
             found = ", ".join(name for name in RUN_FILES if os.path.exists(os.path.join(config.out, name)))
