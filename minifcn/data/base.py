@@ -117,15 +117,17 @@ class FileDataset(SegmentationDataset):
         (empty: nothing): each must exist and decode, each label hold only classes or
         void, and all of them be of one size. data/scan.py runs it over a whole split."""
         problems, sizes = [], []
-        name = self.names[index]
-        readers = [(path, lambda path=path: picture_size(path)) for path in self.picture_paths(name)]
-        readers += [(path, lambda path=path, n=n: self.read_checked_label(path, n).shape)
-                    for path, n in self.label_files(name)]
-        for path, read in readers:
+
+        def read(path, size_of):
             try:
-                sizes.append((path, read()))
+                sizes.append((path, size_of(path)))
             except DataError as error:
                 problems.append(str(error))
+        name = self.names[index]
+        for path in self.picture_paths(name):
+            read(path, picture_size)
+        for path, n_class in self.label_files(name):
+            read(path, lambda path: self.read_checked_label(path, n_class).shape)  # noqa: B023
         for path, size in sizes[1:]:
             try:
                 check_same_size(sizes[0][0], sizes[0][1], path, size)
