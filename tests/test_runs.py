@@ -5,6 +5,8 @@ step. (Real processes and signals: tests/test_runs_signals.py.)"""
 import errno
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy
 import pytest
@@ -221,6 +223,27 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_leaves_nothing_half_written
     assert [row["iteration"] for row in runlog.RunLog(cut).rows()] == [2]  # checkpoint first
     assert main(["train", "--out", str(cut), "--resume", "--no-progress"]) == 0
     assert_same_run(whole, cut)
+
+
+def test_a_real_write_error_in_a_real_process(tmp_path):
+    # The system refuses to grow any file past 50 kB (RLIMIT_FSIZE, EFBIG), and the tiny
+    # net's checkpoint is about 100 kB: the first checkpoint write fails for real.
+    resource = pytest.importorskip("resource")
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+    out = tmp_path / "run"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [sys.executable, "-m", "minifcn.cli", "train", "--out", str(out), *TINY,
+         "--iterations", "2", "--val-interval", "1"], preexec_fn=small_files, cwd=root,
+        env={**os.environ, "PYTHONPATH": root}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert only_line(done.stderr) == (f"minifcn train: error: {out / 'checkpoint.npz'}: could "
+                                      f"not write the checkpoint: File too large; the previous "
+                                      f"checkpoint, if any, is unchanged")
+    assert list(out.iterdir()) == []  # no temporary file, no log row
+    assert train(out, "--iterations", "1") == 0  # and the directory holds no run
 
 
 class FullDiskOS:
