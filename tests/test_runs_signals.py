@@ -96,8 +96,9 @@ def test_sigterm_saves_the_steps_done_and_exits_143(tmp_path):
     # saved. Sent once the first checkpoint exists, so the loop is certainly running.
     out = tmp_path / "run"
     process = start(out, "--iterations", "100000")
-    deadline = time.monotonic() + 120
-    while not (out / "log.jsonl").exists() and time.monotonic() < deadline:
+    deadline = time.monotonic() + 300
+    while not (out / "log.jsonl").exists():
+        assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     status, printed, error = finish(process)

@@ -22,13 +22,15 @@ def file_problems(dataset, count=None, progress=False, description="checking dat
     if check is None:
         return []
     count = len(dataset) if count is None else min(count, len(dataset))
-    workers = max(1, min(8, os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool:
-        found = pool.map(check, range(count), chunksize=16)
+    pool = ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1)))
+    try:
+        found = pool.map(check, range(count))
         if progress:
             from tqdm import tqdm
             found = tqdm(found, total=count, desc=description, dynamic_ncols=True, leave=False)
         return [problem for problems in found for problem in problems]
+    finally:  # Ctrl-C: drop the images not started rather than wait for them
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def check_files(parts, progress=False):
