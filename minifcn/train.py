@@ -399,8 +399,9 @@ class _Run:
             self.net.load_state_dict(checkpoint["params"])
             self.opt.load_state_dict(checkpoint["solver"])
         except (KeyError, ValueError, TypeError) as error:
+            said = error.args[0] if error.args else error  # a KeyError's str() adds quotes
             raise ValueError(f"{self.path}: does not fit the net its config describes "
-                             f"({str(error).strip(chr(39))})") from None
+                             f"({said})") from None
         backend.set_rng_state(checkpoint["rng_state"])
         self.position = self.saved = checkpoint["iteration"]
         self.loss = checkpoint["loss"]
