@@ -25,6 +25,8 @@ import os
 
 import numpy
 
+from .errors import UserError
+
 # Options a resumed run may change; every other one would make it another run.
 MAY_CHANGE_ON_RESUME = ("iterations", "val_interval", "device", "progress", "data_check")
 # The meta.* entries a checkpoint has of its own (the others record the input convention).
@@ -33,13 +35,22 @@ OWN_META = ("meta.iteration", "meta.rng_state", "meta.config", "meta.loss")
 RUN_FILES = ("checkpoint.npz", "log.jsonl", "metrics.csv", "predictions.png")
 
 
-class RunWriteError(RuntimeError):
+class RunWriteError(UserError, RuntimeError):
     """A file of the run could not be written (the message names it); nothing half-written
     was left in its place."""
 
 
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that cannot be used as asked: unreadable, not minifcn's, non-finite,
+    or not of the run it is to resume."""
+
+
+class NoCheckpoint(UserError, FileNotFoundError):
+    """No checkpoint where one was named."""
+
+
 class NonFiniteState(ValueError):
-    """Weights or solver state hold NaN or inf."""
+    """Weights or solver state hold NaN or inf (not written: see checkpoint_arrays)."""
 
 
 # ---------------------------------------------------------------------------- writing
@@ -145,16 +156,16 @@ def load_checkpoint(path):
         with numpy.load(path, allow_pickle=False) as archive:
             entries = {key: archive[key] for key in archive.files}
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such checkpoint") from None
+        raise NoCheckpoint(f"{path}: no such checkpoint") from None
     except Exception as error:
-        raise ValueError(f"{path}: not a readable minifcn checkpoint ({error})") from None
+        raise CheckpointError(f"{path}: not a readable minifcn checkpoint ({error})") from None
     if "meta.config" not in entries:
-        raise ValueError(f"{path}: not a minifcn checkpoint (no meta.config entry)")
+        raise CheckpointError(f"{path}: not a minifcn checkpoint (no meta.config entry)")
     section = lambda prefix: {k[len(prefix):]: v for k, v in entries.items() if k.startswith(prefix)}
     bad = non_finite({k: v for k, v in entries.items() if k.startswith(("param.", "solver."))})
     if bad:
-        raise ValueError(f"{path}: NaN or inf in {bad}: the checkpoint of a diverged run, "
-                         f"refused")
+        raise CheckpointError(f"{path}: NaN or inf in {bad}: the checkpoint of a diverged "
+                              f"run, refused")
     meta = {k: v for k, v in entries.items() if k.startswith("meta.") and k not in OWN_META}
     loss = float(entries["meta.loss"]) if "meta.loss" in entries else None
     return dict(params=section("param."), solver=section("solver."),
@@ -168,14 +179,14 @@ def read_config(path):
     try:
         with numpy.load(path, allow_pickle=False) as archive:
             if "meta.config" not in archive.files:
-                raise ValueError(f"{path}: not a minifcn checkpoint (no meta.config entry)")
+                raise CheckpointError(f"{path}: not a minifcn checkpoint (no meta.config entry)")
             return json.loads(str(archive["meta.config"]))
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such checkpoint") from None
-    except ValueError:
+        raise NoCheckpoint(f"{path}: no such checkpoint") from None
+    except CheckpointError:
         raise
     except Exception as error:
-        raise ValueError(f"{path}: not a readable minifcn checkpoint ({error})") from None
+        raise CheckpointError(f"{path}: not a readable minifcn checkpoint ({error})") from None
 
 
 # -------------------------------------------------------------------- resuming a run
@@ -198,11 +209,11 @@ def settings_changed(saved, wanted):
 
 
 def refuse_changes(changed, path):
-    """ValueError naming each setting that would make a resumed run another run."""
+    """CheckpointError naming each setting that would make a resumed run another run."""
     if changed:
         said = "; ".join(f"{option_name(field)} {_shown(new)} (the run has {_shown(old)})"
                          for field, old, new in changed)
-        raise ValueError(
+        raise CheckpointError(
             f"--resume keeps the settings of the run in {os.path.dirname(path) or '.'}, but "
             f"{said}. Drop {'that option' if len(changed) == 1 else 'those options'}, or "
             f"start another run (another --out, or --overwrite). Only "

@@ -37,10 +37,11 @@ import numpy
 
 from . import backend, models
 from .autograd import Tensor, no_grad
-from .checkpoint import (OWN_META, RUN_FILES, NonFiniteState, RunWriteError, atomic_savez,
+from .checkpoint import (OWN_META, RUN_FILES, CheckpointError, NoCheckpoint, NonFiniteState, RunWriteError, atomic_savez,
                          checkpoint_arrays, load_checkpoint, read_config, refuse_changes,
                          remove_stale_temporaries, settings_changed)
 from .data import DataError, open_dataset, shuffled_order
+from .errors import UserError
 from .data.scan import check_files
 from .data.synthetic import DEFAULT_SIZE as SYNTHETIC_SIZE
 from .data.preprocess import Preprocess
@@ -118,7 +119,11 @@ class TrainingDiverged(RuntimeError):
     pass
 
 
-class RunExists(ValueError):
+class RunError(UserError, ValueError):
+    """A run asked for that cannot be made as asked (the message says why and what to do)."""
+
+
+class RunExists(RunError):
     """A fresh run was asked for in a directory that holds a run."""
 
 
@@ -178,8 +183,8 @@ def resumed_config(out, **given):
 def _checkpoint_to_resume(out):
     path = os.path.join(out, "checkpoint.npz")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{out}: no checkpoint.npz to resume from; start a run there "
-                                f"without --resume")
+        raise NoCheckpoint(f"{out}: no checkpoint.npz to resume from; start a run there "
+                           f"without --resume")
     return path
 
 
@@ -295,11 +300,11 @@ def _open_run(config, resume, overwrite):
     """The checkpoint to resume (checked against `config`), or None for a fresh run,
     which a directory holding a run refuses unless `overwrite`."""
     if resume and overwrite:
-        raise ValueError("--resume and --overwrite exclude each other: continue the run, "
-                         "or replace it")
+        raise RunError("--resume and --overwrite exclude each other: continue the run, "
+                       "or replace it")
     if config.iterations < 1 or config.val_interval < 1:
-        raise ValueError(f"a run needs iterations >= 1 and val_interval >= 1, got "
-                         f"{config.iterations} and {config.val_interval}")
+        raise RunError(f"a run needs iterations >= 1 and val_interval >= 1, got "
+                       f"{config.iterations} and {config.val_interval}")
     if not resume:
         if _holds_run(config.out) and not overwrite:
             found = ", ".join(name for name in RUN_FILES if os.path.exists(os.path.join(config.out, name)))
@@ -400,7 +405,7 @@ class _Run:
             self.opt.load_state_dict(checkpoint["solver"])
         except (KeyError, ValueError, TypeError) as error:
             said = error.args[0] if error.args else error  # a KeyError's str() adds quotes
-            raise ValueError(f"{self.path}: does not fit the net its config describes "
+            raise CheckpointError(f"{self.path}: does not fit the net its config describes "
                              f"({said})") from None
         backend.set_rng_state(checkpoint["rng_state"])
         self.position = self.saved = checkpoint["iteration"]

@@ -324,3 +324,15 @@ def test_clean_files_pass_the_scan(tmp_path, rng):
                       numpy.zeros((5, 8), numpy.uint8))
     problems = file_problems(dataset)
     assert len(problems) == 1 and "b.jpg is 5x7" in problems[0] and "b.png is 5x8" in problems[0]
+
+
+def test_every_run_error_is_a_user_error():
+    # `minifcn` prints a UserError as its one-line message (errors.py); each refusal and
+    # failure above must be one, not a bug's traceback
+    from minifcn.checkpoint import CheckpointError, NoCheckpoint, RunWriteError
+    from minifcn.data import DataError
+    from minifcn.errors import UserError
+    from minifcn.train import RunError, RunExists
+    for error in (CheckpointError, NoCheckpoint, RunWriteError, DataError, RunError, RunExists):
+        assert issubclass(error, UserError), error
+    assert issubclass(NoCheckpoint, FileNotFoundError) and issubclass(RunExists, ValueError)
