@@ -128,6 +128,15 @@ def test_resume_refuses_an_option_that_would_change_the_run(tmp_path, capsys, op
     assert snapshot(run) == before
 
 
+def test_help_lists_what_a_resume_may_change_and_the_exit_statuses(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    printed = " ".join(capsys.readouterr().out.split())
+    assert ("Only --iterations, --val-interval, --device, --no-progress, --no-data-check may "
+            "be given with other values") in printed
+    assert "130 stopped by Ctrl-C (SIGINT), 143 stopped by SIGTERM" in printed
+
+
 def test_resuming_a_finished_run_says_so_and_exits_0(tmp_path, capsys, finished_runs):
     run = copy_of(finished_runs(*SETTINGS, "--iterations", "2"), tmp_path / "run")
     before = snapshot(run)
