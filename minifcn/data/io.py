@@ -43,9 +43,10 @@ def _open_picture(path):
 
 
 def picture_size(path):
-    """(height, width) of the picture at `path`, checked by decoding it: a JPEG at an
-    eighth of its size (libjpeg's scaled decoding reads every byte of the file but does a
-    fraction of the work), so a truncated or corrupt file is found quickly."""
+    """(height, width) of the picture at `path`, checked by decoding it, so that a
+    truncated or corrupt file is found. A JPEG is decoded at an eighth of its size
+    (libjpeg's scaled decoding): that still reads every byte of the file but skips most
+    of the inverse DCT, which is what a check needs and not what training needs."""
     try:
         picture = Image.open(path)
         width, height = picture.size
