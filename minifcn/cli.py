@@ -145,7 +145,8 @@ resuming:
 
 interrupting:
   Ctrl-C or SIGTERM stops the run after the step under way (a second Ctrl-C abandons
-  that step) and writes a checkpoint that --resume continues exactly.
+  that step) and writes a checkpoint that --resume continues exactly. Before the first
+  step (while the data is checked, say) it stops at once: there is nothing to save.
 
 exit status:
   0 finished; 1 error (bad option or data, a diverged run, a file that cannot be

@@ -5,8 +5,9 @@ the training loop reads it between steps, so a step, the solver update and a che
 write are never cut in half. A second signal while the loop is in an `abandonable()`
 block (the forward and backward passes, a validation: work that changes no weight)
 raises Abandoned there, so a long step need not be waited for; anywhere else it is
-ignored, since the loop is already on its way out. Outside the block the signals do
-what they did before (KeyboardInterrupt, or the process ends).
+ignored, since the loop is already on its way out. In an `abandonable(eager=True)` block
+(setting a run up: nothing to save yet) the first signal raises Abandoned. Outside the
+`with` the signals do what they did before (KeyboardInterrupt, or the process ends).
 
 Only the main thread can receive signals; in any other thread StopRequest installs
 nothing and the loop simply never sees a request.
@@ -26,7 +27,7 @@ class Abandoned(Exception):
 class StopRequest:
     def __init__(self):
         self.signal = None
-        self._abandonable = False
+        self._abandonable = self._eager = False
         self._previous = {}
 
     def __enter__(self):
@@ -45,9 +46,10 @@ class StopRequest:
         self._previous = {}
 
     def _handle(self, number, frame):
-        if self.signal is None:
+        first = self.signal is None
+        if first:
             self.signal = number
-        elif self._abandonable:
+        if self._abandonable and (self._eager or not first):
             self._abandonable = False
             raise Abandoned(signal.Signals(number).name)
 
@@ -56,12 +58,12 @@ class StopRequest:
         return None if self.signal is None else signal.Signals(self.signal).name
 
     @contextlib.contextmanager
-    def abandonable(self):
-        self._abandonable = True
+    def abandonable(self, eager=False):
+        self._abandonable, self._eager = True, eager
         try:
             yield
         finally:
-            self._abandonable = False
+            self._abandonable = self._eager = False
 
 
 def abandonable():

@@ -23,6 +23,7 @@ A run lives in one directory (`config.out`) and never loses work:
 - Ctrl-C or SIGTERM (interrupts.py) stops the loop between steps (a second one abandons
   the step under way, which has changed no weight yet), writes a checkpoint of the steps
   done and raises Interrupted (`minifcn train` exits with 128 + the signal's number).
+  While the run is set up (the data checked, the checkpoint read) it stops at once.
 - A non-finite loss, or non-finite weights when a checkpoint is due, stops the run with
   TrainingDiverged naming the step; the last good checkpoint stays.
 - A fresh run into a directory that holds a run is refused (RunExists) unless told to
@@ -266,6 +267,26 @@ def train(config, resume=False, overwrite=False, log=print):
     Interrupted after Ctrl-C or SIGTERM (with a checkpoint saved), TrainingDiverged
     (the last good checkpoint kept), RunWriteError (a file could not be written, the
     message names it; nothing half-written is left)."""
+    with StopRequest() as stop:
+        try:
+            with stop.abandonable(eager=True):  # nothing to save yet: any signal stops it
+                run, checkpoint, train_set, solver = _set_up(config, resume, overwrite, log)
+        except Abandoned:
+            message = f"stopped by {stop.name} before training began: nothing to save"
+            log(message)
+            raise Interrupted(message, stop.signal) from None
+        if run.row_pending:  # a kill or Ctrl-C came between the checkpoint and its row
+            run.validate()
+        if run.position < config.iterations and stop.signal is None:
+            _loop(run, train_set, solver, stop)
+        if not run.finished():  # only Ctrl-C or SIGTERM gets here
+            run.stop(stop)
+        return run.finish()
+
+
+def _set_up(config, resume, overwrite, log):
+    """Check the run directory and the data, build the net and solver, restore the
+    checkpoint when resuming: the run, its checkpoint, the training data and solver."""
     checkpoint = _open_run(config, resume, overwrite)
     meta = checkpoint["meta"] if resume else _starting_meta(config)
     options = {**config.data_options(), **preprocess_options(meta)}
@@ -286,14 +307,7 @@ def train(config, resume=False, overwrite=False, log=print):
     run.prepare_directory()
     if resume:
         run.restore(checkpoint)
-    with StopRequest() as stop:
-        if run.row_pending:  # a kill or Ctrl-C came between the checkpoint and its row
-            run.validate()
-        if run.position < config.iterations and stop.signal is None:
-            _loop(run, train_set, solver, stop)
-        if not run.finished():  # only Ctrl-C or SIGTERM gets here
-            run.stop(stop)
-        return run.finish()
+    return run, checkpoint, train_set, solver
 
 
 def _open_run(config, resume, overwrite):

@@ -18,9 +18,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--widths", "3,4,4,6,6", "--fc-width", "6", "--image-size", "40", "--val-images", "2",
         "--no-progress"]
 RUN = ["--iterations", "16", "--val-interval", "5"]  # validations at 5, 10, 15 and 16
-# what a stop may end with: 130/143 from the loop; before the handlers are installed,
-# Python's own KeyboardInterrupt (130 through the command, -2 during imports) or death by
-# SIGTERM (-15); nothing is written before that point
+# what a stop may end with: 130/143 once train() has begun; before that (imports, the
+# command's options), Python's own KeyboardInterrupt (130 through the command, -2 during
+# imports) or death by SIGTERM (-15), with nothing written
 STOPPED = {130, 143, -signal.SIGINT, -signal.SIGTERM}
 
 

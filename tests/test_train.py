@@ -128,6 +128,22 @@ def test_a_signal_stops_between_steps_and_resume_is_exact(tmp_path, monkeypatch,
         assert (whole / log).read_bytes() == (tmp_path / "cut" / log).read_bytes()
 
 
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_a_run_is_set_up_stops_it_at_once(tmp_path, monkeypatch, number):
+    # Nothing to save yet, so even the first signal stops it (during the data scan, say),
+    # with the same statuses as in the loop. SIGTERM used to kill it with no word.
+    real_check = training.check_files
+
+    def check_files(*args, **options):
+        os.kill(os.getpid(), number)
+        return real_check(*args, **options)
+    monkeypatch.setattr(training, "check_files", check_files)
+    with pytest.raises(training.Interrupted, match="before training began: nothing to save") as stopped:
+        training.train(tiny_config(tmp_path / "run", iterations=2), log=lambda *a: None)
+    assert stopped.value.status == 128 + number
+    assert not (tmp_path / "run").exists()
+
+
 def test_ctrl_c_during_a_checkpoint_write_neither_breaks_it_nor_stops_it(tmp_path, monkeypatch,
                                                                         uninterrupted):
     # Two Ctrl-Cs inside numpy.savez: it used to fail ("Can't close the ZIP file while
