@@ -445,6 +445,7 @@ class _Run:
         self.row_pending = self.is_validation_point(self.position)
 
     def save_on_failure(self):
+        """A bad file met mid-run (--no-data-check): keep the steps done before it."""
         if self.position > 0 and self.saved != self.position:
             self.save_checkpoint()
             self.log(f"\nsaved the {self.saved} steps done to {self.path}; once the data is "
