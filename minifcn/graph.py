@@ -37,11 +37,13 @@ Nothing inside waits for the device: a host read during capture is an error on a
 (it would invalidate the capture) and in the emulated CuPy (tests/cuda/emulated_cupy.py),
 which records a capture and replays it on Graph.launch().
 """
+import contextlib
 import weakref
 
 import numpy
 
 from . import backend
+from .interrupts import abandonable
 
 MODES = ("on", "off", "auto")
 _capture = None  # the _CapturedStep being captured: draw_seed hands out its seed slots
@@ -96,9 +98,10 @@ class TrainStep:
         if self.captured is not None and self.captured.key == key:
             return self.captured.run(batches)
         drawn = _draws[0]
-        loss = self.forward_backward([(backend.to_device(images, self.device),
-                                       backend.to_device(labels, self.device))
-                                      for images, labels in batches])
+        with abandonable():  # the passes change no weight; the solver step must not be cut
+            loss = self.forward_backward([(backend.to_device(images, self.device),
+                                           backend.to_device(labels, self.device))
+                                          for images, labels in batches])
         self.opt.step()
         self.seen[key] = _draws[0] - drawn
         return loss
@@ -149,10 +152,12 @@ class _CapturedStep:
     def run(self, batches):
         """One step on `batches`: plainly the first time, captured and launched the second,
         launched from then on. The step's loss, on the device."""
-        self._fill(self.scalars, self.step.opt.step_scalars())
+        first = self.graph is None and self.loss is None
+        self._fill(self.scalars, self.step.opt.step_scalars(advance=not first))
         self._copy_inputs(batches)
-        if self.graph is None and self.loss is None:  # the first run: plain, on the buffers
-            self.loss = self._body()
+        if first:  # plain, on the buffers; the step counts once its passes are done
+            self.loss = self._body()  # (they may be abandoned, as a plain step's)
+            self.step.opt.step_scalars()
             return self.loss
         if self.graph is None:
             self._capture()
@@ -167,7 +172,9 @@ class _CapturedStep:
         global _capture
         self.drawn, _capture = [], self
         try:
-            loss = self.step.forward_backward(self.inputs)
+            # a capture runs nothing, so it is never cut; the first run's passes may be
+            with contextlib.nullcontext() if self.capturing else abandonable():
+                loss = self.step.forward_backward(self.inputs)
             self.step.opt.update(self.views)
         finally:
             _capture = None
