@@ -19,7 +19,7 @@
 //   last size % width elements go to the grid's first threads, one each (grid-stride,
 //   so any grid covers them). When x or y is not 16-byte aligned (a view into a larger
 //   buffer) every thread takes single elements instead, grid-stride. Grid: 1-D, any
-//   size.
+//   size. dropout_seed_on_device (CUDA graphs) is the same with the seed in memory.
 //
 // WHAT BOUNDS ITS SPEED
 //   Bytes: read x, write y: 2 * size * sizeof(scalar_t) (8 bytes an element in float32).
@@ -56,7 +56,8 @@ __device__ __forceinline__ scalar_t dropped_or_scaled(scalar_t value, unsigned l
     return splitmix64_mix(state) >= keep_from ? value * scale : (scalar_t)0;
 }
 
-extern "C" __global__ void dropout(
+// The kernel's body, for either source of the seed.
+__device__ __forceinline__ void dropout_body(
     const scalar_t* __restrict__ x, index_t size, long long seed, long long threshold,
     scalar_t scale, scalar_t* __restrict__ y)
 {
@@ -83,4 +84,21 @@ PRAGMA_UNROLL()
          i += (index_t)gridDim.x * blockDim.x) {
         y[i] = dropped_or_scaled(x[i], weyl_state(seed, i), keep_from, scale);
     }
+}
+
+extern "C" __global__ void dropout(
+    const scalar_t* __restrict__ x, index_t size, long long seed, long long threshold,
+    scalar_t scale, scalar_t* __restrict__ y)
+{
+    dropout_body(x, size, seed, threshold, scale, y);
+}
+
+// The same, with the seed read from device memory (seed[0]): a training step captured
+// as a CUDA graph (minifcn/graph.py) bakes every by-value argument into the graph, so
+// each replay's fresh seed is written there instead. One extra 8-byte load per thread.
+extern "C" __global__ void dropout_seed_on_device(
+    const scalar_t* __restrict__ x, index_t size, const long long* __restrict__ seed,
+    long long threshold, scalar_t scale, scalar_t* __restrict__ y)
+{
+    dropout_body(x, size, seed[0], threshold, scale, y);
 }

@@ -260,6 +260,20 @@ def col2im(col, height, width, sy, sx, ph, pw, dy, dx):
     return x
 
 
+def conv_implicit_gemm(x, weight, sy, sx, ph, pw, dy, dx, out_h, out_w):
+    """x (N, C_in, H, W) * weight (C_out, C_in, kh, kw) -> y, the columns never in memory
+    (kernels/implicit_gemm.cu: 64 x 64 tiles of 256 threads)."""
+    xp, x, weight = _module_and_contiguous(x, weight)
+    n, channels, height, width = x.shape
+    c_out, _, kh, kw = weight.shape
+    y = xp.empty((n, c_out, out_h, out_w), dtype=x.dtype)
+    tiles = (min(-(-n * out_h * out_w // 64), MAX_BLOCKS), min(-(-c_out // 64), MAX_BLOCKS))
+    _launch("implicit_gemm.cu", "conv_implicit_gemm", x.dtype, y.size,
+            x, weight, n, channels, height, width, c_out, kh, kw, sy, sx, ph, pw, dy, dx,
+            out_h, out_w, y, grid=(tiles, 256))
+    return y
+
+
 # ---------------------------------------------------------------------------- pooling
 def max_pool_forward(x, kh, kw, sy, sx, ph, pw, out_h, out_w):
     """x (N, C, H, W) -> (y, argmax int32: h * W + w of each window's first maximum)."""
@@ -431,12 +445,17 @@ def lrn_backward(x, y, scale, gy, size, alpha, beta):
 # ---------------------------------------------------------------------------- dropout
 def dropout(x, seed, threshold, scale):
     """x * mask * scale, the mask a function of (seed, flat index); see activation.py.
+    `seed` is an int, or a 1-element int64 device array (a captured step's, graph.py).
     One thread per 16-byte vector (kernels/dropout.cu)."""
     xp, x = _module_and_contiguous(x)
     y = xp.empty(x.shape, dtype=x.dtype)
-    lanes = 16 // x.itemsize
-    _launch("dropout.cu", "dropout", x.dtype, x.size, x, x.size, seed, threshold, scale, y,
-            grid=launch_shape(max(1, x.size // lanes)))
+    grid = launch_shape(max(1, x.size // (16 // x.itemsize)))
+    if hasattr(seed, "shape"):
+        _launch("dropout.cu", "dropout_seed_on_device", x.dtype, x.size,
+                x, x.size, seed, threshold, scale, y, grid=grid)
+    else:
+        _launch("dropout.cu", "dropout", x.dtype, x.size, x, x.size, seed, threshold, scale, y,
+                grid=grid)
     return y
 
 
@@ -448,6 +467,7 @@ class CudaKernels(KernelSet):
     lacks = ("row_tiles", "winograd")
     fallbacks = ("sgd_update",)
     im2col, col2im = im2col, col2im
+    conv_implicit_gemm = conv_implicit_gemm
     max_pool_forward, max_pool_backward = max_pool_forward, max_pool_backward
     avg_pool_forward, avg_pool_backward = avg_pool_forward, avg_pool_backward
     softmax_cross_entropy_forward = softmax_cross_entropy_forward

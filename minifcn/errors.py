@@ -11,3 +11,8 @@ UserErrors, and ValueErrors too, so Python callers can catch either.
 
 class UserError(Exception):
     """A problem with the user's input, explained by the message alone."""
+
+
+class OptionError(UserError, ValueError):
+    """Options that cannot go together, or a value out of its range, found past argparse
+    (e.g. a net that trains only on one kind of data); a ValueError for Python callers."""

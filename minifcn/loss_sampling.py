@@ -20,6 +20,7 @@ import math
 
 import numpy
 
+from .errors import OptionError
 from .models import FCN8s, FCN16s, FCN16sSiftFlow, FCN32s, FCNAlexNet, FCNGoogLeNet
 
 # (stride, centre of cell 0 in input pixels) of each net's final score layer before its
@@ -35,9 +36,9 @@ def probability(value):
     try:
         p = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"--loss-sampling: P must be a number in (0, 1], got {value!r}") from None
+        raise OptionError(f"--loss-sampling: P must be a number in (0, 1], got {value!r}") from None
     if not 0.0 < p <= 1.0 or math.isnan(p):
-        raise ValueError(f"--loss-sampling: P must lie in (0, 1] (1 keeps every pixel), got {value!r}")
+        raise OptionError(f"--loss-sampling: P must lie in (0, 1] (1 keeps every pixel), got {value!r}")
     return p
 
 
@@ -48,7 +49,7 @@ def grid_of(net):
             return getattr(net, "score_grid", grid)
     grid = getattr(net, "score_grid", None)
     if grid is None:
-        raise ValueError(f"--loss-sampling: no score grid is known for {type(net).__name__}")
+        raise OptionError(f"--loss-sampling: no score grid is known for {type(net).__name__}")
     return grid
 
 

@@ -100,9 +100,11 @@ def test_bad_p_is_a_clear_error(bad, tmp_path, capsys):
         probability(bad)
     with pytest.raises(ValueError, match=r"--loss-sampling: P must"):
         TrainConfig(loss_sampling=bad)
-    if isinstance(bad, (int, float)):
-        code = cli.main(["train", "--loss-sampling", str(bad), "--out", str(tmp_path)])
-        assert code == 1 and "--loss-sampling: P must lie in (0, 1]" in capsys.readouterr().err
+    if isinstance(bad, (int, float)):  # argparse refuses it before anything is written
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["train", "--loss-sampling", str(bad), "--out", str(tmp_path / "run")])
+        assert exit_info.value.code == 2 and not (tmp_path / "run").exists()
+        assert "--loss-sampling: P must lie in (0, 1]" in capsys.readouterr().err
 
 
 TINY = dict(widths=(3, 4, 4, 6, 6), fc_width=6, image_size=40, val_images=2, progress=False,

@@ -2,6 +2,7 @@
 on it (fcn.py) and FCN-AlexNet (alexnet.py); `build` makes one by name and `init_from`
 starts a finer net from a trained coarser one.
 """
+from ..errors import OptionError
 from ..nn import Module
 from .alexnet import FCNAlexNet
 from .fcn import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
@@ -21,7 +22,7 @@ def build(name, n_class, **options):
     """The net called `name` (a key of MODELS) for n_class classes; options go to its
     constructor (widths, fc_width, init, learn_upsampling, dtype)."""
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+        raise OptionError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
     return MODELS[name](n_class=n_class, **options)
 
 
@@ -35,7 +36,7 @@ def data_options(name, data):
     kind = str(data).partition(":")[0]
     if kind not in needs:
         wanted = " or ".join(f"{key}:DIR" for key in needs)
-        raise ValueError(f"--model {name} trains on --data {wanted}, not {data!r}")
+        raise OptionError(f"--model {name} trains on --data {wanted}, not {data!r}")
     return dict(needs[kind])
 
 
