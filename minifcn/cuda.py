@@ -49,6 +49,7 @@ setting at any time.
 """
 import contextlib
 import functools
+import math
 import numbers
 import re
 from pathlib import Path
@@ -168,69 +169,87 @@ def _enqueue(filename, kernel_name, variant, blocks, threads, args):
     _kernel_function(filename, kernel_name, variant)(_dims(blocks), _dims(threads), args)
 
 
+class _Prepared:
+    """What `_launch` needs to know of one kernel at one dtype, worked out once: which
+    parameters are arrays, indices, reals of the dtype or fixed C types, so that a
+    launch is one pass over its arguments (the training step launches hundreds)."""
+
+    def __init__(self, filename, kernel_name, dtype):
+        self.dtype = numpy.dtype(dtype)
+        compile_options(self.dtype)  # rejects dtypes the kernels are not built for
+        try:
+            parameters = kernel_parameters(filename)[kernel_name]
+        except KeyError:
+            raise ValueError(f"kernels/{filename} defines no kernel {kernel_name!r}") from None
+        self.names = tuple(name for _, name in parameters)
+        self.arrays, self.indices, self.reals, self.fixed = [], [], [], []
+        for slot, (ctype, name) in enumerate(parameters):
+            if ctype.endswith("*"):
+                self.arrays.append(slot)
+            elif ctype == "index_t":
+                self.indices.append(slot)
+            elif ctype == "scalar_t":
+                self.reals.append(slot)
+            elif ctype in _FIXED_TYPES:
+                self.fixed.append((slot, _FIXED_TYPES[ctype]))
+            else:
+                raise TypeError(f"{kernel_name}: cannot pass a {ctype} ({name}) from Python")
+        self.variants = {bits: (self.dtype.name, bits) for bits in INDEX_TYPES}
+
+
 @functools.lru_cache(maxsize=None)
-def _converters(filename, kernel_name):
-    """Per parameter: its name and what `_launch` makes of a value for it ("array",
-    "index", "scalar", or a NumPy scalar type), prepared once per kernel."""
-    try:
-        parameters = kernel_parameters(filename)[kernel_name]
-    except KeyError:
-        raise ValueError(f"kernels/{filename} defines no kernel {kernel_name!r}") from None
-    kinds = []
-    for ctype, name in parameters:
-        if ctype.endswith("*"):
-            kinds.append((name, "array"))
-        elif ctype in ("index_t", "scalar_t"):
-            kinds.append((name, ctype[:-2]))
-        elif ctype in _FIXED_TYPES:
-            kinds.append((name, _FIXED_TYPES[ctype]))
-        else:
-            raise TypeError(f"{kernel_name}: cannot pass a {ctype} ({name}) from Python")
-    return tuple(kinds)
+def _prepared(filename, kernel_name, dtype):
+    return _Prepared(filename, kernel_name, dtype)
 
 
-def _convert(kernel_name, name, kind, value, dtype, index_type):
-    """`value` as the kernel's parameter `name` declares it."""
-    if kind == "array":
-        if not (isinstance(value, numpy.ndarray) or backend.is_cupy_array(value)):
-            raise TypeError(f"{kernel_name}: {name} must be an array, got {type(value).__name__}")
-        if not value.flags.c_contiguous:
-            raise ValueError(f"{kernel_name}: kernels take C-contiguous arrays, got strides "
-                             f"{value.strides} for shape {value.shape} ({name})")
+def _number(kernel_name, name, value, integral):
+    """`value` if it is a number the parameter takes (an integer where `integral`), else
+    a TypeError naming the kernel and the parameter."""
+    kind = type(value)
+    if kind is int or (kind is float and not integral):
         return value
     if isinstance(value, (bool, numpy.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{kernel_name}: {name} must be a number, got {value!r}")
-    if kind == "scalar":
-        return dtype.type(value)
-    if (kind == "index" or numpy.issubdtype(kind, numpy.integer)) and not isinstance(
-            value, numbers.Integral):
+    if integral and not isinstance(value, numbers.Integral):
         raise TypeError(f"{kernel_name}: {name} must be an integer, got {value!r}")
-    return index_type(value) if kind == "index" else kind(value)
+    return value
 
 
 def _launch(filename, kernel_name, dtype, work_items, *args, grid=None):
     """Run `kernel_name` from kernels/<filename> over `work_items` grid-stride indices
-    (or on `grid` = (blocks, threads), each an int or an (x, y, z) tuple)."""
-    dtype = numpy.dtype(dtype)
-    compile_options(dtype)  # rejects dtypes the kernels are not built for
-    kinds = _converters(filename, kernel_name)
-    if len(args) != len(kinds):
-        raise TypeError(f"{kernel_name} takes {len(kinds)} arguments "
-                        f"({', '.join(name for name, _ in kinds)}), got {len(args)}")
+    (or on `grid` = (blocks, threads), each an int or an (x, y, z) tuple). Every
+    argument is converted to the type the kernel declares (see the module docstring)."""
+    kernel = _prepared(filename, kernel_name, dtype)
+    if len(args) != len(kernel.names):
+        raise TypeError(f"{kernel_name} takes {len(kernel.names)} arguments "
+                        f"({', '.join(kernel.names)}), got {len(args)}")
+    blocks, threads = grid or launch_shape(work_items)
+    largest = work_items + math.prod(_dims(blocks)) * math.prod(_dims(threads))
+    converted = list(args)
+    for slot in kernel.arrays:
+        value = args[slot]
+        if not (isinstance(value, numpy.ndarray) or backend.is_cupy_array(value)):
+            raise TypeError(f"{kernel_name}: {kernel.names[slot]} must be an array, got "
+                            f"{type(value).__name__}")
+        if not value.flags.c_contiguous:
+            raise ValueError(f"{kernel_name}: kernels take C-contiguous arrays, got strides "
+                             f"{value.strides} for shape {value.shape} ({kernel.names[slot]})")
+        largest = max(largest, value.size)
+    for slot in kernel.indices:
+        largest = max(largest, abs(_number(kernel_name, kernel.names[slot], args[slot], True)))
     if work_items == 0:
         return
-    blocks, threads = grid or launch_shape(work_items)
-    threads_in_grid = numpy.prod(_dims(blocks)) * numpy.prod(_dims(threads))
-    largest = max([work_items + threads_in_grid] + [
-        value.size if kind == "array" else abs(value)
-        for (_, kind), value in zip(kinds, args)
-        if (kind == "array" and hasattr(value, "size"))
-        or (kind == "index" and isinstance(value, numbers.Real))])
     bits = index_bits(largest)
     index_type = numpy.int32 if bits == 32 else numpy.int64
-    _enqueue(filename, kernel_name, (dtype.name, bits), blocks, threads,
-             tuple(_convert(kernel_name, name, kind, value, dtype, index_type)
-                   for (name, kind), value in zip(kinds, args)))
+    for slot in kernel.indices:
+        converted[slot] = index_type(args[slot])
+    for slot in kernel.reals:
+        converted[slot] = kernel.dtype.type(_number(kernel_name, kernel.names[slot], args[slot],
+                                                    False))
+    for slot, ctype in kernel.fixed:
+        integral = numpy.issubdtype(ctype, numpy.integer)
+        converted[slot] = ctype(_number(kernel_name, kernel.names[slot], args[slot], integral))
+    _enqueue(filename, kernel_name, kernel.variants[bits], blocks, threads, tuple(converted))
 
 
 def _module_and_contiguous(*arrays):
