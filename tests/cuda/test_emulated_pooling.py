@@ -5,6 +5,7 @@ import math
 import numpy
 import pytest
 
+from minifcn import cuda
 from minifcn.functions.pooling import pool_output_size
 from minifcn.reference.pooling import (avg_pool_backward_numpy, avg_pool_forward_numpy,
                                        max_pool_backward_numpy, max_pool_forward_numpy,
@@ -28,6 +29,14 @@ GEOMETRIES = [
     (1, 1, 17, 16, 16, 16, 1, 1, 0, 0, False),  # 256 cells: int32 offsets (the _wide kernels)
     (1, 1, 16, 17, 15, 17, 1, 1, 0, 0, False),  # 255 cells: the largest uint8 window
 ]
+
+
+@pytest.fixture(params=["run-1", "run-4"])
+def run(request, monkeypatch):
+    """The backward kernels compute runs of 4 pixels per thread on large launches
+    (cuda.RUN_THRESHOLD outputs): forced on these small ones for "run-4"."""
+    monkeypatch.setattr(cuda, "RUN_THRESHOLD", 1 if request.param == "run-4" else 2**62)
+    return request.param
 
 
 def _window(geometry):
@@ -72,7 +81,7 @@ def max_pool_loops(x, kh, kw, sy, sx, ph, pw, out_h, out_w):
 
 @pytest.mark.parametrize("kind", ["random", "ties", "minus-infinity", "nan"])
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_max_pool_matches_numpy(emulated_cuda, dtype, rng, geometry, kind):
+def test_max_pool_matches_numpy(emulated_cuda, dtype, rng, geometry, kind, run):
     shape, window, out = _window(geometry)
     x = _inputs(rng, shape, dtype, kind)
     expected_y, expected_argmax = max_pool_forward_numpy(x, *window, *out)
@@ -114,7 +123,7 @@ def test_max_pool_backward_refuses_a_flat_index_argmax(emulated_cuda, rng):
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_avg_pool_matches_numpy_bit_for_bit(emulated_cuda, dtype, rng, geometry):
+def test_avg_pool_matches_numpy_bit_for_bit(emulated_cuda, dtype, rng, geometry, run):
     # Same order of additions as the NumPy versions (see kernels/pooling.cu): equal, not close.
     shape, window, out = _window(geometry)
     x = rng.standard_normal(shape).astype(dtype)
