@@ -117,7 +117,7 @@ __device__ __forceinline__ void store_run(scalar_t* p, const scalar_t* v, index_
         store_four(p, v);
         return;
     }
-UNROLL
+    UNROLL
     for (int e = 0; e < RUN_MAX; e += 2) {
         if (vector >= 2 && e + 1 < n) {
             store_pair(p + e, v + e);

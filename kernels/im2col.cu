@@ -70,7 +70,7 @@ extern "C" __global__ void im2col(
                 const scalar_t* x_row = x_plane + (row_inside ? h * width : 0);
                 const index_t w_first = ox * stride_w + w_offset;
                 scalar_t v[RUN_MAX];
-UNROLL
+                UNROLL
                 for (int e = 0; e < RUN_MAX; ++e) {
                     const index_t w = w_first + e * stride_w;
                     v[e] = row_inside && e < run && w >= 0 && w < width ? x_row[w] : (scalar_t)0;
@@ -101,7 +101,7 @@ extern "C" __global__ void col2im(
             const Pairs row = window_pairs(rows, h + pad_h);
             Pairs column[RUN_MAX];
             scalar_t total[RUN_MAX];
-UNROLL
+            UNROLL
             for (int e = 0; e < RUN_MAX; ++e) {
                 column[e] = window_pairs(cols, w_first + e + pad_w);
                 if (e >= n) column[e].n = 0;
@@ -110,7 +110,7 @@ UNROLL
             index_t oy = row.o, i = row.i;
             for (index_t m = 0; m < row.n; ++m, oy -= rows.dilation_step, i += rows.stride_step) {
                 const scalar_t* col_row = col_channel + i * kernel_w * out_size + oy * out_w;
-UNROLL
+                UNROLL
                 for (int e = 0; e < RUN_MAX; ++e) {
                     index_t ox = column[e].o, j = column[e].i;
                     for (index_t k = 0; k < column[e].n;

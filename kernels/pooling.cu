@@ -161,7 +161,7 @@ __device__ __forceinline__ void max_pool_backward_body(
             const Cover cover = covering_windows(h, w_first, n, kernel_h, kernel_w, stride_h,
                                                  stride_w, pad_h, pad_w, out_h, out_w);
             scalar_t total[RUN_MAX];
-UNROLL
+            UNROLL
             for (int e = 0; e < RUN_MAX; ++e) total[e] = 0;
             for (index_t oy = cover.oy_lo; oy <= cover.oy_hi; ++oy) {
                 // cell index of (h, w_first) in window (oy, ox): row_cell - ox * stride_w
@@ -170,7 +170,7 @@ UNROLL
                     const index_t j_first = w_first + pad_w - ox * stride_w;
                     const index_t cell = (index_t)argmax_plane[oy * out_w + ox];
                     const scalar_t g = gy_plane[oy * out_w + ox];
-UNROLL
+                    UNROLL
                     for (int e = 0; e < RUN_MAX; ++e) {
                         const index_t j = j_first + e;
                         if (e < n && j >= 0 && j < kernel_w && cell == row_cell - ox * stride_w + e) {
@@ -246,7 +246,7 @@ extern "C" __global__ void avg_pool_backward(
             const Cover cover = covering_windows(h, w_first, n, kernel_h, kernel_w, stride_h,
                                                  stride_w, pad_h, pad_w, out_h, out_w);
             scalar_t total[RUN_MAX];
-UNROLL
+            UNROLL
             for (int e = 0; e < RUN_MAX; ++e) total[e] = 0;
             for (index_t oy = cover.oy_hi; oy >= cover.oy_lo; --oy) {
                 const Span rows = window_span(oy, stride_h, pad_h, kernel_h, height);
@@ -255,7 +255,7 @@ UNROLL
                     const Span cols = window_span(ox, stride_w, pad_w, kernel_w, width);
                     const scalar_t share = gy_plane[oy * out_w + ox]
                         / (scalar_t)(pool_h * clipped_extent(cols, kernel_w, width, pad_w));
-UNROLL
+                    UNROLL
                     for (int e = 0; e < RUN_MAX; ++e) {
                         const index_t w = w_first + e;
                         if (e < n && w >= cols.start && w < cols.start + kernel_w) total[e] += share;
