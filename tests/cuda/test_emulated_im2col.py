@@ -97,3 +97,14 @@ def test_col2im_of_a_random_geometry_matches_numpy(emulated_cuda, run):
         x = rng.standard_normal((2, height, width))
         numpy.testing.assert_array_equal(emulated_cuda.im2col(x, kh, kw, *steps, out_h, out_w),
                                          im2col_numpy(x, kh, kw, *steps, out_h, out_w))
+
+
+def test_grids_smaller_than_channels_and_taps(emulated_cuda, rng, run, monkeypatch):
+    """Past CUDA's 65535 blocks in y and z the kernels loop over channels and taps: a
+    limit of 2 here makes every thread take several."""
+    monkeypatch.setattr(emulated_cuda, "GRID_YZ_LIMIT", 2)
+    x = rng.standard_normal((5, 7, 9))
+    col = emulated_cuda.im2col(x, 3, 2, 2, 1, 1, 1, 1, 2, 4, 8)
+    numpy.testing.assert_array_equal(col, im2col_numpy(x, 3, 2, 2, 1, 1, 1, 1, 2, 4, 8))
+    numpy.testing.assert_array_equal(emulated_cuda.col2im(col, 7, 9, 2, 1, 1, 1, 1, 2),
+                                     col2im_numpy(col, 7, 9, 2, 1, 1, 1, 1, 2))

@@ -135,3 +135,23 @@ def test_avg_pool_matches_numpy_bit_for_bit(emulated_cuda, dtype, rng, geometry,
     gx = emulated_cuda.avg_pool_backward(gy, *shape[2:], *window)
     assert gx.dtype == dtype and gx.shape == shape
     numpy.testing.assert_array_equal(gx, avg_pool_backward_numpy(gy, *shape[2:], *window))
+
+
+def test_grids_smaller_than_the_planes(emulated_cuda, rng, run, monkeypatch):
+    """Past CUDA's 65535 blocks in z the kernels loop over planes: a limit of 2 here
+    makes every thread take several."""
+    monkeypatch.setattr(emulated_cuda, "GRID_YZ_LIMIT", 2)
+    shape, window, out = _window((2, 3, 7, 8, 3, 2, 2, 2, 1, 0, True))
+    x = rng.standard_normal(shape)
+    y, argmax = emulated_cuda.max_pool_forward(x, *window, *out)
+    expected_y, expected_argmax = max_pool_forward_numpy(x, *window, *out)
+    numpy.testing.assert_array_equal(y, expected_y)
+    numpy.testing.assert_array_equal(argmax, expected_argmax)
+    gy = rng.standard_normal(y.shape)
+    numpy.testing.assert_allclose(emulated_cuda.max_pool_backward(gy, argmax, *shape[2:], *window),
+                                  max_pool_backward_numpy(gy, argmax, *shape[2:], *window),
+                                  **tolerance(gy.dtype))
+    numpy.testing.assert_array_equal(emulated_cuda.avg_pool_forward(x, *window, *out),
+                                     avg_pool_forward_numpy(x, *window, *out))
+    numpy.testing.assert_array_equal(emulated_cuda.avg_pool_backward(gy, *shape[2:], *window),
+                                     avg_pool_backward_numpy(gy, *shape[2:], *window))
