@@ -25,7 +25,9 @@
 //             scans the real cells of its window (the clipped ranges computed once, no
 //             per-cell bounds test). Neighbouring threads take neighbouring ox: every
 //             tap's load of a warp spans 32 * sx elements, y's stores 128 bytes and
-//             argmax's 32 bytes (one sector).
+//             argmax's 32 bytes (one sector). (Runs of consecutive outputs per thread,
+//             as in the backward pass, would spread each load of a warp over 4 times
+//             the cache lines; a window of 2x2 is already 4 independent loads.)
 //   backward: grid z = plane, grid x = grid-stride over the (h, run) pairs of the
 //             plane, a run `run` (1 or 4) consecutive pixels of row h. The thread
 //             GATHERS: the windows whose rows cover h (first_window..last_window, once
@@ -41,12 +43,17 @@
 // WHAT BOUNDS THE SPEED (bytes per call, s = sizeof(scalar_t), a = argmax's 1 or 4)
 //   max forward:  s*planes*H*W + (s + a)*planes*out_h*out_w. For pool1 (2x2, s2, on
 //                 64 x 698 x 698) that is 1 read of x and 1.25 outputs per 4 inputs:
-//                 DRAM bound, about 40 instructions per output against a budget of
-//                 about 200. Predicted at batch 8: 75-80% of copy bandwidth.
+//                 DRAM bound: an estimated 60 instructions per output, where an H200
+//                 can issue about 200 per output at the copy bandwidth (132 SMs x 128
+//                 lanes x 1.98 GHz over 21 bytes an output). Predicted at batch 8:
+//                 75-80% of copy bandwidth.
 //   max backward: s*planes*H*W + (s + a)*planes*out_h*out_w (gx written, gy and
 //                 argmax read once, each by the run that covers it): DRAM-write bound.
 //                 Predicted 70-75%.
 //   avg forward / backward: the same without argmax; predicted 75-80% / 70-75%.
+//   Loads are scalar (4 or 8 bytes): a window starts at any column (stride, padding),
+//   and lane-neighbouring loads already use every line they touch; the 16-byte
+//   accesses are the gradient's stores, the larger side of the backward pass.
 
 #include "common.cuh"
 
