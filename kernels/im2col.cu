@@ -16,7 +16,7 @@
 //           store when out_w % 4 == 0 (fc6: 16 x 16), 8/16-byte pairs when it is even
 //           (conv1_2: 698), else element by element. Neighbouring threads take
 //           neighbouring runs: a warp writes 32 * run consecutive elements of col.
-//           Division: one per run (t / runs_per_row), one per block (tap / kw).
+//           Divisions: one per run (t / runs_per_row), one per tap (tap / kw).
 //   col2im: grid z = channel c, grid x = grid-stride over the (h, run) pairs of the
 //           image; a run is `run` consecutive pixels w of row h. The thread GATHERS,
 //           for its pixels, the col entries that map to them: the (i, oy) pairs of row
@@ -29,20 +29,22 @@
 //   a small launch (fc6's col2im: 512 x 22 x 22 pixels) needs every thread an H200 can
 //   hold (132 SMs x 2048), a large one amortises the index arithmetic over 4 outputs.
 //
-// WHAT BOUNDS THE SPEED (bytes per call, s = sizeof(scalar_t))
+// WHAT BOUNDS THE SPEED (bytes per call, s = sizeof(scalar_t); a call is one image,
+// so benchmarks/gpu_cases.py's batch 8 is 8 launches)
 //   im2col: s * (C*H*W + C*kh*kw*out_h*out_w): the col writes. x is read once from
 //           DRAM and kh*kw times from L2/L1 (a plane is re-read by the kh*kw taps of
-//           its channel, consecutive in the grid). Predicted at batch 8: 75-80% of copy
-//           bandwidth for conv1_2 (scalar/pair stores, DRAM-write bound) and fc6
-//           (float4 stores; one image is 26 MB, about 8 us, so launch latency counts at
-//           batch 1).
-//   col2im: s * (C*kh*kw*out_h*out_w + C*H*W): the col reads. For conv1_2 (3x3, s1)
-//           each pixel reads 9 entries at unit stride in ox: DRAM-read bound, predicted
-//           70-75%. For upscore (64x64, stride 32) a pixel's 4 entries lie in 4 taps
-//           (i, j) 1 KB apart, so a warp's load touches 8 lines; the block (1024
-//           pixels, two image rows) uses every line it loads, through L1: predicted
-//           65-70%. fc6 (7x7 on 22 x 22, 49 entries per pixel, 1 per thread) is
-//           latency bound at batch 1; predicted 50-60% at batch 8.
+//           its channel, consecutive in the grid). About 15 instructions per output
+//           where an H200 issues about 45 at the copy bandwidth. Predicted at batch 8:
+//           conv1_2 (1.25 GB a launch, pair stores) 75-80% of copy bandwidth; fc6
+//           (26 MB, float4 stores, about 6 us of traffic against 2-3 us of launch and
+//           tail) 40-55%.
+//   col2im: s * (C*kh*kw*out_h*out_w + C*H*W): the col reads. conv1_2 (3x3, s1):
+//           each pixel reads 9 entries at unit stride in ox, DRAM-read bound: 70-75%.
+//           upscore (64x64, stride 32): a pixel's 4 entries lie in taps (i, j) 1 KB
+//           apart, so a warp's load touches 8 lines; the block (1024 pixels, two image
+//           rows) uses every line it loads, through L1: 65-70%. fc6 (7x7 on 22 x 22,
+//           49 entries per pixel, one pixel per thread, 7 MB a launch) is latency
+//           bound: 35-50%.
 
 #include "common.cuh"
 
