@@ -259,7 +259,7 @@ def _plane_grid(work_per_plane, y, z):
     block of a multiple of 32 threads, no more than a small plane needs (fc6: 64)."""
     threads = min(THREADS_PER_BLOCK, max(32, -(-work_per_plane // 32) * 32))
     blocks_x = min(max(1, -(-work_per_plane // threads)), MAX_BLOCKS)
-    return (blocks_x, min(y, GRID_YZ_LIMIT), min(z, GRID_YZ_LIMIT)), threads
+    return (blocks_x, min(max(y, 1), GRID_YZ_LIMIT), min(max(z, 1), GRID_YZ_LIMIT)), threads
 
 
 def im2col(x, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w):
