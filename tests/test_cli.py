@@ -78,7 +78,7 @@ def test_convert_bad_file_fails_in_one_line_and_leaves_nothing(tmp_path, capsys)
 def test_train_options_reach_the_config_and_defaults_stay_the_configs(monkeypatch, tmp_path):
     import minifcn.train as training
     seen = {}
-    monkeypatch.setattr(training, "train", lambda config, resume: seen.update(config=config) or
+    monkeypatch.setattr(training, "train", lambda config, **run: seen.update(config=config) or
                         {"mean_iu": 0.0})
     assert main(["train", "--lr", "0.01", "--lr-policy", "fixed", "--iterations", "9"]) == 0
     config = seen["config"]
