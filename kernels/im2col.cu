@@ -25,7 +25,7 @@
 //           rising: the order in which col2im_numpy adds, so the two agree bit for bit.
 //           No two threads write the same pixel: no atomics, the same sum on every run.
 //           Stores as im2col's, by the image's width.
-//   run: 4 when the launch has at least 2^20 outputs, else 1 (cuda.py, _run_length):
+//   run: 4 when the launch has at least 2^20 outputs, else 1 (cuda.py, _runs):
 //   a small launch (fc6's col2im: 512 x 22 x 22 pixels) needs every thread an H200 can
 //   hold (132 SMs x 2048), a large one amortises the index arithmetic over 4 outputs.
 //

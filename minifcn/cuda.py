@@ -247,11 +247,13 @@ GRID_YZ_LIMIT = 65535  # CUDA's limit on gridDim.y and .z; the kernels loop past
 RUN_THRESHOLD = 1 << 20  # outputs from which a thread computes runs of 4, not 1
 
 
-def _run_length(outputs):
-    """Outputs per thread along a row: 4 for large launches (the index arithmetic paid
-    once per 4 outputs, 16-byte stores), 1 for small ones, whose threads an H200 could
-    hold 4 times over (132 SMs x 2048 threads; fc6's col2im: 512 x 22 x 22 pixels)."""
-    return 4 if outputs >= RUN_THRESHOLD else 1
+def _runs(rows, row_length, outputs):
+    """(run, rows * runs per row): outputs per thread along a row, 4 for launches of at
+    least RUN_THRESHOLD outputs (the index arithmetic paid once per 4, 16-byte stores),
+    1 for smaller ones, whose threads an H200 could hold 4 times over (132 SMs x 2048
+    threads; fc6's col2im: 512 x 22 x 22 pixels); and the grid-stride count per plane."""
+    run = 4 if outputs >= RUN_THRESHOLD else 1
+    return run, rows * -(-row_length // run)
 
 
 def _plane_grid(work_per_plane, y, z):
@@ -267,8 +269,7 @@ def im2col(x, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w):
     xp, x = _module_and_contiguous(x)
     channels, height, width = x.shape
     col = xp.empty((channels, kh, kw, out_h, out_w), dtype=x.dtype)
-    run = _run_length(col.size)
-    rows_of_runs = out_h * -(-out_w // run)
+    run, rows_of_runs = _runs(out_h, out_w, col.size)
     _launch("im2col.cu", "im2col", x.dtype, rows_of_runs,
             x, channels, height, width, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w, run, col,
             grid=_plane_grid(rows_of_runs, kh * kw, channels))
@@ -280,8 +281,7 @@ def col2im(col, height, width, sy, sx, ph, pw, dy, dx):
     xp, col = _module_and_contiguous(col)
     channels, kh, kw, out_h, out_w = col.shape
     x = xp.empty((channels, height, width), dtype=col.dtype)
-    run = _run_length(x.size)
-    rows_of_runs = height * -(-width // run)
+    run, rows_of_runs = _runs(height, width, x.size)
     _launch("im2col.cu", "col2im", col.dtype, rows_of_runs,
             col, channels, height, width, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w, run, x,
             grid=_plane_grid(rows_of_runs, 1, channels))
@@ -316,8 +316,7 @@ def max_pool_backward(gy, argmax, height, width, kh, kw, sy, sx, ph, pw):
         raise ValueError(f"max_pool_backward: argmax must be {numpy.dtype(offset_dtype).name} "
                          f"{gy.shape} for a {kh}x{kw} window, got {argmax.dtype} {argmax.shape}")
     gx = xp.empty((n, c, height, width), dtype=gy.dtype)
-    run = _run_length(gx.size)
-    rows_of_runs = height * -(-width // run)
+    run, rows_of_runs = _runs(height, width, gx.size)
     _launch("pooling.cu", "max_pool_backward" + _wide(kh, kw), gy.dtype, rows_of_runs,
             gy, argmax, n * c, height, width, kh, kw, sy, sx, ph, pw, out_h, out_w, run, gx,
             grid=_plane_grid(rows_of_runs, 1, n * c))
@@ -340,8 +339,7 @@ def avg_pool_backward(gy, height, width, kh, kw, sy, sx, ph, pw):
     xp, gy = _module_and_contiguous(gy)
     n, c, out_h, out_w = gy.shape
     gx = xp.empty((n, c, height, width), dtype=gy.dtype)
-    run = _run_length(gx.size)
-    rows_of_runs = height * -(-width // run)
+    run, rows_of_runs = _runs(height, width, gx.size)
     _launch("pooling.cu", "avg_pool_backward", gy.dtype, rows_of_runs,
             gy, n * c, height, width, kh, kw, sy, sx, ph, pw, out_h, out_w, run, gx,
             grid=_plane_grid(rows_of_runs, 1, n * c))
