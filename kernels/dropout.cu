@@ -28,12 +28,31 @@ __device__ __forceinline__ unsigned long long splitmix64(unsigned long long seed
     return z ^ (z >> 31);
 }
 
+__device__ __forceinline__ scalar_t dropped(scalar_t x, unsigned long long seed, index_t i,
+                                            long long threshold, scalar_t scale)
+{
+    const bool keep = (splitmix64(seed, i) >> 11) >= (unsigned long long)threshold;
+    return keep ? x * scale : (scalar_t)0;
+}
+
 extern "C" __global__ void dropout(
     const scalar_t* __restrict__ x, index_t size, long long seed, long long threshold,
     scalar_t scale, scalar_t* __restrict__ y)
 {
     GRID_STRIDE_LOOP(i, size) {
-        const bool keep = (splitmix64(seed, i) >> 11) >= (unsigned long long)threshold;
-        y[i] = keep ? x[i] * scale : (scalar_t)0;
+        y[i] = dropped(x[i], (unsigned long long)seed, i, threshold, scale);
+    }
+}
+
+// The same, with the seed read from device memory (seed[0]): a training step captured
+// as a CUDA graph (minifcn/graph.py) bakes every by-value argument into the graph, so
+// each replay's fresh seed is written there instead. One extra 8-byte load per thread.
+extern "C" __global__ void dropout_seed_on_device(
+    const scalar_t* __restrict__ x, index_t size, const long long* __restrict__ seed,
+    long long threshold, scalar_t scale, scalar_t* __restrict__ y)
+{
+    const unsigned long long seed_value = (unsigned long long)seed[0];
+    GRID_STRIDE_LOOP(i, size) {
+        y[i] = dropped(x[i], seed_value, i, threshold, scale);
     }
 }

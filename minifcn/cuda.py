@@ -240,9 +240,10 @@ def _module_and_contiguous(*arrays):
     return (xp,) + tuple(xp.ascontiguousarray(array) for array in arrays)
 
 
-# ------------------------------------------------------------ im2col/col2im, pooling
-# These kernels take a 3-D grid (kernels/im2col.cu, pooling.cu): z over channels or
-# planes, y over im2col's taps, x a grid-stride loop over one plane's rows of runs.
+# ------------------------------------------------------------------------ im2col/col2im
+# These kernels, and the pooling ones below, take a 3-D grid (kernels/im2col.cu,
+# pooling.cu): z over channels or planes, y over im2col's taps, x a grid-stride loop
+# over one plane's rows of runs.
 GRID_YZ_LIMIT = 65535  # CUDA's limit on gridDim.y and .z; the kernels loop past it
 RUN_THRESHOLD = 1 << 20  # outputs from which a thread computes runs of 4, not 1
 
@@ -288,6 +289,21 @@ def col2im(col, height, width, sy, sx, ph, pw, dy, dx):
     return x
 
 
+def conv_implicit_gemm(x, weight, sy, sx, ph, pw, dy, dx, out_h, out_w):
+    """x (N, C_in, H, W) * weight (C_out, C_in, kh, kw) -> y, the columns never in memory
+    (kernels/implicit_gemm.cu: 64 x 64 tiles of 256 threads)."""
+    xp, x, weight = _module_and_contiguous(x, weight)
+    n, channels, height, width = x.shape
+    c_out, _, kh, kw = weight.shape
+    y = xp.empty((n, c_out, out_h, out_w), dtype=x.dtype)
+    tiles = (min(-(-n * out_h * out_w // 64), MAX_BLOCKS), min(-(-c_out // 64), MAX_BLOCKS))
+    _launch("implicit_gemm.cu", "conv_implicit_gemm", x.dtype, y.size,
+            x, weight, n, channels, height, width, c_out, kh, kw, sy, sx, ph, pw, dy, dx,
+            out_h, out_w, y, grid=(tiles, 256))
+    return y
+
+
+# ---------------------------------------------------------------------------- pooling
 def _wide(kh, kw):
     """The kernel name suffix for an argmax of int32 offsets (windows over 255 cells)."""
     return "" if max_pool_offset_dtype(kh, kw) == numpy.uint8 else "_wide"
@@ -416,10 +432,15 @@ def lrn_backward(x, y, scale, gy, size, alpha, beta):
 
 # ---------------------------------------------------------------------------- dropout
 def dropout(x, seed, threshold, scale):
-    """x * mask * scale, the mask a function of (seed, flat index); see activation.py."""
+    """x * mask * scale, the mask a function of (seed, flat index); see activation.py.
+    `seed` is an int, or a 1-element int64 device array (a captured step's, graph.py)."""
     xp, x = _module_and_contiguous(x)
     y = xp.empty(x.shape, dtype=x.dtype)
-    _launch("dropout.cu", "dropout", x.dtype, x.size, x, x.size, seed, threshold, scale, y)
+    if hasattr(seed, "shape"):
+        _launch("dropout.cu", "dropout_seed_on_device", x.dtype, x.size,
+                x, x.size, seed, threshold, scale, y)
+    else:
+        _launch("dropout.cu", "dropout", x.dtype, x.size, x, x.size, seed, threshold, scale, y)
     return y
 
 
@@ -431,6 +452,7 @@ class CudaKernels(KernelSet):
     lacks = ("row_tiles", "winograd")
     fallbacks = ("sgd_update",)
     im2col, col2im = im2col, col2im
+    conv_implicit_gemm = conv_implicit_gemm
     max_pool_forward, max_pool_backward = max_pool_forward, max_pool_backward
     avg_pool_forward, avg_pool_backward = avg_pool_forward, avg_pool_backward
     softmax_cross_entropy_forward = softmax_cross_entropy_forward

@@ -42,6 +42,10 @@ class KernelSet:
     def col2im(col, height, width, sy, sx, ph, pw, dy, dx):
         """col (C, kh, kw, out_h, out_w) -> image (C, height, width), summing overlaps."""
 
+    def conv_implicit_gemm(x, weight, sy, sx, ph, pw, dy, dx, out_h, out_w):
+        """x (N, C_in, H, W) * weight (C_out, C_in, kh, kw) -> y (N, C_out, out_h, out_w),
+        groups 1, the columns never in memory (reference/implicit_gemm.py)."""
+
     def im2col_tile(x, kh, kw, sy, sx, ph, pw, dy, dx, first_row, col):
         """Write the columns of output rows [first_row, first_row + col.shape[3]) of x
         into col (C, kh, kw, rows, out_w); returns col. Capability row_tiles."""

@@ -37,6 +37,16 @@ class SGD:
             param.grad = None
 
     def step(self):
+        self.update(self.step_scalars())
+
+    def step_scalars(self, advance=True):
+        """The numbers of this step that change from step to step, per learned parameter
+        ({name: (rate,)}), computed on the host. `update` takes them as host floats, or,
+        in a captured step (graph.py), as the 0-d device arrays each replay refills.
+        advance=False: the numbers only, without counting the step (Adam)."""
+        return {name: (self.lr * getattr(param, "lr_mult", 1.0),) for name, param in self.params}
+
+    def update(self, scalars):
         with no_grad():
             for name, param in self.params:
                 if param.grad is None:
@@ -47,7 +57,7 @@ class SGD:
                         param.data).zeros_like(param.data)
                 backend.kernels_for(param.data).sgd_update(
                     param.data, param.grad, history, self.momentum,
-                    rate=self.lr * getattr(param, "lr_mult", 1.0),
+                    rate=_per_step(scalars[name][0], param.dtype),
                     grad_scale=1.0 / self.iter_size,
                     decay=self.weight_decay * getattr(param, "decay_mult", 1.0))
 
@@ -88,28 +98,36 @@ class Adam(SGD):
         self.beta2, self.eps, self.steps = float(betas[1]), float(eps), 0
         self.second = {}
 
-    def step(self):
-        self.steps += 1
-        first_fix = 1.0 - self.momentum ** self.steps
-        second_fix = 1.0 - self.beta2 ** self.steps
+    def step_scalars(self, advance=True):
+        steps = self.steps + 1
+        if advance:
+            self.steps = steps
+        first_fix = 1.0 - self.momentum ** steps
+        second_fix = 1.0 - self.beta2 ** steps
+        return {name: (self.lr * getattr(param, "lr_mult", 1.0) / first_fix, second_fix)
+                for name, param in self.params}
+
+    def update(self, scalars):
         with no_grad():
             for name, param in self.params:
                 if param.grad is None:
                     continue
                 xp = backend.get_array_module(param.data)
                 cast = param.dtype.type
+                rate, second_fix = (_per_step(value, param.dtype) for value in scalars[name])
                 grad = param.grad * cast(1.0 / self.iter_size)
                 decay = self.weight_decay * getattr(param, "decay_mult", 1.0)
                 if decay:
                     grad += cast(decay) * param.data
-                mean = self.history.setdefault(name, xp.zeros_like(param.data))
-                square = self.second.setdefault(name, xp.zeros_like(param.data))
+                if name not in self.history:
+                    self.history[name], self.second[name] = (xp.zeros_like(param.data),
+                                                              xp.zeros_like(param.data))
+                mean, square = self.history[name], self.second[name]
                 mean *= cast(self.momentum)
                 mean += cast(1.0 - self.momentum) * grad
                 square *= cast(self.beta2)
                 square += cast(1.0 - self.beta2) * grad * grad
-                rate = self.lr * getattr(param, "lr_mult", 1.0) / first_fix
-                param.data -= cast(rate) * mean / (xp.sqrt(square / cast(second_fix)) + cast(self.eps))
+                param.data -= rate * mean / (xp.sqrt(square / second_fix) + cast(self.eps))
 
     def state_dict(self):
         state = {f"m.{name}": backend.to_numpy(v) for name, v in self.history.items()}
@@ -122,6 +140,12 @@ class Adam(SGD):
         self.steps = int(state.pop("steps", 0))
         self.history = self._restore({k[2:]: v for k, v in state.items() if k.startswith("m.")})
         self.second = self._restore({k[2:]: v for k, v in state.items() if k.startswith("v.")})
+
+
+def _per_step(value, dtype):
+    """A per-step number as an update's arithmetic takes it: a host float, cast to the
+    parameter's dtype, or a captured step's 0-d device array (already of that dtype)."""
+    return value if hasattr(value, "shape") else dtype.type(value)
 
 
 POLY_POWER = 0.9  # Caffe's usual power for "poly" (DeepLab's solvers)

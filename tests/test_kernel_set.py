@@ -34,7 +34,8 @@ def _parameters(function):
 
 def test_the_contract_lists_every_kernel_an_op_calls():
     assert sorted(KERNELS) == sorted([
-        "avg_pool_backward", "avg_pool_forward", "col2im", "col2im_tile", "crop_backward",
+        "avg_pool_backward", "avg_pool_forward", "col2im", "col2im_tile", "conv_implicit_gemm",
+        "crop_backward",
         "crop_forward", "dropout", "im2col", "im2col_tile", "lrn_backward", "lrn_forward",
         "max_pool_backward", "max_pool_forward", "sgd_update", "softmax_cross_entropy_backward",
         "softmax_cross_entropy_forward", "winograd_gy", "winograd_input", "winograd_output"])
@@ -71,8 +72,8 @@ def test_a_set_missing_any_one_kernel_is_refused_when_defined(cls):
 
 def test_the_intended_fallbacks_are_exactly_the_listed_ones():
     assert reference.NumpyKernels.fallbacks == ()
-    assert sorted(cpu.NumbaKernels.fallbacks) == ["crop_backward", "crop_forward", "lrn_backward",
-                                                  "lrn_forward"]
+    assert sorted(cpu.NumbaKernels.fallbacks) == ["conv_implicit_gemm", "crop_backward",
+                                                  "crop_forward", "lrn_backward", "lrn_forward"]
     assert cuda.CudaKernels.fallbacks == ("sgd_update",)
     for cls in SETS[1:]:
         taken = [name for name in KERNELS if name not in _lacked(cls)

@@ -11,5 +11,5 @@ def sgd_update(param, grad, history, momentum, rate, grad_scale, decay):
     if decay:
         grad += cast(decay) * param
     history *= cast(momentum)
-    history += cast(rate) * grad
+    history += (rate if hasattr(rate, "shape") else cast(rate)) * grad  # a 0-d device rate: graph.py
     param -= history

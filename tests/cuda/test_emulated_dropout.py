@@ -25,3 +25,12 @@ def test_the_kept_fraction_is_one_minus_p(emulated_cuda):
         kept = emulated_cuda.dropout(x, 7, math.ceil(p * 2**53), 1.0 / (1.0 - p)) != 0
         sigma = math.sqrt(p * (1 - p) / x.size)
         assert abs(kept.mean() - (1 - p)) < 5 * sigma
+
+
+@pytest.mark.parametrize("seed", [0, 12345, 2**63 - 1])
+def test_a_seed_in_device_memory_draws_the_same_mask(emulated_cuda, dtype, rng, seed):
+    # dropout_seed_on_device: what a captured training step launches (minifcn/graph.py)
+    x = rng.standard_normal((3, 5, 7)).astype(dtype)
+    threshold, scale = math.ceil(0.3 * 2**53), 1.0 / 0.7
+    y = emulated_cuda.dropout(x, numpy.array([seed], numpy.int64), threshold, scale)
+    numpy.testing.assert_array_equal(y, dropout_numpy(x, seed, threshold, scale))

@@ -218,7 +218,8 @@ def _emulated_benchmarks(monkeypatch, emulated_cupy):
 KERNELS = ["im2col conv1_2", "col2im conv1_2", "im2col fc6", "col2im fc6", "col2im upscore",
            "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
            "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "crop_forward",
-           "crop_backward", "lrn_forward", "lrn_backward", "dropout", "relu_backward", "bias_grad"]
+           "crop_backward", "lrn_forward", "lrn_backward", "dropout", "dropout_seed_on_device", "relu_backward",
+           "bias_grad"]
 PER_PARAMETER = ["sgd_update", "adam_update", "grad_accumulate"]
 
 
@@ -290,7 +291,7 @@ sys.path[:0] = [{repo!r}, {tests!r}]
 import cuda_emulator, emulated_cupy, test_gpu_benchmark_report as t
 from minifcn import backend, cuda
 from benchmarks import gpu_kernels, gpu_net, nets
-libraries = {{tuple(key.split("|")): ctypes.CDLL(path)
+libraries = {{(lambda name, dtype, bits: (name, dtype, int(bits)))(*key.split("|")): ctypes.CDLL(path)
              for key, path in json.loads(os.environ["EMULATED_KERNELS"]).items()}}
 cupy = emulated_cupy.EmulatedCupy()
 cupy.get_default_memory_pool = t._Pool
@@ -318,7 +319,7 @@ def test_gpu_all_runs_every_stage_and_survives_failing_ones(emulated_gpu, monkey
     boot = tmp_path / "emulated_python.py"
     boot.write_text(EMULATED_PYTHON.format(repo=str(REPO), tests=str(Path(__file__).parent)))
     monkeypatch.setenv("EMULATED_KERNELS", json.dumps(
-        {"|".join(key): library._name for key, library in emulated_gpu.libraries.items()}))
+        {"|".join(map(str, key)): library._name for key, library in emulated_gpu.libraries.items()}))
     real_stages = gpu_all.stages
 
     def emulated_stages(out, repeat, net_repeat):
