@@ -58,6 +58,7 @@ import numpy
 
 from . import backend, reference
 from .kernel_set import KernelSet
+from .reference.pooling import max_pool_offset_dtype
 
 # A checkout (or an editable install) reads kernels/ beside the package; an installed
 # wheel carries the same files inside the package as minifcn/_kernels (setup.py).
@@ -259,13 +260,39 @@ def _module_and_contiguous(*arrays):
 
 
 # ------------------------------------------------------------------------ im2col/col2im
+# These kernels, and the pooling ones below, take a 3-D grid (kernels/im2col.cu,
+# pooling.cu): z over channels or planes, y over im2col's taps, x a grid-stride loop
+# over one plane's rows of runs.
+GRID_YZ_LIMIT = 65535  # CUDA's limit on gridDim.y and .z; the kernels loop past it
+RUN_THRESHOLD = 1 << 20  # outputs from which a thread computes runs of 4, not 1
+
+
+def _runs(rows, row_length, outputs):
+    """(run, rows * runs per row): outputs per thread along a row, 4 for launches of at
+    least RUN_THRESHOLD outputs (the index arithmetic paid once per 4, 16-byte stores),
+    1 for smaller ones, whose threads an H200 could hold 4 times over (132 SMs x 2048
+    threads; fc6's col2im: 512 x 22 x 22 pixels); and the grid-stride count per plane."""
+    run = 4 if outputs >= RUN_THRESHOLD else 1
+    return run, rows * -(-row_length // run)
+
+
+def _plane_grid(work_per_plane, y, z):
+    """(blocks, threads) for `work_per_plane` grid-stride items in x, times y and z: a
+    block of a multiple of 32 threads, no more than a small plane needs (fc6: 64)."""
+    threads = min(THREADS_PER_BLOCK, max(32, -(-work_per_plane // 32) * 32))
+    blocks_x = min(max(1, -(-work_per_plane // threads)), MAX_BLOCKS)
+    return (blocks_x, min(max(y, 1), GRID_YZ_LIMIT), min(max(z, 1), GRID_YZ_LIMIT)), threads
+
+
 def im2col(x, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w):
     """x (C, H, W) -> col (C, kh, kw, out_h, out_w); see reference/im2col.py."""
     xp, x = _module_and_contiguous(x)
     channels, height, width = x.shape
     col = xp.empty((channels, kh, kw, out_h, out_w), dtype=x.dtype)
-    _launch("im2col.cu", "im2col", x.dtype, channels * out_h * out_w,
-            x, channels, height, width, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w, col)
+    run, rows_of_runs = _runs(out_h, out_w, col.size)
+    _launch("im2col.cu", "im2col", x.dtype, rows_of_runs,
+            x, channels, height, width, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w, run, col,
+            grid=_plane_grid(rows_of_runs, kh * kw, channels))
     return col
 
 
@@ -274,8 +301,10 @@ def col2im(col, height, width, sy, sx, ph, pw, dy, dx):
     xp, col = _module_and_contiguous(col)
     channels, kh, kw, out_h, out_w = col.shape
     x = xp.empty((channels, height, width), dtype=col.dtype)
-    _launch("im2col.cu", "col2im", col.dtype, channels * height * width,
-            col, channels, height, width, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w, x)
+    run, rows_of_runs = _runs(height, width, x.size)
+    _launch("im2col.cu", "col2im", col.dtype, rows_of_runs,
+            col, channels, height, width, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w, run, x,
+            grid=_plane_grid(rows_of_runs, 1, channels))
     return x
 
 
@@ -294,26 +323,38 @@ def conv_implicit_gemm(x, weight, sy, sx, ph, pw, dy, dx, out_h, out_w):
 
 
 # ---------------------------------------------------------------------------- pooling
+def _wide(kh, kw):
+    """The kernel name suffix for an argmax of int32 offsets (windows over 255 cells)."""
+    return "" if max_pool_offset_dtype(kh, kw) == numpy.uint8 else "_wide"
+
+
 def max_pool_forward(x, kh, kw, sy, sx, ph, pw, out_h, out_w):
-    """x (N, C, H, W) -> (y, argmax int32: h * W + w of each window's first maximum)."""
+    """x (N, C, H, W) -> (y, argmax: each first maximum's offset i * kw + j in its window,
+    uint8 up to 255 cells, else int32)."""
     xp, x = _module_and_contiguous(x)
     n, c, height, width = x.shape
     y = xp.empty((n, c, out_h, out_w), dtype=x.dtype)
-    argmax = xp.empty((n, c, out_h, out_w), dtype=xp.int32)
-    _launch("pooling.cu", "max_pool_forward", x.dtype, y.size,
-            x, n * c, height, width, kh, kw, sy, sx, ph, pw, out_h, out_w, y, argmax)
+    argmax = xp.empty((n, c, out_h, out_w), dtype=max_pool_offset_dtype(kh, kw))
+    _launch("pooling.cu", "max_pool_forward" + _wide(kh, kw), x.dtype, out_h * out_w,
+            x, n * c, height, width, kh, kw, sy, sx, ph, pw, out_h, out_w, y, argmax,
+            grid=_plane_grid(out_h * out_w, 1, n * c))
     return y, argmax
 
 
 def max_pool_backward(gy, argmax, height, width, kh, kw, sy, sx, ph, pw):
     """gy (N, C, out_h, out_w) -> gx (N, C, height, width): each pixel sums the gy of the
-    windows whose argmax it is."""
+    windows whose argmax cell it is."""
     xp, gy, argmax = _module_and_contiguous(gy, argmax)
     n, c, out_h, out_w = gy.shape
+    offset_dtype = max_pool_offset_dtype(kh, kw)
+    if argmax.dtype != offset_dtype or argmax.shape != gy.shape:
+        raise ValueError(f"max_pool_backward: argmax must be {numpy.dtype(offset_dtype).name} "
+                         f"{gy.shape} for a {kh}x{kw} window, got {argmax.dtype} {argmax.shape}")
     gx = xp.empty((n, c, height, width), dtype=gy.dtype)
-    _launch("pooling.cu", "max_pool_backward", gy.dtype, gx.size,
-            gy, argmax.astype(xp.int32, copy=False), n * c, height, width,
-            kh, kw, sy, sx, ph, pw, out_h, out_w, gx)
+    run, rows_of_runs = _runs(height, width, gx.size)
+    _launch("pooling.cu", "max_pool_backward" + _wide(kh, kw), gy.dtype, rows_of_runs,
+            gy, argmax, n * c, height, width, kh, kw, sy, sx, ph, pw, out_h, out_w, run, gx,
+            grid=_plane_grid(rows_of_runs, 1, n * c))
     return gx
 
 
@@ -322,8 +363,9 @@ def avg_pool_forward(x, kh, kw, sy, sx, ph, pw, out_h, out_w):
     xp, x = _module_and_contiguous(x)
     n, c, height, width = x.shape
     y = xp.empty((n, c, out_h, out_w), dtype=x.dtype)
-    _launch("pooling.cu", "avg_pool_forward", x.dtype, y.size,
-            x, n * c, height, width, kh, kw, sy, sx, ph, pw, out_h, out_w, y)
+    _launch("pooling.cu", "avg_pool_forward", x.dtype, out_h * out_w,
+            x, n * c, height, width, kh, kw, sy, sx, ph, pw, out_h, out_w, y,
+            grid=_plane_grid(out_h * out_w, 1, n * c))
     return y
 
 
@@ -332,8 +374,10 @@ def avg_pool_backward(gy, height, width, kh, kw, sy, sx, ph, pw):
     xp, gy = _module_and_contiguous(gy)
     n, c, out_h, out_w = gy.shape
     gx = xp.empty((n, c, height, width), dtype=gy.dtype)
-    _launch("pooling.cu", "avg_pool_backward", gy.dtype, gx.size,
-            gy, n * c, height, width, kh, kw, sy, sx, ph, pw, out_h, out_w, gx)
+    run, rows_of_runs = _runs(height, width, gx.size)
+    _launch("pooling.cu", "avg_pool_backward", gy.dtype, rows_of_runs,
+            gy, n * c, height, width, kh, kw, sy, sx, ph, pw, out_h, out_w, run, gx,
+            grid=_plane_grid(rows_of_runs, 1, n * c))
     return gx
 
 

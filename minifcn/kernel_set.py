@@ -65,10 +65,12 @@ class KernelSet:
 
     # -------------------------------------------------------------------- pooling
     def max_pool_forward(x, kh, kw, sy, sx, ph, pw, out_h, out_w):
-        """x (N, C, H, W) -> (y, argmax int32 flat indices into the H x W plane)."""
+        """x (N, C, H, W) -> (y, argmax): argmax the offset i * kw + j of each maximum
+        inside its window, uint8 for windows of up to 255 cells, else int32 (NaN wins,
+        ties keep the first in scan order: functions/pooling.py)."""
 
     def max_pool_backward(gy, argmax, height, width, kh, kw, sy, sx, ph, pw):
-        """gy scattered to each window's argmax: gx (N, C, height, width)."""
+        """gy sent to the cell of each window that argmax names: gx (N, C, height, width)."""
 
     def avg_pool_forward(x, kh, kw, sy, sx, ph, pw, out_h, out_w):
         """x (N, C, H, W) -> y, each window's sum over Caffe's pool size."""
