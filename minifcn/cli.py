@@ -182,6 +182,11 @@ def _parser():
                        help="skip checking every image and label file before the first step "
                             "(for huge datasets already known good)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel over the ranks of `mpiexec -n N`: each takes "
+                            "--batch-size images of a global batch of N x that, gradients "
+                            "summed every step (MPI; NCCL with --device cuda); needs "
+                            "pip install -e \".[mpi]\" (docs/scaling.md)")
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser(
@@ -344,6 +349,12 @@ def _train(args):
         from .inference import check_checkpoint
         check_checkpoint(args.init_from)
     given.update(progress=not args.no_progress, data_check=not args.no_data_check)
+    if args.distributed:  # rank 0 speaks for the job (distributed.py)
+        from .distributed import launched_rank, launched_size
+        given["ranks"] = launched_size()
+        if launched_rank() > 0:
+            given.update(progress=False, data_check=False)  # rank 0 checks the data
+            sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the process
     config = TrainConfig(**given)
     if args.out is None:
         config.out = os.path.join("runs", f"{config.model}-{config.data.split(':')[0]}")

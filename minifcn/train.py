@@ -36,7 +36,7 @@ import time
 
 import numpy
 
-from . import backend, heads, models, runtime
+from . import backend, distributed, heads, models, runtime
 from .autograd import Tensor, no_grad
 from .checkpoint import (OWN_META, RUN_FILES, CheckpointError, NoCheckpoint, NonFiniteState, RunWriteError, atomic_savez,
                          checkpoint_arrays, load_checkpoint, read_config, refuse_changes,
@@ -46,7 +46,7 @@ from .errors import UserError
 from .data.scan import check_files
 from .data.synthetic import DEFAULT_SIZE as SYNTHETIC_SIZE
 from .data.preprocess import Preprocess
-from .loss_sampling import probability, sample_step_labels
+from .loss_sampling import probability
 from .inference import training_meta
 from .interrupts import Abandoned, StopRequest, abandonable
 from .metrics import ConfusionMeter
@@ -95,6 +95,7 @@ class TrainConfig:
     progress: bool = True
     loss_sampling: float = 1.0   # P: keep each final-layer cell in the loss (loss_sampling.py)
     data_check: bool = True      # check every data file before the first step
+    ranks: int = 1               # processes sharing each step (mpiexec -n; distributed.py)
 
     def __post_init__(self):
         self.loss_sampling = probability(self.loss_sampling)
@@ -275,24 +276,25 @@ def train(config, resume=False, overwrite=False, log=print):
     message names it; nothing half-written is left). Sets the process's threads and
     memory for training first (runtime.configure_process)."""
     runtime.configure_process(blas_threads=runtime.blas_threads_for(config.is_small()))
-    with StopRequest() as stop:
+    with StopRequest() as stop, distributed.world_for(config) as world:
         try:
             with stop.abandonable(eager=True):  # nothing to save yet: any signal stops it
-                run, checkpoint, train_set, solver = _set_up(config, resume, overwrite, log)
+                run, checkpoint, train_set, solver = world.set_up(
+                    lambda: _set_up(config, resume, overwrite, log, world))
         except Abandoned:
             message = f"stopped by {stop.name} before training began: nothing to save"
             log(message)
             raise Interrupted(message, stop.signal) from None
         if run.row_pending:  # a kill or Ctrl-C came between the checkpoint and its row
             run.validate()
-        if run.position < config.iterations and stop.signal is None:
-            _loop(run, train_set, solver, stop)
+        if run.position < config.iterations and not world.stopping(stop):
+            _loop(run, train_set, solver, stop, world)
         if not run.finished():  # only Ctrl-C or SIGTERM gets here
             run.stop(stop)
         return run.finish()
 
 
-def _set_up(config, resume, overwrite, log):
+def _set_up(config, resume, overwrite, log, world=distributed.SOLO):
     """Check the run directory and the data, build the net and solver, restore the
     checkpoint when resuming: the run, its checkpoint, the training data and solver."""
     checkpoint = _open_run(config, resume, overwrite)
@@ -311,7 +313,8 @@ def _set_up(config, resume, overwrite, log):
     solver = config.solver()
     opt = make_optimizer(net, solver["optimizer"], solver["lr"], solver["momentum"],
                          solver["weight_decay"], solver["iter_size"])
-    run = _Run(config, net, opt, val_set, log, replaces=overwrite and _holds_run(config.out))
+    run = world.make_run(_Run, config, net, opt, val_set, log,
+                         replaces=overwrite and _holds_run(config.out))
     run.prepare_directory()
     if resume:
         run.restore(checkpoint)
@@ -354,7 +357,7 @@ def _starting_meta(config):
     return {key: value for key, value in read_meta(path).items() if key not in OWN_META}
 
 
-def _loop(run, dataset, solver, stop):
+def _loop(run, dataset, solver, stop, world=distributed.SOLO):
     """Steps until the last, or until Ctrl-C or SIGTERM: checkpoint, then validation row,
     at each validation point."""
     config = run.config
@@ -363,7 +366,7 @@ def _loop(run, dataset, solver, stop):
     began, first = time.perf_counter(), run.position
     try:
         for iteration in bar:
-            if stop.signal is not None:
+            if world.stopping(stop):
                 return
             rng_before = backend.rng_state()
             run.opt.lr = learning_rate(solver["lr"], solver["lr_policy"], iteration,
@@ -382,7 +385,7 @@ def _loop(run, dataset, solver, stop):
                                        f"stopping. {run.last_good()}")
             run.position, run.loss = iteration + 1, loss
             if config.progress:
-                rate = (run.position - first) * config.batch_size * solver["iter_size"] / (
+                rate = (run.position - first) * config.batch_size * config.ranks * solver["iter_size"] / (
                     time.perf_counter() - began)
                 bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:.1f}")
             if run.is_validation_point(run.position):
@@ -553,29 +556,34 @@ def _train_step(net, opt, dataset, config, solver, iteration):
 
     The passes may be abandoned (interrupts.py: a second Ctrl-C) since they change no
     weight; the solver step may not. The losses are summed where they are (on the GPU:
-    on the device), so a step is read back, and the GPU waited for, once, at the end."""
+    on the device), so a step is read back, and the GPU waited for, once, at the end.
+    In a distributed run (distributed.py) the rank takes its share of the batch and of
+    the loss, and the gradients are summed over the ranks before the update."""
+    world = distributed.current()
     opt.zero_grad()
     total = 0.0
-    with abandonable():
+    with world.abandonable():
         for micro in range(solver["iter_size"]):
             position = iteration * solver["iter_size"] + micro
             images, labels = _batch(dataset, config, position)
-            labels = sample_step_labels(net, labels, config.loss_sampling, config.seed, position)
+            labels = world.sample_labels(net, labels, config.loss_sampling, config.seed, position)
             score = net(Tensor(backend.to_device(images, config.device)))
-            loss = heads.loss(score, backend.to_device(labels, config.device),
-                              normalize=solver["normalize"])
+            loss = world.loss(score, labels, config.device, solver["normalize"])
             loss.backward()
             total = total + loss.data
+    total = world.sum_gradients(opt, total)
     opt.step()
     return float(total) / solver["iter_size"]
 
 
 def _batch(dataset, config, position):
-    """Images and labels of batch number `position` in the seeded, per-epoch order."""
+    """Images and labels of batch number `position` in the seeded, per-epoch order (in a
+    distributed run, the rank's share of the global batch of ranks * batch_size)."""
+    world = distributed.current()
     n = len(dataset)
     items = []
-    for k in range(config.batch_size):
-        flat = position * config.batch_size + k
+    for k in range(world.rank * config.batch_size, (world.rank + 1) * config.batch_size):
+        flat = position * config.batch_size * world.size + k
         order = shuffled_order(n, config.seed, flat // n)
         items.append(dataset[int(order[flat % n])])
     images = numpy.stack([image for image, _ in items])
