@@ -38,6 +38,7 @@ import contextlib
 import hashlib
 import importlib
 import os
+import socket
 import sys
 import time
 import traceback
@@ -93,7 +94,7 @@ class Solo:
     def __exit__(self, *failure):
         return False
 
-    def set_up(self, function):
+    def set_up(self, function, log):
         return function()
 
     def make_run(self, run_class, *args, **options):
@@ -167,8 +168,9 @@ class World(Solo):
               f"job (MPI_Abort)", file=sys.__stderr__, flush=True)
         self.comm.Abort(1)
 
-    def set_up(self, function):
-        """function() on every rank; SetupFailed on all if it raised on any."""
+    def set_up(self, function, log):
+        """function() on every rank; SetupFailed on all if it raised on any. Rank 0 logs
+        where each rank runs (mpiexec names a rank that dies by its process id)."""
         try:
             result, failure = function(), None
         except Exception as error:  # noqa: BLE001 - reported below, by rank 0, for every rank
@@ -176,6 +178,8 @@ class World(Solo):
             if not isinstance(error, UserError):
                 failure += "\n" + traceback.format_exc()
         failures = self._gather(failure, "setting the run up")
+        places = self._gather(f"process {os.getpid()} on {socket.gethostname()}", "")
+        log(f"{self.size} ranks: " + ", ".join(f"rank {rank} {place}" for rank, place in enumerate(places)))
         if any(failures):
             said = {}
             for rank, message in enumerate(failures):

@@ -280,7 +280,7 @@ def train(config, resume=False, overwrite=False, log=print):
         try:
             with stop.abandonable(eager=True):  # nothing to save yet: any signal stops it
                 run, checkpoint, train_set, solver = world.set_up(
-                    lambda: _set_up(config, resume, overwrite, log, world))
+                    lambda: _set_up(config, resume, overwrite, log, world), log)
         except Abandoned:
             message = f"stopped by {stop.name} before training began: nothing to save"
             log(message)
