@@ -359,7 +359,14 @@ def _train(args):
     if args.out is None:
         config.out = os.path.join("runs", f"{config.model}-{config.data.split(':')[0]}")
     if args.resume:  # the run's own settings, from its checkpoint
-        config = resumed_config(config.out, **{k: v for k, v in given.items() if k != "out"})
+        config = resumed_config(config.out, **{k: v for k, v in given.items()
+                                               if k not in ("out", "ranks")})
+        if config.ranks != given.get("ranks", 1):
+            from .distributed import DistributedError
+            raise DistributedError(f"the run in {config.out} was trained on {config.ranks} "
+                                   f"rank(s); resume it with the same: "
+                                   + ("minifcn train --resume" if config.ranks == 1 else
+                                      f"mpiexec -n {config.ranks} minifcn train --distributed --resume"))
     else:
         _solver_for_random_weights(config, given, print)
     _prepare(config.device, config.is_small())

@@ -71,7 +71,8 @@ def run_ranks(arguments, ranks=2, script=None, environment=None, timeout=120):
     command = [mpiexec(), "-n", str(ranks), sys.executable, *program, "train", "--distributed",
                *arguments]
     began = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout,
+                          check=False)
     return done, time.monotonic() - began
 
 
@@ -139,15 +140,21 @@ def test_a_resumed_distributed_run_goes_on_exactly(tmp_path):
 def test_resuming_with_another_number_of_ranks_is_refused(tmp_path):
     out = str(tmp_path / "ranks")
     distributed(out, batch_size=1, iterations=1, val_interval=1)
-    done, _ = run_ranks(options(out=out, iterations=2, progress=False) + ["--resume"], ranks=1)
+    done, _ = run_ranks(options(out=out, iterations=2, progress=False) + ["--resume"], ranks=3)
     assert done.returncode == 1
-    assert "--ranks 1 (the run has 2)" in done.stderr
+    assert "trained on 2 rank(s); resume it with the same: mpiexec -n 2" in done.stderr
+    assert done.stderr.count("trained on") == 1  # rank 0 says it
+    alone = subprocess.run([sys.executable, "-m", "minifcn.cli", "train", "--out", out, "--resume"],
+                           capture_output=True, text=True, check=False,
+                           env={**os.environ, "PYTHONPATH": ROOT})
+    assert alone.returncode == 1 and "mpiexec -n 2" in alone.stderr
 
 
 def test_a_run_that_exists_is_refused_once_by_rank_0(tmp_path):
     out = str(tmp_path / "ranks")
     os.makedirs(out)
-    open(os.path.join(out, "log.jsonl"), "w").close()
+    with open(os.path.join(out, "log.jsonl"), "w"):
+        pass
     done, _ = run_ranks(options(**TINY, out=out, iterations=1))
     assert done.returncode == 1
     assert done.stderr.count("holds a run") == 1, done.stderr
@@ -191,3 +198,28 @@ def test_a_failing_rank_ends_the_job_quickly_with_an_error(tmp_path, how, said):
     said = said.format(pid=pid and pid.group(1))
     assert said in done.stdout + done.stderr, done.stdout[-2000:] + done.stderr[-2000:]
     assert seconds < 60
+
+
+def test_sigterm_stops_every_rank_at_one_step_and_resume_goes_on(tmp_path):
+    # mpiexec passes SIGTERM to each rank; they agree at the next step's start on the
+    # step to stop at, so rank 0's checkpoint holds the steps all of them took.
+    import signal
+    steps = dict(optimizer="sgd", lr=0.05, lr_policy="fixed", val_interval=10000)
+    out = str(tmp_path / "ranks")
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    command = [mpiexec(), "-n", "2", sys.executable, "-m", "minifcn.cli", "train", "--distributed",
+               *options(**TINY, out=out, batch_size=1, iterations=10000, **steps)]
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in job.stdout:
+        if line.startswith("2 ranks:"):
+            break
+    time.sleep(2)
+    job.send_signal(signal.SIGTERM)
+    said, _ = job.communicate(timeout=60)
+    assert job.returncode == 143, said
+    stopped = load_checkpoint(os.path.join(out, "checkpoint.npz"))["iteration"]
+    assert f"stopped by SIGTERM at iteration {stopped}" in said
+    done, _ = run_ranks(options(out=out, iterations=stopped + 2, progress=False) + ["--resume"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_state(load_checkpoint(os.path.join(out, "checkpoint.npz")),
+                      single(tmp_path / "one", batch_size=2, iterations=stopped + 2, **steps))
