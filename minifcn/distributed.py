@@ -16,7 +16,8 @@ summed as --iter-size accumulates it, and the solvers (optim.py) run unchanged. 
 gradients (and the step's loss, in the same buffer) are summed in a few large buckets,
 BUCKET_BYTES each, rather than one call per parameter: MPI's Allreduce on host arrays,
 NCCL's (cupy.cuda.nccl, its unique id broadcast over MPI) on CuPy arrays, with rank r
-on GPU r % devices.
+on GPU r % devices. On the CPU the ranks on one machine share its cores: each runs
+numba's loops on cores / (ranks on that machine) threads (runtime.py).
 
 Dropout draws per image from (seed, image index in the global batch) (functions/
 activation.py; this module sets each rank's first index), loss sampling draws the
@@ -45,7 +46,7 @@ import traceback
 
 import numpy
 
-from . import backend, heads
+from . import backend, heads, runtime
 from .errors import UserError
 from .functions import softmax_cross_entropy
 from .functions.activation import images_from
@@ -54,6 +55,9 @@ from .loss_sampling import sample_step_labels
 
 BUCKET_BYTES = 64 * 2**20  # gradients summed per call: FCN-32s's 537 MB take 9 calls
 TIMEOUT = float(os.environ.get("MINIFCN_COLLECTIVE_TIMEOUT", "3600"))  # seconds
+# Seconds between a failed rank's message and its MPI_Abort: without a pause, mpiexec
+# can tear the job down before it has passed the message on (seen with MPICH's Hydra).
+ABORT_DELAY = 0.5
 IGNORE = 255  # the ignore label of the loss (heads.loss's default)
 
 
@@ -136,7 +140,7 @@ class World(Solo):
             raise DistributedError(
                 f"this run takes {config.ranks} rank(s) (its checkpoint says so) but mpiexec "
                 f"started {self.size}; run it with mpiexec -n {config.ranks} ... --distributed")
-        self.batch_size, self.device = config.batch_size, config.device
+        self.batch_size, self.device, self.small = config.batch_size, config.device, config.is_small()
         self.timeout, self.step = TIMEOUT, None
         self._layout, self._nccl = None, None
         self._images = images_from(self.rank * config.batch_size)
@@ -146,6 +150,11 @@ class World(Solo):
         if self.device == "cuda":
             cupy = backend.require_cupy()
             cupy.cuda.Device(self.rank % cupy.cuda.runtime.getDeviceCount()).use()
+        else:  # the ranks on one machine share its cores rather than each taking all
+            local = self.comm.Split_type(self.MPI.COMM_TYPE_SHARED).Get_size()
+            threads = max(1, runtime.default_threads() // local)
+            blas = runtime.blas_threads_for(self.small)
+            runtime.configure_process(threads=threads, blas_threads=blas and min(blas, threads))
         self._images.__enter__()
         global _current
         _current = self
@@ -166,6 +175,7 @@ class World(Solo):
             traceback.print_exception(kind, error, trace, file=sys.__stderr__)
         print(f"minifcn train: rank {self.rank} of {self.size} failed: {said}; ending the "
               f"job (MPI_Abort)", file=sys.__stderr__, flush=True)
+        time.sleep(ABORT_DELAY)  # mpiexec forwards the message before the abort ends it all
         self.comm.Abort(1)
 
     def set_up(self, function, log):
