@@ -81,8 +81,8 @@ def single(out, **settings):
     return load_checkpoint(os.path.join(out, "checkpoint.npz"))
 
 
-def distributed(out, **settings):
-    done, _ = run_ranks(options(**TINY, out=out, **settings))
+def distributed(out, script=None, **settings):
+    done, _ = run_ranks(options(**TINY, out=out, **settings), script=script)
     assert done.returncode == 0, done.stderr[-3000:]
     return load_checkpoint(os.path.join(out, "checkpoint.npz"))
 
@@ -114,12 +114,21 @@ def test_two_ranks_take_the_single_process_steps_on_the_global_batch(tmp_path, s
     assert_moved_apart(got, single(tmp_path / "half", batch_size=1, **steps))
 
 
+SMALL_BUCKETS = """
+    import sys
+    from minifcn import cli, distributed
+    distributed.BUCKET_BYTES = 1000  # the small net's gradients in many buckets
+    sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
 def test_iter_size_and_loss_sampling_on_two_ranks(tmp_path):
     # --iter-size 2: two micro-batches per step; --loss-sampling 0.5: the ranks count
-    # different numbers of pixels, so the normalized loss needs the global count.
+    # different numbers of pixels, so the normalized loss needs the global count; and
+    # the gradients travel in many small buckets.
     steps = dict(iterations=2, val_interval=2, iter_size=2, loss_sampling=0.5,
                  optimizer="sgd", lr=0.05)
-    got = distributed(str(tmp_path / "ranks"), batch_size=1, **steps)
+    got = distributed(str(tmp_path / "ranks"), script=SMALL_BUCKETS, batch_size=1, **steps)
     assert_same_state(got, single(tmp_path / "one", batch_size=2, **steps))
     assert_moved_apart(got, single(tmp_path / "half", batch_size=1, **steps))
 
@@ -223,3 +232,83 @@ def test_sigterm_stops_every_rank_at_one_step_and_resume_goes_on(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same_state(load_checkpoint(os.path.join(out, "checkpoint.npz")),
                       single(tmp_path / "one", batch_size=2, iterations=stopped + 2, **steps))
+
+
+# ------------------------------------------------------------------ in this process
+def test_dropout_draws_each_image_from_its_place_in_the_global_batch():
+    # One process's batch of 3 against "ranks" holding images 0 and 1..2 of it: the same
+    # masks, each image's the flat mask of image_seed(seed, its index) (reference kernel).
+    import minifcn as mf
+    from minifcn.functions import dropout
+    from minifcn.functions.activation import image_seed, images_from
+    from minifcn.reference.dropout import dropout_numpy, splitmix64
+    x = numpy.random.default_rng(0).standard_normal((3, 4, 5, 6))
+    mf.seed(9)
+    whole = dropout(mf.Tensor(x), p=0.5).data
+    seed = int(numpy.random.default_rng(9).integers(2**63))  # the draw dropout makes
+    mf.seed(9)
+    first = dropout(mf.Tensor(x[:1]), p=0.5).data
+    mf.seed(9)
+    with images_from(1):
+        rest = dropout(mf.Tensor(x[1:]), p=0.5).data
+    numpy.testing.assert_array_equal(numpy.concatenate([first, rest]), whole)
+    threshold = int(numpy.ceil(0.5 * 2**53))
+    for n in range(3):
+        assert image_seed(seed, n) == int(splitmix64(numpy, seed, n + 1)[n]) >> 1
+        numpy.testing.assert_array_equal(whole[n], dropout_numpy(x[n], image_seed(seed, n), threshold, 2.0))
+    assert not numpy.array_equal(whole[0] == 0, whole[1] == 0)
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_a_world_of_one_rank_gives_the_loss_and_gradient_of_one_process(heads, normalize):
+    # World.loss rebuilds the loss from unnormalized terms and global divisors; with one
+    # rank it must be heads.loss exactly (float64), a multi-headed net's tuple included.
+    import minifcn as mf
+    from minifcn import distributed
+    from minifcn import heads as heads_module
+    mpiexec()
+    rng = numpy.random.default_rng(heads)
+    scores = [rng.standard_normal((2, 3, 5, 4)) for _ in range(heads)]
+    labels = rng.integers(0, 3, (2, heads, 5, 4)) if heads > 1 else rng.integers(0, 3, (2, 5, 4))
+    labels[labels == 1] = 255 if normalize else 1  # ignored pixels change the count
+    world = distributed.World(TrainConfig(ranks=1))
+
+    def loss_and_grads(function):
+        tensors = [mf.Tensor(s, requires_grad=True) for s in scores]
+        loss = function(tuple(tensors) if heads > 1 else tensors[0])
+        loss.backward()
+        return float(loss.data), [t.grad for t in tensors]
+
+    got = loss_and_grads(lambda s: world.loss(s, labels, "cpu", normalize))
+    want = loss_and_grads(lambda s: heads_module.loss(s, labels, normalize=normalize))
+    assert got[0] == pytest.approx(want[0], rel=1e-12)
+    for g, w in zip(got[1], want[1]):
+        numpy.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-15)
+
+
+def test_gradients_in_many_buckets_come_back_whole():
+    from minifcn import distributed
+    from minifcn.models import FCN8s
+    from minifcn.optim import SGD
+    mpiexec()
+    net = FCN8s(n_class=3, widths=(4, 4, 4, 4, 4), fc_width=8)
+    opt = SGD(net, lr=0.1)
+    rng = numpy.random.default_rng(0)
+    for _, param in opt.params:
+        param.grad = rng.standard_normal(param.shape).astype(param.dtype)
+    want = {name: param.grad.copy() for name, param in opt.params}
+    world = distributed.World(TrainConfig(ranks=1))
+    calls = []
+    real_sum = world._sum
+    world._sum = lambda array, what, op=None: calls.append(what) or real_sum(array, what, op)
+    old, distributed.BUCKET_BYTES = distributed.BUCKET_BYTES, 1000
+    try:
+        total = world.sum_gradients(opt, numpy.float32(2.5))
+    finally:
+        distributed.BUCKET_BYTES = old
+    assert float(total) == 2.5
+    buckets = [what for what in calls if what.startswith("summing gradient bucket")]
+    assert len(buckets) > 3 and buckets[-1].endswith(f"{len(buckets)} of {len(buckets)}")
+    for name, param in opt.params:
+        numpy.testing.assert_array_equal(param.grad, want[name])
