@@ -25,8 +25,10 @@ global batch's cells and keeps the rank's share, and the random generator draws 
 same numbers on every rank: so a distributed run equals the single-process run with
 --batch-size N*B up to the order of float32 sums (the tests state the tolerance).
 
-Rank 0 alone writes the run directory (checkpoints, logs, pictures) and validates; the
-other ranks run the same loop with writing left out (`_follower`). Stop requests
+Rank 0 alone writes the run directory (checkpoints, logs, pictures); the other ranks
+run the same loop with writing left out (`_follower`). Validation is shared: each rank
+scores every N-th held-out image and the confusion matrices are summed for rank 0 (a
+multi-headed net's, heads.py, rank 0 scores alone). Stop requests
 (Ctrl-C, SIGTERM) are agreed at the start of every step, so all ranks stop at the
 same step and rank 0 saves it. A rank that fails ends the whole job: the exception is
 printed naming the rank, then MPI_Abort; a rank that dies is seen by mpiexec, which
@@ -119,6 +121,9 @@ class Solo:
     def sum_gradients(self, opt, total):
         return total
 
+    def sum_counts(self, counts):
+        return counts
+
 
 SOLO = Solo()
 _current = SOLO  # the World in force (inside `with world:`), for train._train_step
@@ -197,6 +202,9 @@ class World(Solo):
                     said.setdefault(message, []).append(str(rank))
             raise SetupFailed("; ".join(f"rank {', '.join(ranks)}: {message}"
                                         for message, ranks in said.items()))
+        run = result[0]  # rank 0, which reads the log, says whether a row is pending
+        pending = numpy.array([run.row_pending if self.rank == 0 else 0], numpy.int64)
+        run.row_pending = bool(self._sum(pending, "agreeing on the validation due")[0])
         return result
 
     def make_run(self, run_class, config, net, opt, val_set, log, replaces):
@@ -268,6 +276,10 @@ class World(Solo):
                 param.grad[...] = flat[offset:offset + param.grad.size].reshape(param.grad.shape)
                 offset += param.grad.size
         return flat[-1]
+
+    def sum_counts(self, counts):
+        """A confusion matrix (int64) summed over the ranks' shares of the validation."""
+        return self._sum(numpy.array(counts, numpy.int64), "summing the confusion matrices")
 
     # ------------------------------------------------------------------ collectives
     def _sum(self, array, what, op=None):
@@ -362,6 +374,11 @@ def _follower(run_class):
             pass
 
         def validate(self):
+            """This rank's share of rank 0's validation (train.evaluate)."""
+            from .train import evaluate
+            if not isinstance(self.val_set.n_class, tuple):  # else rank 0 scores alone
+                with current().abandonable():
+                    evaluate(self.net, self.val_set, self.config.device, self.config.val_images)
             self.row_pending = False
 
         def finish(self):

@@ -48,7 +48,7 @@ from .data.synthetic import DEFAULT_SIZE as SYNTHETIC_SIZE
 from .data.preprocess import Preprocess
 from .loss_sampling import probability
 from .inference import training_meta
-from .interrupts import Abandoned, StopRequest, abandonable
+from .interrupts import Abandoned, StopRequest
 from .metrics import ConfusionMeter
 from .optim import PRESETS, learning_rate, make_optimizer
 from .runlog import RunLog
@@ -240,19 +240,23 @@ def predict(net, image, device="cpu"):
 
 
 def evaluate(net, dataset, device="cpu", limit=None, progress=False):
-    """The four metrics (and per-class IU) of `net` on the first `limit` images."""
+    """The four metrics (and per-class IU) of `net` on the first `limit` images. In a
+    distributed run each rank scores every ranks-th image and the confusion matrices
+    are summed (distributed.py); a multi-headed net is scored by rank 0 alone."""
     count = len(dataset) if limit is None else min(limit, len(dataset))
     if isinstance(dataset.n_class, tuple):  # a multi-headed net (heads.py)
         return heads.evaluate(net, dataset, device, count)
+    world = distributed.current()
     meter = ConfusionMeter(dataset.n_class)
     was_training = net.training
     net.eval()
     try:
-        for index in _progress(range(count), progress, "eval", leave=False):
+        for index in _progress(range(world.rank, count, world.size), progress, "eval", leave=False):
             image, label = dataset[index]
             meter.update(label, predict(net, image, device))
     finally:
         net.train(was_training)
+    meter.hist = world.sum_counts(meter.hist)
     return meter.scores()
 
 
@@ -478,7 +482,7 @@ class _Run:
         """Score the checkpoint's weights and log the row (unless a second signal cuts
         the scoring short: then the row stays pending for the next run)."""
         try:
-            with abandonable():
+            with distributed.current().abandonable():
                 scores = evaluate(self.net, self.val_set, self.config.device, self.config.val_images)
         except Abandoned:
             return

@@ -13,6 +13,7 @@ a difference where a gradient is near zero: its atol is 1e-5, a hundredth of its
 Each comparison also checks the distributed run moved away from a single process with
 --batch-size 1, so equality is not reached by the second rank doing nothing.
 """
+import json
 import os
 import re
 import shutil
@@ -77,12 +78,12 @@ def run_ranks(arguments, ranks=2, script=None, environment=None, timeout=120):
 
 
 def single(out, **settings):
-    train(TrainConfig(**TINY, out=str(out), **settings), log=lambda *said: None)
+    train(TrainConfig(**{**TINY, **settings}, out=str(out)), log=lambda *said: None)
     return load_checkpoint(os.path.join(out, "checkpoint.npz"))
 
 
 def distributed(out, script=None, **settings):
-    done, _ = run_ranks(options(**TINY, out=out, **settings), script=script)
+    done, _ = run_ranks(options(**{**TINY, **settings}, out=out), script=script)
     assert done.returncode == 0, done.stderr[-3000:]
     return load_checkpoint(os.path.join(out, "checkpoint.npz"))
 
@@ -108,9 +109,14 @@ def assert_moved_apart(got, other):
 ])
 def test_two_ranks_take_the_single_process_steps_on_the_global_batch(tmp_path, solver, atol):
     steps = dict(iterations=3, val_interval=3, **solver)
-    got = distributed(str(tmp_path / "ranks"), batch_size=1, **steps)
+    got = distributed(str(tmp_path / "ranks"), batch_size=1, val_images=5, **steps)
     assert got["config"]["ranks"] == 2
-    assert_same_state(got, single(tmp_path / "one", batch_size=2, **steps), atol=atol)
+    assert_same_state(got, single(tmp_path / "one", batch_size=2, val_images=5, **steps), atol=atol)
+    # validation shared by the ranks (3 images and 2), its confusion matrices summed
+    [row] = [json.loads(line) for line in open(tmp_path / "ranks" / "log.jsonl")]
+    [want] = [json.loads(line) for line in open(tmp_path / "one" / "log.jsonl")]
+    for key in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
+        assert row[key] == pytest.approx(want[key], abs=1e-3), key  # a pixel's argmax may flip
     assert_moved_apart(got, single(tmp_path / "half", batch_size=1, **steps))
 
 
