@@ -318,3 +318,13 @@ def test_gradients_in_many_buckets_come_back_whole():
     assert len(buckets) > 3 and buckets[-1].endswith(f"{len(buckets)} of {len(buckets)}")
     for name, param in opt.params:
         numpy.testing.assert_array_equal(param.grad, want[name])
+
+
+def test_distributed_without_mpi4py_says_how_to_install_it(monkeypatch, capsys):
+    from minifcn import distributed
+    from minifcn.cli import main
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py raises ImportError
+    with pytest.raises(distributed.DistributedError, match=r'pip install -e "\.\[mpi\]"'):
+        distributed.mpi()
+    assert main(["train", "--distributed", "--iterations", "1"]) == 1
+    assert "minifcn train: error: --distributed needs mpi4py" in capsys.readouterr().err
