@@ -25,6 +25,7 @@ BENCHMARKS = {"cpu_ops": "each op at FCN-32s's shapes, numba and NumPy kernels (
               "cpu_nets": "whole FCN-32s and FCN-8s at 500x500 (and PyTorch)",
               "conv_tiles": "the blocked convolution's tile size",
               "contention": "the default run alone and beside a busy process",
+              "distributed": "steps/s of 1 rank against 2 MPI ranks on the CPU (needs .[mpi])",
               "gpu_kernels": "each CUDA kernel, and FCN-32s, on the GPU (and PyTorch)",
               "kernel_resources": "registers and occupancy of the CUDA kernels (nvcc)"}
 USES_TORCH = ("cpu_ops", "cpu_nets", "gpu_kernels")
