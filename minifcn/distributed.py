@@ -124,6 +124,9 @@ class Solo:
     def sum_counts(self, counts):
         return counts
 
+    def resume_command(self, out):
+        return f"minifcn train --out {out} --resume"
+
 
 SOLO = Solo()
 _current = SOLO  # the World in force (inside `with world:`), for train._train_step
@@ -276,6 +279,9 @@ class World(Solo):
                 param.grad[...] = flat[offset:offset + param.grad.size].reshape(param.grad.shape)
                 offset += param.grad.size
         return flat[-1]
+
+    def resume_command(self, out):
+        return f"mpiexec -n {self.size} minifcn train --distributed --out {out} --resume"
 
     def sum_counts(self, counts):
         """A confusion matrix (int64) summed over the ranks' shares of the validation."""

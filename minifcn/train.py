@@ -464,7 +464,7 @@ class _Run:
         if self.position > 0 and self.saved != self.position:
             self.save_checkpoint()
             self.log(f"\nsaved the {self.saved} steps done to {self.path}; once the data is "
-                     f"fixed, `minifcn train --out {self.config.out} --resume` goes on")
+                     f"fixed, `{distributed.current().resume_command(self.config.out)}` goes on")
 
     def _remove_old_run(self):
         """--overwrite: the new checkpoint is whole; the old run's other files go."""
@@ -502,7 +502,7 @@ class _Run:
             said = "no step was finished, so nothing was saved"
         else:
             said = (f"the checkpoint {self.path} holds {self.saved} steps; continue with "
-                    f"`minifcn train --out {self.config.out} --resume`")
+                    f"`{distributed.current().resume_command(self.config.out)}`")
         message = f"stopped by {stop.name} at iteration {self.position}: {said}"
         self.log("\n" + message)
         raise Interrupted(message, stop.signal)

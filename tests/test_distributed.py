@@ -234,6 +234,7 @@ def test_sigterm_stops_every_rank_at_one_step_and_resume_goes_on(tmp_path):
     assert job.returncode == 143, said
     stopped = load_checkpoint(os.path.join(out, "checkpoint.npz"))["iteration"]
     assert f"stopped by SIGTERM at iteration {stopped}" in said
+    assert f"continue with `mpiexec -n 2 minifcn train --distributed --out {out} --resume`" in said
     done, _ = run_ranks(options(out=out, iterations=stopped + 2, progress=False) + ["--resume"])
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same_state(load_checkpoint(os.path.join(out, "checkpoint.npz")),
