@@ -284,7 +284,7 @@ def train(config, resume=False, overwrite=False, log=print):
         try:
             with stop.abandonable(eager=True):  # nothing to save yet: any signal stops it
                 run, checkpoint, train_set, solver = world.set_up(
-                    lambda: _set_up(config, resume, overwrite, log, world), log)
+                    lambda: _set_up(config, resume, overwrite, log), log)
         except Abandoned:
             message = f"stopped by {stop.name} before training began: nothing to save"
             log(message)
@@ -292,13 +292,13 @@ def train(config, resume=False, overwrite=False, log=print):
         if run.row_pending:  # a kill or Ctrl-C came between the checkpoint and its row
             run.validate()
         if run.position < config.iterations and not world.stopping(stop):
-            _loop(run, train_set, solver, stop, world)
+            _loop(run, train_set, solver, stop)
         if not run.finished():  # only Ctrl-C or SIGTERM gets here
             run.stop(stop)
         return run.finish()
 
 
-def _set_up(config, resume, overwrite, log, world=distributed.SOLO):
+def _set_up(config, resume, overwrite, log):
     """Check the run directory and the data, build the net and solver, restore the
     checkpoint when resuming: the run, its checkpoint, the training data and solver."""
     checkpoint = _open_run(config, resume, overwrite)
@@ -317,8 +317,8 @@ def _set_up(config, resume, overwrite, log, world=distributed.SOLO):
     solver = config.solver()
     opt = make_optimizer(net, solver["optimizer"], solver["lr"], solver["momentum"],
                          solver["weight_decay"], solver["iter_size"])
-    run = world.make_run(_Run, config, net, opt, val_set, log,
-                         replaces=overwrite and _holds_run(config.out))
+    run = distributed.current().make_run(_Run, config, net, opt, val_set, log,
+                                         replaces=overwrite and _holds_run(config.out))
     run.prepare_directory()
     if resume:
         run.restore(checkpoint)
@@ -361,7 +361,7 @@ def _starting_meta(config):
     return {key: value for key, value in read_meta(path).items() if key not in OWN_META}
 
 
-def _loop(run, dataset, solver, stop, world=distributed.SOLO):
+def _loop(run, dataset, solver, stop):
     """Steps until the last, or until Ctrl-C or SIGTERM: checkpoint, then validation row,
     at each validation point."""
     config = run.config
@@ -370,7 +370,7 @@ def _loop(run, dataset, solver, stop, world=distributed.SOLO):
     began, first = time.perf_counter(), run.position
     try:
         for iteration in bar:
-            if world.stopping(stop):
+            if distributed.current().stopping(stop):  # all ranks agree (distributed.py)
                 return
             rng_before = backend.rng_state()
             run.opt.lr = learning_rate(solver["lr"], solver["lr_policy"], iteration,
