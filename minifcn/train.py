@@ -28,6 +28,8 @@ A run lives in one directory (`config.out`) and never loses work:
   TrainingDiverged naming the step; the last good checkpoint stays.
 - A fresh run into a directory that holds a run is refused (RunExists) unless told to
   overwrite it, and the old run is removed only once the new one has a checkpoint.
+- Under `mpiexec -n N minifcn train --distributed` N ranks share each step, rank 0
+  writing the run (distributed.py: the hooks are its `current()` world's methods).
 """
 import dataclasses
 import math
