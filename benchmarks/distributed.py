@@ -39,7 +39,7 @@ def child(ranks, steps, size, batch, repeat):
     from minifcn import backend, distributed, runtime
     from minifcn.data import open_dataset
     from minifcn.optim import make_optimizer
-    from minifcn.train import TrainConfig, _train_step, build_net
+    from minifcn.train import TrainConfig, _step_batch, _train_step, build_net
 
     config = TrainConfig(image_size=size, batch_size=batch, ranks=ranks, progress=False)
     runtime.configure_process(blas_threads=runtime.blas_threads_for(config.is_small()))
@@ -53,7 +53,8 @@ def child(ranks, steps, size, batch, repeat):
     with distributed.world_for(config) as world:
         def block():
             for _ in range(steps):
-                _train_step(net, opt, dataset, config, solver, next(iterations))
+                _train_step(net, opt, lambda at: _step_batch(net, dataset, config, at), config,
+                            solver, next(iterations))
         times = common.time_calls(block, repeat=repeat, warmup=1)
         if world.rank == 0:
             common.child_reply({"times_s": times, "threads": runtime.default_threads()})

@@ -42,7 +42,7 @@ import weakref
 
 import numpy
 
-from . import backend, distributed
+from . import backend
 from .interrupts import abandonable
 
 MODES = ("on", "off", "auto")
@@ -86,6 +86,7 @@ class TrainStep:
 
     def __init__(self, net, opt, normalize, device="cpu", mode="auto"):
         self.net, self.opt, self.normalize, self.device = net, opt, normalize, device
+        from . import distributed  # (here: distributed imports the ops, which import us)
         # a distributed step holds collectives between the passes and the update: plain
         self.graphs = check_mode(mode, device) and distributed.current().size == 1
         self.captured, self.seen = None, {}  # seen: batch shape -> dropout draws of a step
@@ -98,6 +99,7 @@ class TrainStep:
             self.captured = _CapturedStep(self, batches, key, self.seen[key])
         if self.captured is not None and self.captured.key == key:
             return self.captured.run(batches)
+        from . import distributed
         drawn, world = _draws[0], distributed.current()
         with world.abandonable():  # the passes change no weight; the solver step must not be cut
             loss = self.forward_backward([(backend.to_device(images, self.device),
@@ -112,6 +114,7 @@ class TrainStep:
         from .autograd import Tensor
         self.opt.zero_grad()
         total = 0.0
+        from . import distributed
         world = distributed.current()  # a rank's term of the global batch's loss
         for images, labels in batches:
             loss = world.loss(self.net(Tensor(images)), labels, self.device, self.normalize)
