@@ -18,7 +18,7 @@ setup(
     extras_require={
         # NVRTC, the compiler cupy.RawModule uses, so the tests check that kernels/*.cu
         # compile with it on machines with no GPU (tests/cuda/test_nvrtc.py).
-        "test": ["pytest>=7", "hypothesis>=6",
+        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4",
                  "nvidia-cuda-nvrtc; sys_platform == 'linux' and platform_machine == 'x86_64'"],
         "cuda": ["cupy-cuda12x>=13"],
         # `minifcn train --distributed` under mpiexec (minifcn/distributed.py): mpi4py and
