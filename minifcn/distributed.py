@@ -244,13 +244,15 @@ class World(Solo):
         scores = score if isinstance(score, tuple) else (score,)
         maps = [labels[:, k] for k in range(len(scores))] if isinstance(score, tuple) else [labels]
         if normalize:
-            counted = numpy.array([int((numpy.asarray(m) != IGNORE).sum()) for m in maps], numpy.int64)
+            # labels may already be on the device (graph.TrainStep moves them): the count
+            # is read back, as the all-reduce of the counts needs it on the host anyway
+            counted = numpy.array([int((m != IGNORE).sum()) for m in maps], numpy.int64)
             divisors = numpy.maximum(self._sum(counted, "counting the labelled pixels"), 1)
         else:
             divisors = [self.size * len(labels)] * len(maps)
         total = None
         for s, m, divisor in zip(scores, maps, divisors):
-            m = backend.to_device(numpy.ascontiguousarray(m), device)
+            m = backend.to_device(backend.get_array_module(m).ascontiguousarray(m), device)
             term = softmax_cross_entropy(s, m, IGNORE, normalize=False) * (len(labels) / float(divisor))
             total = term if total is None else total + term
         return total

@@ -37,6 +37,7 @@ EMULATED_RANK = """
              for name in cuda.kernel_files()}
     gpu = cuda_emulator.EmulatedGpu(libraries, {}, names)
     backend._cupy = emulated_cupy.with_nccl(emulated_cupy.EmulatedCupy())
+    cuda._cupy_linalg = lambda: backend._cupy.cuda.routines_linalg  # the TF32 switch
     cuda._enqueue = emulated_cupy.kernel_launcher(gpu.enqueuer())
     calls, real = [], emulated_cupy._NcclCommunicator.allReduce
     emulated_cupy._NcclCommunicator.allReduce = lambda self, *a: calls.append(a[2]) or real(self, *a)

@@ -463,6 +463,7 @@ class _Stream:
 
     def __init__(self, null=False, non_blocking=False, ptds=False):
         self.null = null
+        self.ptr = id(self)  # the handle NCCL and cuBLAS calls take (never dereferenced here)
 
     def __enter__(self):
         _streams.append(self)
@@ -574,6 +575,5 @@ def with_nccl(cupy):
     cupy.cuda.nccl = types.SimpleNamespace(
         get_unique_id=_unique_id, NcclCommunicator=_NcclCommunicator, NCCL_SUM=NCCL_SUM,
         NCCL_FLOAT32=NCCL_FLOAT32, NCCL_FLOAT64=NCCL_FLOAT64)
-    cupy.cuda.get_current_stream = lambda: types.SimpleNamespace(ptr=0)
     cupy.cuda.Device = lambda device=0: types.SimpleNamespace(id=device, use=lambda: None)
     return cupy

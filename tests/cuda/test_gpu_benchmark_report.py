@@ -242,7 +242,8 @@ def test_the_whole_benchmark_runs_on_the_emulated_cupy(emulated_cupy, monkeypatc
     assert rows["im2col conv1_2", 2]["shape"] == "(2, 64, 206, 206) k3 s1 p1"
     # bytes from the shapes: conv1_2's input (2 x 64 x 206^2) and its 9 x 206^2 columns
     assert rows["im2col conv1_2", 2]["bytes"] == 4 * 2 * 64 * 206 * 206 * (1 + 9)
-    assert rows["max_pool_forward", 1]["bytes"] == 4 * 64 * (206 * 206 + 2 * 103 * 103)
+    # x read, y written (4 bytes) and argmax written (1 byte: the offset in its window)
+    assert rows["max_pool_forward", 1]["bytes"] == 4 * 64 * 206 * 206 + (4 + 1) * 64 * 103 * 103
     narrow_parameters = sum(p.size for p in cuda_free_fcn32s_parameters())
     assert rows["sgd_update", 1]["bytes"] == 5 * 4 * narrow_parameters  # w, g, v read; w, v written
     assert rows["adam_update", 1]["bytes"] == 7 * 4 * narrow_parameters
