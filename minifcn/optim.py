@@ -10,68 +10,220 @@ Biases carry lr_mult 2 and decay_mult 0 (the models set that on their Parameters
 parameter with lr_mult 0 (the fixed bilinear upsampling) is skipped. Note that Caffe
 folds the learning rate into the momentum history, unlike PyTorch's SGD: with a fixed
 learning rate the two agree, and we keep Caffe's form so its solvers transfer as is.
+
+Like Caffe, every learned parameter is stepped every time: one that got no gradient
+since `zero_grad` is stepped with a zero gradient (its momentum and decay still act).
+
+One launch per step. The solvers keep the learned parameters of one dtype and device
+as views into one flat array, a ParameterArena, with their gradients and the solver's
+state likewise, so a step is one kernel over a few flat arrays
+(kernels_for(...).sgd_step / adam_step; reference/solver.py) instead of several
+passes per parameter. The arena is made on first use, from wherever the parameters
+are then (after `net.to(device)`), and remade, state carried over, if a parameter's
+array is replaced (another `to`); `load_state_dict` of the module copies in place and
+keeps it. Names, state_dict and checkpoints are as before: per-parameter arrays.
+Gradients reach the arena without a gather: each parameter lends autograd its slice
+as `grad_buffer` (autograd.py), so backward writes the gradient there; a gradient set
+by hand (`p.grad = g`) is copied in at the step.
+
+The step's changing numbers (learning rate, Adam's bias corrections) go to a small
+array on the device before each launch, `arena.scalars`, and the kernels read them
+there: the tables and the launch's arguments never change, and nothing is read back.
 """
 import numpy
 
 from .autograd import no_grad
 from . import backend
+from .reference.solver import ADAM_SCALARS, SGD_SCALARS, Segments
 
 
-class SGD:
-    def __init__(self, net, lr, momentum=0.9, weight_decay=0.0, iter_size=1):
+class ParameterArena:
+    """Parameters of one dtype and device as views into one flat array `data`, their
+    gradients' buffers into `grad`, and each solver state into `state[name]`.
+
+    params: [(name, tensor)] in order; rate_mults, decays: per parameter (Caffe's
+    lr_mult, weight_decay * decay_mult). Each tensor's `data` becomes its view of
+    `data` and its `grad_buffer` its view of `grad` (autograd.py)."""
+
+    def __init__(self, params, rate_mults, decays, state_names, scalar_count):
+        self.names = [name for name, _ in params]
+        self.tensors = [tensor for _, tensor in params]
+        first = self.tensors[0].data
+        xp, dtype = backend.get_array_module(first), first.dtype
+        self.segments = Segments([t.size for t in self.tensors], rate_mults, decays)
+        self.data = xp.empty(self.segments.size, dtype=dtype)
+        self.grad = xp.zeros(self.segments.size, dtype=dtype)
+        self.state = {name: xp.zeros(self.segments.size, dtype=dtype) for name in state_names}
+        self.scalars = xp.zeros(scalar_count, dtype=dtype)
+        self.views = []
+        for k, tensor in enumerate(self.tensors):
+            view = self.view(self.data, k, tensor.shape)
+            view[...] = tensor.data
+            tensor.data = view
+            self.views.append(view)
+            tensor.grad_buffer = self.view(self.grad, k, tensor.shape)
+
+    def view(self, flat, k, shape=None):
+        """Parameter k's part of the flat array `flat`, in its shape."""
+        part = flat[int(self.segments.start[k]):int(self.segments.stop[k])]
+        return part.reshape(shape if shape is not None else self.tensors[k].shape)
+
+    def is_current(self):
+        """Whether every tensor still has its view as data (nothing replaced them)."""
+        return all(tensor.data is view for tensor, view in zip(self.tensors, self.views))
+
+    def gather_grads(self):
+        """Make `grad` hold each tensor's gradient: already there when backward wrote
+        into the lent buffer; copied when it was set by hand; 0 when it has none."""
+        for k, tensor in enumerate(self.tensors):
+            grad = tensor.grad
+            if grad is tensor.grad_buffer:
+                continue
+            view = tensor.grad_buffer
+            if grad is None:
+                view.fill(0)
+            else:
+                if grad.shape != tensor.shape:
+                    raise ValueError(f"optimizer: the gradient of {self.names[k]!r} has shape "
+                                     f"{grad.shape}, the parameter {tensor.shape}")
+                view[...] = backend.to_device(grad, tensor.device).astype(view.dtype, copy=False)
+
+    def load_scalars(self, values):
+        """Write this step's scalars to the device (a transfer, no read back)."""
+        xp = backend.get_array_module(self.scalars)
+        self.scalars[...] = xp.asarray(numpy.asarray(values, dtype=self.scalars.dtype))
+
+
+class _Solver:
+    """What SGD and Adam share: the learned parameters, their arenas, zero_grad and the
+    per-parameter state as {name: array}. A subclass names its STATE arrays and SCALARS
+    and defines `_scalars()` and `_launch(kernels, arena)`."""
+
+    STATE = ()
+    SCALARS = ()
+
+    def __init__(self, net, lr, weight_decay, iter_size):
+        name = type(self).__name__
         if lr <= 0:
-            raise ValueError(f"SGD: lr must be > 0, got {lr!r}")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum!r}")
+            raise ValueError(f"{name}: lr must be > 0, got {lr!r}")
         if weight_decay < 0 or iter_size < 1:
-            raise ValueError(f"SGD: weight_decay must be >= 0 and iter_size >= 1, got "
+            raise ValueError(f"{name}: weight_decay must be >= 0 and iter_size >= 1, got "
                              f"{weight_decay!r} and {iter_size!r}")
-        self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
+        self.lr, self.weight_decay = float(lr), float(weight_decay)
         self.iter_size = int(iter_size)
         self.params = [(name, p) for name, p in net.named_parameters()
                        if p.requires_grad and getattr(p, "lr_mult", 1.0) != 0]
-        self.history = {}
+        self.arenas = []
+        self.stepped = False  # whether the state holds anything (Caffe starts it at zero)
+
+    # -------------------------------------------------------------------- arenas
+    def _current_arenas(self):
+        """The arenas, remade (state carried over) if any parameter's array changed."""
+        if self.arenas and all(arena.is_current() for arena in self.arenas):
+            return self.arenas
+        state = self._state_arrays() if self.arenas else {}
+        groups = {}
+        for name, p in self.params:
+            groups.setdefault((p.dtype.str, p.device), []).append((name, p))
+        self.arenas = [ParameterArena(
+            group, [getattr(p, "lr_mult", 1.0) for _, p in group],
+            [self.weight_decay * getattr(p, "decay_mult", 1.0) for _, p in group],
+            self.STATE, len(self.SCALARS)) for group in groups.values()]
+        if state:
+            self._load_state_arrays(state)
+        return self.arenas
 
     def zero_grad(self):
+        """Forget the gradients; the next backward writes into the arenas afresh."""
+        if self.params:
+            self._current_arenas()  # lends the gradient buffers before backward
         for _, param in self.params:
             param.grad = None
 
     def step(self):
+        if not self.params:
+            return
         with no_grad():
-            for name, param in self.params:
-                if param.grad is None:
-                    continue
-                history = self.history.get(name)
-                if history is None:  # Caffe starts the history at zero
-                    history = self.history[name] = backend.get_array_module(
-                        param.data).zeros_like(param.data)
-                backend.kernels_for(param.data).sgd_update(
-                    param.data, param.grad, history, self.momentum,
-                    rate=self.lr * getattr(param, "lr_mult", 1.0),
-                    grad_scale=1.0 / self.iter_size,
-                    decay=self.weight_decay * getattr(param, "decay_mult", 1.0))
+            kernels_values = self._scalars()
+            for arena in self._current_arenas():
+                arena.gather_grads()
+                arena.load_scalars(kernels_values)
+                self._launch(backend.kernels_for(arena.data), arena)
+        self.stepped = True
+
+    # --------------------------------------------------------------------- state
+    def _state_arrays(self):
+        """{state name: {parameter name: array view}}."""
+        return {state: {name: arena.view(arena.state[state], k)
+                        for arena in self.arenas for k, name in enumerate(arena.names)}
+                for state in self.STATE}
+
+    def _load_state_arrays(self, state):
+        """Copy {state name: {parameter name: array}} into the arenas; a parameter
+        missing from it starts at zero."""
+        for arena in self._current_arenas():
+            for state_name in self.STATE:
+                given = state.get(state_name, {})
+                for k, name in enumerate(arena.names):
+                    view = arena.view(arena.state[state_name], k)
+                    if name in given:
+                        view[...] = backend.to_device(given[name], arena.tensors[k].device
+                                                      ).astype(view.dtype, copy=False)
+                    else:
+                        view.fill(0)
+
+    def _checked(self, arrays, what):
+        """Saved per-parameter arrays, checked against the parameters."""
+        known = dict(self.params)
+        where = f"{type(self).__name__}.load_state_dict"
+        for name, value in arrays.items():
+            if name not in known:
+                raise KeyError(f"{where}: no learned parameter named {name!r} ({what})")
+            if tuple(value.shape) != known[name].shape:
+                raise ValueError(f"{where}: {what} for {name!r} has shape "
+                                 f"{tuple(value.shape)}, the parameter {known[name].shape}")
+        return arrays
+
+    def _host_state(self, state_name):
+        if not self.stepped:
+            return {}
+        return {name: backend.to_numpy(view).copy()
+                for name, view in self._state_arrays()[state_name].items()}
+
+
+class SGD(_Solver):
+    STATE = ("history",)
+    SCALARS = SGD_SCALARS
+
+    def __init__(self, net, lr, momentum=0.9, weight_decay=0.0, iter_size=1):
+        if not 0 <= momentum < 1:
+            raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum!r}")
+        super().__init__(net, lr, weight_decay, iter_size)
+        self.momentum = float(momentum)
+
+    @property
+    def history(self):
+        """{parameter name: momentum history}, views into the arena."""
+        self._current_arenas()
+        return self._state_arrays()["history"]
+
+    def _scalars(self):
+        return (self.lr, self.momentum, 1.0 / self.iter_size)
+
+    def _launch(self, kernels, arena):
+        kernels.sgd_step(arena.data, arena.grad, arena.state["history"], arena.segments,
+                         arena.scalars)
 
     def state_dict(self):
         """Momentum history as host arrays, keyed by parameter name."""
-        return {name: backend.to_numpy(v) for name, v in self.history.items()}
+        return self._host_state("history")
 
     def load_state_dict(self, state):
-        self.history = self._restore(state)
-
-    def _restore(self, state):
-        """Saved per-parameter arrays, checked against the parameters and moved beside them."""
-        known = {name: p for name, p in self.params}
-        for name, value in state.items():
-            if name not in known:
-                raise KeyError(f"SGD.load_state_dict: no learned parameter named {name!r}")
-            if value.shape != known[name].shape:
-                raise ValueError(f"SGD.load_state_dict: history for {name!r} has shape "
-                                 f"{value.shape}, the parameter {known[name].shape}")
-        return {name: backend.to_device(value.astype(known[name].dtype), known[name].device)
-                for name, value in state.items()}
+        self._load_state_arrays({"history": self._checked(dict(state), "history")})
+        self.stepped = bool(state)
 
 
-class Adam(SGD):
+class Adam(_Solver):
     """Adam (Kingma and Ba), for nets trained from scratch such as the default small FCN.
 
     With g as in SGD above (iter_size average plus decay), per learned parameter:
@@ -81,47 +233,65 @@ class Adam(SGD):
 
     The paper's FCNs start from ImageNet weights and use SGD; a VGG-shaped net with no
     normalization layers trained from random weights gets going far sooner with Adam.
+    Its state_dict: "m.<name>" (first moment), "v.<name>" (second) and "steps" (t),
+    the keys checkpoints have always had.
     """
 
+    STATE = ("first", "second")
+    SCALARS = ADAM_SCALARS
+
     def __init__(self, net, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, iter_size=1):
-        super().__init__(net, lr, momentum=betas[0], weight_decay=weight_decay, iter_size=iter_size)
-        self.beta2, self.eps, self.steps = float(betas[1]), float(eps), 0
-        self.second = {}
+        beta1, beta2 = betas
+        if not (0 <= beta1 < 1 and 0 <= beta2 < 1) or eps <= 0:
+            raise ValueError(f"Adam: betas must be in [0, 1) and eps > 0, got {betas!r} and {eps!r}")
+        super().__init__(net, lr, weight_decay, iter_size)
+        self.beta1, self.beta2, self.eps, self.steps = float(beta1), float(beta2), float(eps), 0
+
+    @property
+    def first_moment(self):
+        """{parameter name: m}, views into the arena."""
+        self._current_arenas()
+        return self._state_arrays()["first"]
+
+    @property
+    def second_moment(self):
+        """{parameter name: v}, views into the arena."""
+        self._current_arenas()
+        return self._state_arrays()["second"]
 
     def step(self):
-        self.steps += 1
-        first_fix = 1.0 - self.momentum ** self.steps
-        second_fix = 1.0 - self.beta2 ** self.steps
-        with no_grad():
-            for name, param in self.params:
-                if param.grad is None:
-                    continue
-                xp = backend.get_array_module(param.data)
-                cast = param.dtype.type
-                grad = param.grad * cast(1.0 / self.iter_size)
-                decay = self.weight_decay * getattr(param, "decay_mult", 1.0)
-                if decay:
-                    grad += cast(decay) * param.data
-                mean = self.history.setdefault(name, xp.zeros_like(param.data))
-                square = self.second.setdefault(name, xp.zeros_like(param.data))
-                mean *= cast(self.momentum)
-                mean += cast(1.0 - self.momentum) * grad
-                square *= cast(self.beta2)
-                square += cast(1.0 - self.beta2) * grad * grad
-                rate = self.lr * getattr(param, "lr_mult", 1.0) / first_fix
-                param.data -= cast(rate) * mean / (xp.sqrt(square / cast(second_fix)) + cast(self.eps))
+        if self.params:
+            self.steps += 1
+        super().step()
+
+    def _scalars(self):
+        t = self.steps
+        return (self.lr / (1.0 - self.beta1 ** t), self.beta1, 1.0 - self.beta1, self.beta2,
+                1.0 - self.beta2, self.eps, 1.0 / self.iter_size, 1.0 - self.beta2 ** t)
+
+    def _launch(self, kernels, arena):
+        kernels.adam_step(arena.data, arena.grad, arena.state["first"], arena.state["second"],
+                          arena.segments, arena.scalars)
 
     def state_dict(self):
-        state = {f"m.{name}": backend.to_numpy(v) for name, v in self.history.items()}
-        state.update({f"v.{name}": backend.to_numpy(v) for name, v in self.second.items()})
+        state = {f"m.{name}": value for name, value in self._host_state("first").items()}
+        state.update({f"v.{name}": value for name, value in self._host_state("second").items()})
         state["steps"] = numpy.array(self.steps)
         return state
 
     def load_state_dict(self, state):
         state = dict(state)
+        unknown = [key for key in state if key != "steps" and not key.startswith(("m.", "v."))]
+        if unknown:
+            raise ValueError(f"Adam.load_state_dict: {unknown[:3]} are not Adam state (keys "
+                             f"m.<param>, v.<param>, steps): a checkpoint of another solver?")
         self.steps = int(state.pop("steps", 0))
-        self.history = self._restore({k[2:]: v for k, v in state.items() if k.startswith("m.")})
-        self.second = self._restore({k[2:]: v for k, v in state.items() if k.startswith("v.")})
+        self._load_state_arrays({
+            "first": self._checked({k[2:]: v for k, v in state.items() if k.startswith("m.")},
+                                   "first moment"),
+            "second": self._checked({k[2:]: v for k, v in state.items() if k.startswith("v.")},
+                                    "second moment")})
+        self.stepped = bool(state)
 
 
 POLY_POWER = 0.9  # Caffe's usual power for "poly" (DeepLab's solvers)
