@@ -430,23 +430,26 @@ def accumulate(total, g):
     return total
 
 
-def _solver_launch(kernel_name, arenas, segments, scalars):
-    param = arenas[0]
+def _solver_table(param, segments):
+    """(grid, chunk count, the chunk table on param's device) for solver.cu's kernels."""
     table = segments.on_device(param)
     chunks = len(table[0])
-    _launch("solver.cu", kernel_name, param.dtype, param.size, *arenas, chunks, *table,
-            scalars, grid=(min(chunks, MAX_BLOCKS), THREADS_PER_BLOCK))
+    return (min(chunks, MAX_BLOCKS), THREADS_PER_BLOCK), chunks, table
 
 
 def sgd_step(param, grad, history, segments, scalars):
     """One SGD step for every parameter in the flat arenas, one launch (solver.cu);
     `scalars` is a device array, read by the kernel."""
-    _solver_launch("sgd_step", (param, grad, history), segments, scalars)
+    grid, chunks, table = _solver_table(param, segments)
+    _launch("solver.cu", "sgd_step", param.dtype, param.size,
+            param, grad, history, chunks, *table, scalars, grid=grid)
 
 
 def adam_step(param, grad, first, second, segments, scalars):
     """One Adam step for every parameter in the flat arenas, one launch."""
-    _solver_launch("adam_step", (param, grad, first, second), segments, scalars)
+    grid, chunks, table = _solver_table(param, segments)
+    _launch("solver.cu", "adam_step", param.dtype, param.size,
+            param, grad, first, second, chunks, *table, scalars, grid=grid)
 
 
 # ------------------------------------------------------------------------- the kernel set
