@@ -29,6 +29,11 @@ by hand (`p.grad = g`) is copied in at the step.
 The step's changing numbers (learning rate, Adam's bias corrections) go to a small
 array on the device before each launch, `arena.scalars`, and the kernels read them
 there: the tables and the launch's arguments never change, and nothing is read back.
+`step()` is `load_scalars()` (host side: those numbers) then `apply()` (the launches),
+so a captured CUDA graph of `apply` can be replayed after each `load_scalars`.
+Gradient zeroing costs nothing on the device: `zero_grad` sets `.grad` to None and the
+first gradient of the next step is copied over the old one (one pass where a memset
+and an add would make two).
 """
 import numpy
 
@@ -141,13 +146,26 @@ class _Solver:
             param.grad = None
 
     def step(self):
-        if not self.params:
-            return
+        """One update of every learned parameter: `load_scalars`, then `apply`."""
+        if self.params:
+            self.load_scalars()
+            self.apply()
+
+    def load_scalars(self):
+        """Write this step's changing numbers (learning rate, bias corrections) to each
+        arena's `scalars` on the device: host work, a transfer and no read back."""
+        values = self._scalars()
+        for arena in self._current_arenas():
+            arena.load_scalars(values)
+
+    def apply(self):
+        """The update itself: gradients set by hand copied into the arena, then one
+        kernel launch per arena, reading the scalars `load_scalars` wrote. With the
+        gradients where backward writes them this launches the kernel and nothing else,
+        the same launch every step (what a captured CUDA graph can replay)."""
         with no_grad():
-            kernels_values = self._scalars()
             for arena in self._current_arenas():
                 arena.gather_grads()
-                arena.load_scalars(kernels_values)
                 self._launch(backend.kernels_for(arena.data), arena)
         self.stepped = True
 
@@ -259,10 +277,10 @@ class Adam(_Solver):
         self._current_arenas()
         return self._state_arrays()["second"]
 
-    def step(self):
-        if self.params:
-            self.steps += 1
-        super().step()
+    def load_scalars(self):
+        """As SGD's, for the next step t = steps + 1 (counted here)."""
+        self.steps += 1
+        super().load_scalars()
 
     def _scalars(self):
         t = self.steps
