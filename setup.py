@@ -12,7 +12,9 @@ setup(
     package_dir={"minifcn._kernels": "kernels"},
     package_data={"minifcn._kernels": ["*.cu", "*.cuh"]},
     python_requires=">=3.9",
-    install_requires=["numpy>=1.22", "scipy>=1.8", "pillow>=9", "numba>=0.57", "tqdm>=4.60"],
+    # threadpoolctl: runtime.configure_process sizes BLAS's thread pool with it.
+    install_requires=["numpy>=1.22", "scipy>=1.8", "pillow>=9", "numba>=0.57", "tqdm>=4.60",
+                      "threadpoolctl>=3"],
     extras_require={
         # NVRTC, the compiler cupy.RawModule uses, so the tests check that kernels/*.cu
         # compile with it on machines with no GPU (tests/cuda/test_nvrtc.py).

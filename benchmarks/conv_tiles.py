@@ -42,7 +42,8 @@ def markdown_report(report):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mib", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64],
                         help="column buffer sizes to try, in MiB")
     parser.add_argument("--rounds", type=int, default=5)
@@ -50,6 +51,8 @@ def main(argv=None):
                         choices=["inference", "train"])
     parser.add_argument("--out", default=str(common.RESULTS_DIR))
     args = parser.parse_args(argv)
+    from minifcn.runtime import configure_process
+    configure_process()
 
     train_step, inference = nets.minifcn_passes("fcn32s", 500)
     functions = {"inference": inference, "train": train_step}

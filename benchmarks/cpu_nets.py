@@ -34,6 +34,9 @@ ENGINES = {"minifcn": "minifcn (numba kernels)", "minifcn-numpy": "minifcn (NumP
 
 # ------------------------------------------------------------------- the child process
 def child(engine, net_name, pass_name, size, repeat):
+    if engine != "torch":  # minifcn's process settings, as `minifcn train` makes them
+        from minifcn.runtime import configure_process
+        configure_process()
     if engine == "minifcn-copying-relu":
         from minifcn.models.vgg import VGGTrunk
         VGGTrunk.inplace_relu = False
@@ -99,7 +102,8 @@ def markdown_report(report):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nets", nargs="+", default=list(nets.NETS), choices=nets.NETS)
     parser.add_argument("--passes", nargs="+", default=["train", "inference"],
                         choices=["train", "inference"])

@@ -251,7 +251,8 @@ def markdown_report(report):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3)
     groups = ["im2col", "conv", "upscore", "pool", "gemm", "sgd", "dropout"]
     parser.add_argument("--ops", nargs="+", default=groups, choices=groups)
@@ -260,6 +261,8 @@ def main(argv=None):
                         help="every convolution through im2col, Winograd off (to compare)")
     parser.add_argument("--out", default=str(common.RESULTS_DIR))
     args = parser.parse_args(argv)
+    from minifcn.runtime import configure_process
+    configure_process()
     if args.im2col_only:
         from minifcn.functions import winograd
         winograd.min_channels = float("inf")  # no layer qualifies

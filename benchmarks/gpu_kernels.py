@@ -1,41 +1,51 @@
-"""GPU benchmarks: each CUDA kernel at FCN-sized shapes, then a whole FCN-32s step.
+"""GPU benchmarks: each CUDA kernel at FCN-sized shapes, the step's GEMMs, whole FCNs,
+and the default training run.
 
-    python -m benchmarks.gpu_kernels [--repeat 30] [--size 500] [--no-net] [--no-torch]
+    python -m benchmarks.gpu_kernels [--repeat 30] [--size 500] [--batches 1,8]
+                                     [--no-kernels] [--no-net] [--default-run] [--no-torch]
                                      [--out DIR]
 
-Kernels. The shapes are VGG16-FCN's on a `size` x `size` image (`fcn_shapes`; at 500,
-with conv1_1's pad 100, conv1 maps are 698 x 698, pool1 349, ..., score_fr 16 x 16
-upsampled to 544 and cropped to 500). Each kernel is timed with CUDA events, median of
-`repeat` runs after warm-up, next to:
-  - CuPy only: the op's `*_numpy` reference (written against the array API) run on
-    CuPy arrays, what the GPU backend would do without kernels/*.cu;
-  - PyTorch (cuDNN and ATen's CUDA kernels) where torch with CUDA is installed.
-Each kernel's bytes moved count every input read once and every output written once;
-bytes / time is its bandwidth, reported as a fraction of the device's copy bandwidth
-(a 1 GiB device-to-device copy measured in the same run). DESIGN.md asks >= 70% for
-the memory-bound kernels.
+(`python -m benchmarks.gpu_all --out DIR` runs the GPU tests and all of this, each part
+in its own process, within five minutes; benchmarks/results/README.md says more.)
 
-Whole net (gpu_net.py, in the same run and report): FCN-32s at size x size, batch 1,
-21 classes, the reference solver (SGD lr 1e-10, momentum 0.99, weight decay 5e-4): a
-train step (forward, loss, backward, update) and inference, minifcn against the same
-net in PyTorch, first with TF32 off on both sides (plain float32 GEMMs), then on.
-DESIGN.md asks the fp32 train step to be <= 1.3x PyTorch's.
+Kernels (gpu_cases.py, one declarative entry each). The shapes are VGG16-FCN's on a
+`size` x `size` image (`fcn_shapes`; at 500, with conv1_1's pad 100, conv1 maps are
+698 x 698, pool1 349, ..., score_fr 16 x 16 upsampled to 544 and cropped to 500), at
+batch 1 and batch 8. Each is timed with CUDA events, median of `repeat` runs after
+warm-up, next to PyTorch's equivalent (cuDNN and ATen's CUDA kernels) and, at batch 1,
+the op's `*_numpy` reference run on CuPy arrays. Bytes count every input read once and
+every output written once; bytes / time is the kernel's bandwidth, also shown as a
+fraction of the copy bandwidth (a 1 GiB device-to-device copy measured in the same run).
+The targets (DESIGN.md): >= 70% of it at batch 8, and <= 1.0x PyTorch's time.
 
-Writes benchmarks/results/gpu-<device>-<date>.json and .md (the same numbers as a
-table). tests/cuda/test_gpu_benchmark_report.py tests the formatting and arithmetic,
-and runs the whole benchmark on the emulated CuPy at --size 8, without a GPU.
+GEMMs (gpu_net.py): the products of one FCN-32s training step at batch 1 (forward, input
+and weight gradients of every convolution), their achieved TFLOP/s against one large
+square sgemm measured in the same run, with TF32 off and on.
+
+Whole nets (gpu_net.py): FCN-32s and FCN-8s at size x size, batch 1, 21 classes, the
+reference solver: a train step and inference, minifcn against the same net in PyTorch,
+at fp32 (TF32 off on both sides), TF32 on, and bf16 (PyTorch's autocast); and the peak
+device memory of a train step on both sides.
+
+Default run (`--default-run`, gpu_net.py): `minifcn train --device cuda` as it stands
+(the built-in data, 4500 steps): images/s and the final mean IU.
+
+Writes gpu-<device>-<date>.json and .md (the same numbers as tables) into --out
+(default benchmarks/results/). tests/cuda/test_gpu_benchmark_report.py tests the
+formatting and arithmetic, and runs the whole benchmark on the emulated CuPy at
+--size 8, without a GPU.
 """
 import argparse
 import datetime
-import math
 import re
 import statistics
 from pathlib import Path
 
-from . import common
+from . import common, gpu_cases
 
 RESULTS_DIR = common.RESULTS_DIR
 COPY_BYTES = 1 << 30
+BATCHES = (1, 8)
 
 
 # ------------------------------------------------------------------- pure arithmetic
@@ -85,33 +95,93 @@ def _ratio(numerator, denominator):
     return "-" if numerator is None or denominator is None else f"{numerator / denominator:.2f}x"
 
 
-def markdown_report(report):
-    """The results as a readable markdown page (`report` as main() writes it to JSON)."""
-    copy = report["copy_bandwidth_bytes_per_s"]
-    lines = [f"# GPU benchmarks: {report['device']} ({report['date']})", "",
-             f"Copy bandwidth (1 GiB device-to-device): {copy / 1e9:.1f} GB/s. "
-             f"Times are medians of {report['repeat']} runs, in milliseconds.", "",
-             "| kernel | shape | minifcn ms | GB/s | % of copy | CuPy-only ms | PyTorch ms "
-             "| minifcn / PyTorch |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+def _gib(nbytes):
+    return "-" if nbytes is None else f"{nbytes / 2**30:.2f}"
+
+
+def kernel_lines(report):
+    copy = report.get("copy_bandwidth_bytes_per_s")
+    lines = ["| kernel | batch | shape | MB moved | minifcn ms | GB/s | % of copy | CuPy-only ms "
+             "| PyTorch ms | minifcn / PyTorch |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in report["kernels"]:
         gbs, fraction = ("-", "-")
-        if row["minifcn_s"] is not None:
+        if row["minifcn_s"] is not None and copy:
             gbs, fraction = bandwidth_fraction(row["bytes"], row["minifcn_s"], copy)
             gbs, fraction = f"{gbs:.0f}", f"{fraction:.0%}"
-        lines.append(f"| {row['kernel']} | {row['shape']} | {ms_text(row['minifcn_s'])} | {gbs} | "
-                     f"{fraction} | {ms_text(row['cupy_only_s'])} | {ms_text(row['torch_s'])} | "
+        lines.append(f"| {row['kernel']} | {row.get('batch', 1)} | {row['shape']} | "
+                     f"{row['bytes'] / 1e6:.1f} | {ms_text(row['minifcn_s'])} | {gbs} | {fraction} | "
+                     f"{ms_text(row.get('cupy_only_s'))} | {ms_text(row['torch_s'])} | "
                      f"{_ratio(row['minifcn_s'], row['torch_s'])} |")
-    if report.get("net"):
-        lines += ["", "| net | pass | GEMM precision | minifcn ms | PyTorch ms | minifcn / PyTorch |",
-                  "|---|---|---|---:|---:|---:|"]
-        for row in report["net"]:
-            lines.append(f"| {row['model']} | {row['pass']} | {row['precision']} | "
-                         f"{ms_text(row['minifcn_s'])} | {ms_text(row['torch_s'])} | "
-                         f"{_ratio(row['minifcn_s'], row['torch_s'])} |")
+    return lines
+
+
+def gemm_lines(report):
+    lines = ["| GEMMs | precision | GFLOP | ms | TFLOP/s | large sgemm TFLOP/s | fraction |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for row in report["gemm"]:
+        achieved = row["seconds"] and row["flops"] / row["seconds"] / 1e12
+        peak = row["sgemm_tflops"]
+        lines.append(f"| {row['what']} | {row['precision']} | {row['flops'] / 1e9:.1f} | "
+                     f"{ms_text(row['seconds'])} | {'-' if not achieved else f'{achieved:.1f}'} | "
+                     f"{'-' if not peak else f'{peak:.1f}'} | "
+                     f"{'-' if not (achieved and peak) else f'{achieved / peak:.0%}'} |")
+    return lines
+
+
+def net_lines(report):
+    lines = ["| net | pass | precision | minifcn ms | PyTorch ms | minifcn / PyTorch |",
+             "|---|---|---|---:|---:|---:|"]
+    for row in report["net"]:
+        lines.append(f"| {row['model']} | {row['pass']} | {row['precision']} | "
+                     f"{ms_text(row['minifcn_s'])} | {ms_text(row['torch_s'])} | "
+                     f"{_ratio(row['minifcn_s'], row['torch_s'])} |")
+    return lines
+
+
+def memory_lines(report):
+    lines = ["| net | peak device memory of a train step | minifcn GiB | PyTorch GiB | minifcn / PyTorch |",
+             "|---|---|---:|---:|---:|"]
+    for row in report["memory"]:
+        lines.append(f"| {row['model']} | {row['precision']} | {_gib(row['minifcn_bytes'])} | "
+                     f"{_gib(row['torch_bytes'])} | {_ratio(row['minifcn_bytes'], row['torch_bytes'])} |")
+    return lines
+
+
+def default_run_line(run):
+    images = "-" if run.get("images_per_s") is None else f"{run['images_per_s']:.1f}"
+    mean_iu = "-" if run.get("mean_iu") is None else f"{run['mean_iu']:.4f}"
+    return (f"Default run (`minifcn train --device cuda`): {images} images/s over "
+            f"{run.get('steps_timed')} of {run.get('iterations')} steps "
+            f"({run.get('seconds', 0):.1f} s), final mean IU {mean_iu}.")
+
+
+def markdown_report(report):
+    """The results as a readable markdown page (`report` as main() writes it to JSON)."""
+    copy = report.get("copy_bandwidth_bytes_per_s")
+    lines = [f"# GPU benchmarks: {report['device']} ({report['date']})", "",
+             (f"Copy bandwidth (1 GiB device-to-device): {copy / 1e9:.1f} GB/s. " if copy else "")
+             + f"Times are medians of {report['repeat']} runs, in milliseconds."]
+    for key, table in (("kernels", kernel_lines), ("gemm", gemm_lines), ("net", net_lines),
+                       ("memory", memory_lines)):
+        if report.get(key):
+            lines += [""] + table(report)
+    if report.get("default_run"):
+        lines += ["", default_run_line(report["default_run"])]
     for note in report.get("notes", []):
         lines += ["", note]
     return "\n".join(lines) + "\n"
+
+
+def merge_reports(parts):
+    """One report from the parts that separate processes wrote (gpu_all.py): the first
+    part's header, every part's rows and notes."""
+    merged = dict(parts[0])
+    for key in ("kernels", "gemm", "net", "memory", "notes"):
+        merged[key] = [row for part in parts for row in part.get(key, [])]
+    for key in ("copy_bandwidth_bytes_per_s", "default_run"):
+        merged[key] = next((part[key] for part in parts if part.get(key) is not None), None)
+    return merged
 
 
 # ------------------------------------------------------------------------------ timing
@@ -162,192 +232,31 @@ def measure_copy_bandwidth(cupy, repeat):
 
 
 # ----------------------------------------------------------------------- kernel cases
-class Case:
-    """One kernel at one shape: the bytes it must move and three ways to run it."""
-
-    def __init__(self, kernel, shape, bytes_moved, minifcn, cupy_only, torch=None):
-        self.kernel, self.shape, self.bytes_moved = kernel, shape, bytes_moved
-        self.minifcn, self.cupy_only, self.torch = minifcn, cupy_only, torch
-
-
-def im2col_cases(shapes, normal, torch):
-    """conv1_2 (3x3 pad 1 on 64 x 698 x 698) and fc6 (7x7 on 512 x 22 x 22) both ways,
-    and upscore's col2im (the 64/32 deconvolution of score_fr, 16 x 16 -> 544 x 544)."""
-    conv1, pool5, up = shapes["conv1"], shapes["pool5"], shapes["upscore"]
-    return (convolution_cases("conv1_2", (64, conv1, conv1), 3, 1, 1, normal, torch)
-            + convolution_cases("fc6", (512, pool5, pool5), 7, 1, 0, normal, torch)
-            + convolution_cases("upscore", (21, up, up), 64, 32, 0, normal, torch)[1:])
-
-
-def convolution_cases(name, image_shape, k, s, p, normal, torch):
-    """[im2col, col2im] for a k x k window, stride s, pad p over a (C, H, W) image."""
-    from minifcn import cuda
-    from minifcn.reference.im2col import col2im_numpy, conv_output_size, im2col_numpy
-    c, h, w = image_shape
-    oh, ow = conv_output_size(h, k, s, p), conv_output_size(w, k, s, p)
-    x, col = normal(c, h, w), normal(c, k, k, oh, ow)
-    window, steps = (k, k, s, s, p, p, 1, 1), (s, s, p, p, 1, 1)
-    unfold = fold = None
-    if torch:
-        t_x, t_col = torch.as_tensor(x), torch.as_tensor(col.reshape(1, c * k * k, oh * ow))
-        unfold = lambda: torch.nn.functional.unfold(t_x[None], k, 1, p, s)  # noqa: E731
-        fold = lambda: torch.nn.functional.fold(t_col, (h, w), k, 1, p, s)  # noqa: E731
-    return [Case(f"im2col {name}", f"{image_shape} k{k} s{s} p{p}", x.nbytes + col.nbytes,
-                 lambda: cuda.im2col(x, *window, oh, ow),
-                 lambda: im2col_numpy(x, *window, oh, ow), unfold),
-            Case(f"col2im {name}", f"{col.shape} -> {(h, w)}", col.nbytes + x.nbytes,
-                 lambda: cuda.col2im(col, h, w, *steps),
-                 lambda: col2im_numpy(col, h, w, *steps), fold)]
-
-
-def pooling_cases(shapes, normal, torch):
-    """pool1: 2x2 stride 2 with Caffe's ceil rounding on conv1_2's 64 x 698 x 698."""
-    from minifcn import cuda
-    from minifcn.reference import pooling
-    side = shapes["conv1"]
-    x = normal(1, 64, side, side)
-    window, out = (2, 2, 2, 2, 0, 0), (shapes["pool1"],) * 2
-    y, argmax = cuda.max_pool_forward(x, *window, *out)  # argmax: int32, as many bytes as y
-    gy = normal(*y.shape)
-    torch_calls = [None] * 4
-    if torch:
-        aten, tf = torch.ops.aten, torch.nn.functional
-        t_x, t_gy = torch.as_tensor(x), torch.as_tensor(gy)
-        t_argmax = tf.max_pool2d(t_x, 2, 2, ceil_mode=True, return_indices=True)[1]
-        torch_calls = [
-            lambda: tf.max_pool2d(t_x, 2, 2, ceil_mode=True, return_indices=True),
-            lambda: aten.max_pool2d_with_indices_backward(t_gy, t_x, [2, 2], [2, 2], [0, 0],
-                                                          [1, 1], True, t_argmax),
-            lambda: tf.avg_pool2d(t_x, 2, 2, ceil_mode=True),
-            lambda: aten.avg_pool2d_backward(t_gy, t_x, [2, 2], [2, 2], [0, 0], True, True, None)]
-    shape = f"pool1 {x.shape}"
-    return [
-        Case("max_pool_forward", shape, x.nbytes + y.nbytes + argmax.nbytes,
-             lambda: cuda.max_pool_forward(x, *window, *out),
-             lambda: pooling.max_pool_forward_numpy(x, *window, *out), torch_calls[0]),
-        Case("max_pool_backward", shape, gy.nbytes + argmax.nbytes + x.nbytes,
-             lambda: cuda.max_pool_backward(gy, argmax, side, side, *window),
-             lambda: pooling.max_pool_backward_numpy(gy, argmax, side, side, *window), torch_calls[1]),
-        Case("avg_pool_forward", shape, x.nbytes + y.nbytes,
-             lambda: cuda.avg_pool_forward(x, *window, *out),
-             lambda: pooling.avg_pool_forward_numpy(x, *window, *out), torch_calls[2]),
-        Case("avg_pool_backward", shape, gy.nbytes + x.nbytes,
-             lambda: cuda.avg_pool_backward(gy, side, side, *window),
-             lambda: pooling.avg_pool_backward_numpy(gy, side, side, *window), torch_calls[3]),
-    ]
-
-
-def loss_and_crop_cases(shapes, normal, torch, cupy):
-    """The loss on FCN's 21 x 500 x 500 output (10% of pixels ignored), and the crop of
-    upscore's 544 x 544 to it."""
-    from minifcn import cuda
-    from minifcn.reference import crop, loss
-    size, up, offset = shapes["size"], shapes["upscore"], 19
-    score, gy, upscore = normal(1, 21, size, size), normal(1, 21, size, size), normal(1, 21, up, up)
-    rng = cupy.random.default_rng(1)
-    target = rng.integers(0, 21, size=(1, size, size), dtype=cupy.int32)
-    target[rng.random((1, size, size)) < 0.1] = 255
-    coefficient = cupy.asarray(1.0, dtype=cupy.float32)
-    torch_calls = [None] * 4
-    if torch:
-        tf = torch.nn.functional
-        t_score, t_target = torch.as_tensor(score), torch.as_tensor(target).long()
-        t_leaf = t_score.clone().requires_grad_()
-        t_loss = tf.cross_entropy(t_leaf, t_target, ignore_index=255, reduction="sum")
-        t_upscore, t_gy = torch.as_tensor(upscore), torch.as_tensor(gy)
-        torch_calls = [
-            lambda: tf.cross_entropy(t_score, t_target, ignore_index=255, reduction="sum"),
-            lambda: torch.autograd.grad(t_loss, t_leaf, retain_graph=True),
-            lambda: t_upscore[:, :, offset:offset + size, offset:offset + size].contiguous(),
-            lambda: tf.pad(t_gy, (offset, up - size - offset) * 2)]
-    return [
-        Case("softmax_cross_entropy_forward", f"{score.shape}", score.nbytes + target.nbytes,
-             lambda: cuda.softmax_cross_entropy_forward(score, target, 255),
-             lambda: loss.softmax_cross_entropy_forward_numpy(score, target, 255), torch_calls[0]),
-        Case("softmax_cross_entropy_backward", f"{score.shape}", 2 * score.nbytes + target.nbytes,
-             lambda: cuda.softmax_cross_entropy_backward(score, target, 255, coefficient),
-             lambda: loss.softmax_cross_entropy_backward_numpy(score, target, 255, coefficient),
-             torch_calls[1]),
-        Case("crop_forward", f"{upscore.shape} -> {size}", 2 * gy.nbytes,
-             lambda: cuda.crop_forward(upscore, offset, offset, size, size),
-             lambda: crop.crop_forward_numpy(upscore, offset, offset, size, size), torch_calls[2]),
-        Case("crop_backward", f"{gy.shape} -> {up}", gy.nbytes + upscore.nbytes,
-             lambda: cuda.crop_backward(gy, up, up, offset, offset),
-             lambda: crop.crop_backward_numpy(gy, up, up, offset, offset), torch_calls[3]),
-    ]
-
-
-def lrn_cases(shapes, normal, torch):
-    """FCN-AlexNet's norm1 at 500x500: 96 x 173 x 173, size 5."""
-    from minifcn import cuda
-    from minifcn.reference import norm
-    side = shapes["norm1"]
-    x, gy = normal(1, 96, side, side), normal(1, 96, side, side)
-    y, scale = cuda.lrn_forward(x, 5, 1e-4, 0.75, 1.0)
-    torch_calls = [None] * 2
-    if torch:
-        tf = torch.nn.functional
-        t_x, t_gy = torch.as_tensor(x), torch.as_tensor(gy)
-        t_leaf = t_x.clone().requires_grad_()
-        t_y = tf.local_response_norm(t_leaf, 5, 1e-4, 0.75, 1.0)
-        torch_calls = [lambda: tf.local_response_norm(t_x, 5, 1e-4, 0.75, 1.0),
-                       lambda: torch.autograd.grad(t_y, t_leaf, t_gy, retain_graph=True)]
-    shape = f"norm1 {x.shape}"
-    return [
-        Case("lrn_forward", shape, 3 * x.nbytes,  # reads x, writes y and scale
-             lambda: cuda.lrn_forward(x, 5, 1e-4, 0.75, 1.0),
-             lambda: norm.lrn_forward_numpy(x, 5, 1e-4, 0.75, 1.0), torch_calls[0]),
-        Case("lrn_backward", shape, 5 * x.nbytes,  # reads x, y, scale, gy, writes gx
-             lambda: cuda.lrn_backward(x, y, scale, gy, 5, 1e-4, 0.75),
-             lambda: norm.lrn_backward_numpy(x, y, scale, gy, 5, 1e-4, 0.75), torch_calls[1]),
-    ]
-
-
-def dropout_cases(shapes, normal, torch):
-    """Dropout of fc6's output (4096 x 16 x 16; fc7's is the same), p = 0.5: the mask
-    hashed and applied in one pass against drawing, comparing and multiplying."""
-    from minifcn import cuda
-    from minifcn.reference.dropout import dropout_numpy
-    x = normal(1, 4096, shapes["fc6"], shapes["fc6"])
-    threshold = math.ceil(0.5 * 2**53)
-    torch_call = None
-    if torch:
-        t_x = torch.as_tensor(x)
-        torch_call = lambda: torch.nn.functional.dropout(t_x, 0.5, training=True)  # noqa: E731
-    return [Case("dropout", f"fc6 {x.shape}", 2 * x.nbytes,  # reads x, writes y
-                 lambda: cuda.dropout(x, 12345, threshold, 2.0),
-                 lambda: dropout_numpy(x, 12345, threshold, 2.0), torch_call)]
-
-
-def benchmark_kernels(cupy, torch, repeat, failures, size=500):
-    shapes = fcn_shapes(size)
-    rng = cupy.random.default_rng(0)
-
-    def normal(*shape):
-        return rng.standard_normal(shape, dtype=cupy.float32)
-
+def benchmark_kernels(cupy, torch, repeat, failures, size=500, batches=BATCHES):
+    """Every gpu_cases.CASES entry at each batch: one report row each."""
+    shapes, make = fcn_shapes(size), gpu_cases.Make(cupy, torch)
     rows = []
-    for family, build in (("im2col", lambda: im2col_cases(shapes, normal, torch)),
-                          ("pooling", lambda: pooling_cases(shapes, normal, torch)),
-                          ("loss and crop", lambda: loss_and_crop_cases(shapes, normal, torch, cupy)),
-                          ("lrn", lambda: lrn_cases(shapes, normal, torch)),
-                          ("dropout", lambda: dropout_cases(shapes, normal, torch))):
-        try:
-            cases = build()
-        except Exception as error:  # noqa: BLE001
-            failures.append(f"{family} cases: {type(error).__name__}: {error}")
-            print(f"  FAILED {failures[-1]}", flush=True)
-            cases = []
-        for case in cases:
-            row = {"kernel": case.kernel, "shape": case.shape, "bytes": case.bytes_moved}
-            for column, function, events in (("minifcn_s", case.minifcn, cupy_events),
-                                             ("cupy_only_s", case.cupy_only, cupy_events),
-                                             ("torch_s", case.torch, torch_events)):
+    for kernel, where, build, batched in gpu_cases.CASES:
+        for batch in batches if batched else (1,):
+            row = {"kernel": kernel, "batch": batch, "shape": where.format(batch=batch, **shapes),
+                   "bytes": None, "minifcn_s": None, "cupy_only_s": None, "torch_s": None}
+            try:
+                run = build(batch, shapes, make, torch)
+                row["bytes"] = gpu_cases.bytes_moved(run)
+            except Exception as error:  # noqa: BLE001 (one broken case must not end the run)
+                failures.append(f"{kernel} batch {batch}: {type(error).__name__}: {error}")
+                print(f"  FAILED {failures[-1]}", flush=True)
+                continue
+            columns = [("minifcn_s", run.minifcn, cupy_events), ("torch_s", run.torch, torch_events)]
+            if batch == 1:
+                columns.append(("cupy_only_s", run.cupy_only, cupy_events))
+            for column, function, events in columns:
                 row[column] = function and time_or_record_failure(
-                    f"{case.kernel} ({column[:-2]})", function, events, repeat, failures)
+                    f"{kernel} batch {batch} ({column[:-2]})", function, events, repeat, failures)
             rows.append(row)
-            print(f"  {case.kernel:32s} {ms_text(row['minifcn_s']):>9s} ms", flush=True)
-        cupy.get_default_memory_pool().free_all_blocks()
+            del run
+            cupy.get_default_memory_pool().free_all_blocks()
+            print(f"  {kernel:32s} batch {batch}  {ms_text(row['minifcn_s']):>9s} ms", flush=True)
     return rows
 
 
@@ -362,40 +271,81 @@ def _torch_with_cuda():
     return torch
 
 
+def _batches(text):
+    try:
+        batches = tuple(int(b) for b in text.split(","))
+    except ValueError:
+        batches = ()
+    if not batches or min(batches) < 1:
+        raise argparse.ArgumentTypeError(f"expected batch sizes like 1,8, got {text!r}")
+    return batches
+
+
+def _part(what, failures, function, *args):
+    """function(*args), or None with the error in `failures`: one part that fails
+    (a wrong argument, out of memory) leaves the others' numbers to write."""
+    try:
+        return function(*args)
+    except Exception as error:  # noqa: BLE001
+        failures.append(f"{what}: {type(error).__name__}: {error}")
+        print(f"  FAILED {failures[-1]}", flush=True)
+        return None
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_kernels", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_kernels", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=30, help="timed runs per kernel (median)")
     parser.add_argument("--net-repeat", type=int, default=10, help="timed runs per whole-net pass")
     parser.add_argument("--size", type=int, default=500,
                         help="image side the FCN shapes derive from (the reference: 500)")
-    parser.add_argument("--no-net", action="store_true", help="kernels only, no FCN-32s")
+    parser.add_argument("--batches", type=_batches, default=BATCHES, help="kernel batches (default 1,8)")
+    parser.add_argument("--no-kernels", action="store_true", help="no kernel rows, no GEMM line")
+    parser.add_argument("--no-net", action="store_true", help="no whole-net rows")
+    parser.add_argument("--default-run", action="store_true",
+                        help="also time `minifcn train --device cuda` (minutes)")
+    parser.add_argument("--default-run-iterations", type=int,
+                        help="steps of the default run (default: its own 4500)")
     parser.add_argument("--no-torch", action="store_true", help="no PyTorch comparison")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for .json and .md")
     args = parser.parse_args(argv)
 
     from minifcn import backend
+    from minifcn.runtime import configure_process
+    configure_process()
     try:
         cupy = backend.require_cupy()
     except RuntimeError as error:
         parser.exit(1, f"{parser.prog}: {error}\n")
+    from . import gpu_net
     torch = None if args.no_torch else _torch_with_cuda()
     device = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
     device = device.decode() if isinstance(device, bytes) else device
     date = datetime.date.today().isoformat()
-    print(f"{device}: copy bandwidth ...", flush=True)
     report = {"device": device, "date": date, "repeat": args.repeat, "size": args.size,
               "versions": {"cupy": cupy.__version__, "torch": torch and torch.__version__,
                            "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion()},
-              "copy_bandwidth_bytes_per_s": measure_copy_bandwidth(cupy, args.repeat)}
+              "copy_bandwidth_bytes_per_s": None, "kernels": [], "gemm": [], "net": [],
+              "memory": [], "default_run": None, "notes": []}
     failures = []
-    report["kernels"] = benchmark_kernels(cupy, torch, args.repeat, failures, args.size)
-    report["net"], report["notes"] = [], []
+    if not args.no_kernels:
+        print(f"{device}: copy bandwidth ...", flush=True)
+        report["copy_bandwidth_bytes_per_s"] = _part("copy bandwidth", failures,
+                                                     measure_copy_bandwidth, cupy, args.repeat)
+        report["kernels"] = benchmark_kernels(cupy, torch, args.repeat, failures, args.size,
+                                              args.batches)
+        report["gemm"] = _part("GEMMs", failures, gpu_net.benchmark_gemms, cupy, args.repeat,
+                               args.size) or []
     if not args.no_net:
-        from .gpu_net import benchmark_net
-        try:
-            report["net"], report["notes"] = benchmark_net(torch, args.net_repeat, failures, args.size)
-        except Exception as error:  # noqa: BLE001 (the kernels' numbers are still worth writing)
-            failures.append(f"FCN-32s: {type(error).__name__}: {error}")
+        net = _part("nets", failures, gpu_net.benchmark_net, torch, args.net_repeat, failures,
+                    args.size)
+        if net:
+            report["net"], report["memory"], notes = net
+            report["notes"] += notes
+    if args.default_run:
+        report["default_run"] = _part("default run", failures, gpu_net.default_run,
+                                      args.default_run_iterations,
+                                      gpu_net.default_run_dir(args.out))
     report["notes"] += [f"Failed: {failure}" for failure in failures]
     common.publish("gpu", device_slug(device), report, markdown_report(report), date, args.out)
 

@@ -89,7 +89,8 @@ def markdown_report(report):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", nargs="+", default=list(ARCHITECTURES))
     parser.add_argument("--out", default=str(common.RESULTS_DIR))
     args = parser.parse_args(argv)

@@ -8,10 +8,13 @@ Each builder returns (train_step, inference) closures:
     train_step   forward, loss, backward, SGD update
     inference    forward only, eval mode, no graph
 """
+import contextlib
+
 import numpy
 
 N_CLASS = 21
 NETS = ("fcn32s", "fcn8s")
+MINIFCN_OPTIONS = {}  # model options every minifcn net here is built with (tests narrow it)
 
 
 def minifcn_passes(net_name, size, device="cpu", seed=0, **model_options):
@@ -20,7 +23,8 @@ def minifcn_passes(net_name, size, device="cpu", seed=0, **model_options):
     from minifcn import backend, functions as F, models
     from minifcn.optim import SGD
 
-    net = {"fcn32s": models.FCN32s, "fcn8s": models.FCN8s}[net_name](n_class=N_CLASS, **model_options).to(device)
+    options = {**MINIFCN_OPTIONS, **model_options}
+    net = {"fcn32s": models.FCN32s, "fcn8s": models.FCN8s}[net_name](n_class=N_CLASS, **options).to(device)
     rng = numpy.random.default_rng(seed)
     image = mf.Tensor(backend.to_device(rng.standard_normal((1, 3, size, size)).astype(numpy.float32),
                                         device))
@@ -30,18 +34,21 @@ def minifcn_passes(net_name, size, device="cpu", seed=0, **model_options):
         score, label, ignore_index=255, normalize=False))
 
 
-def _passes(net, solver, image, no_grad, loss_of):
+def _passes(net, solver, image, no_grad, loss_of, forward_context=contextlib.nullcontext):
     """The (train_step, inference) closures, written once for both engines: `loss_of`
-    maps the score to the engine's summed softmax loss, `no_grad` is its context."""
+    maps the score to the engine's summed softmax loss, `no_grad` is its context, and
+    `forward_context` wraps the forward pass and the loss (PyTorch's autocast)."""
     def train_step():
         net.train()
         solver.zero_grad()
-        loss_of(net(image)).backward()
+        with forward_context():
+            loss = loss_of(net(image))
+        loss.backward()
         solver.step()
 
     def inference():
         net.eval()
-        with no_grad():
+        with no_grad(), forward_context():
             net(image)
     return train_step, inference
 
@@ -96,8 +103,9 @@ def torch_fcn(torch, net_name):
     return FCN(skips=net_name == "fcn8s")
 
 
-def torch_passes(net_name, size, device="cpu", seed=0):
-    """PyTorch's net on "cpu" or "cuda"."""
+def torch_passes(net_name, size, device="cpu", seed=0, autocast=None):
+    """PyTorch's net on "cpu" or "cuda"; `autocast` a dtype (torch.bfloat16) runs the
+    forward pass and the loss under torch.autocast, the weights staying float32."""
     import torch
     import torch.nn.functional as TF
 
@@ -107,5 +115,7 @@ def torch_passes(net_name, size, device="cpu", seed=0):
     label = torch.randint(0, N_CLASS, (1, size, size), device=device)
     solver = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=1e-10,
                              momentum=0.99, weight_decay=5e-4)
+    context = (contextlib.nullcontext if autocast is None
+               else lambda: torch.autocast(torch.device(device).type, dtype=autocast))
     return _passes(net, solver, image, torch.no_grad, lambda score: TF.cross_entropy(
-        score, label, ignore_index=255, reduction="sum"))
+        score, label, ignore_index=255, reduction="sum"), context)

@@ -13,16 +13,13 @@ the CUDA kernels for a CuPy array, and on the CPU either the plain NumPy referen
 ("auto") is numba when it imports: on the 2-core machine of benchmarks/results it
 trains FCN-32s at 500x500 in 5.9 s a step instead of 9.3 s (cpu-nets-*.md; the NumPy
 max pooling alone takes 0.44 s there, numba's 0.05 s: cpu-ops-*.md). Its threads
-sleep between parallel loops (the "workqueue" pool, cpu/__init__.py says why), but
+sleep between parallel loops (the "workqueue" pool, runtime.py says why), but
 on a machine whose cores are busy with other work we have seen its parallel loops
 wait for descheduled threads; MINIFCN_CPU_KERNELS=numpy is the way out.
 
-Memory. An FCN's activations are arrays of tens or hundreds of MB; glibc's malloc
-maps each such array from the system and unmaps it when freed, so every training step
-pays for the kernel zeroing all of them afresh (an FCN-32s step: 9.20 s against 8.58 s,
-benchmarks/results/keep-freed-memory/). `keep_freed_memory()`, called at import (MINIFCN_KEEP_FREED_MEMORY=0 turns it
-off), has malloc serve them from its heap and keep freed memory there for the next
-step, as the caching allocators of GPU frameworks do.
+Memory. `keep_freed_memory()` has glibc's malloc keep the large arrays an FCN step frees
+for the next step; runtime.configure_process() calls it (nothing does at import), and
+says why.
 """
 import contextlib
 import ctypes
@@ -194,6 +191,3 @@ def keep_freed_memory():
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
-
-if os.environ.get("MINIFCN_KEEP_FREED_MEMORY", "1") != "0":
-    keep_freed_memory()

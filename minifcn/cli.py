@@ -5,15 +5,28 @@ weights.convert, benchmarks/), so everything it does can also be done from Pytho
 """
 import argparse
 import dataclasses
+import importlib.util
+import math
 import os
 import subprocess
 import sys
 
+from . import models
+from .errors import UserError
 from .train import BUILT_IN_RUN, REAL_DATA_RUN, SMALL_SOLVER, TrainConfig
 
-MODELS = ("fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce", "fcn-alexnet")
+MODELS = tuple(models.MODELS)
 DATA_HELP = ("synthetic (built in, generated on the fly), voc:DIR (PASCAL VOC), sbd:DIR (SBD), "
-             "siftflow:DIR or nyud:DIR")
+             "siftflow:DIR, nyud:DIR, context:DIR (PASCAL-Context), or folder:DIR (your own: "
+             "DIR/images/*.jpg|png and "
+             "DIR/masks/*.png of class numbers)")
+BENCHMARKS = {"cpu_ops": "each op at FCN-32s's shapes, numba and NumPy kernels (and PyTorch)",
+              "cpu_nets": "whole FCN-32s and FCN-8s at 500x500 (and PyTorch)",
+              "conv_tiles": "the blocked convolution's tile size",
+              "contention": "the default run alone and beside a busy process",
+              "gpu_kernels": "each CUDA kernel, and FCN-32s, on the GPU (and PyTorch)",
+              "kernel_resources": "registers and occupancy of the CUDA kernels (nvcc)"}
+USES_TORCH = ("cpu_ops", "cpu_nets", "gpu_kernels")
 
 
 def main(argv=None):
@@ -26,9 +39,70 @@ def main(argv=None):
         return args.run(args) or 0
     except KeyboardInterrupt:
         return 130
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
+    except UserError as error:  # anything else is a bug, and shows its traceback
         print(f"minifcn {args.command}: error: {error}", file=sys.stderr)
         return 1
+
+
+def positive_int(text):
+    """argparse type: an int >= 1."""
+    return _number(text, int, lambda v: v >= 1, "a positive integer")
+
+
+def _loss_sampling(text):
+    from .loss_sampling import probability
+    try:
+        return probability(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).replace("--loss-sampling: ", "")) from None
+
+
+def nonnegative_int(text):
+    return _number(text, int, lambda v: v >= 0, "an integer >= 0")
+
+
+def positive_float(text):
+    return _number(text, float, lambda v: v > 0, "a positive number")
+
+
+def nonnegative_float(text):
+    return _number(text, float, lambda v: v >= 0, "a number >= 0")
+
+
+def unit_interval(text):
+    return _number(text, float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+def _number(text, kind, valid, what):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or math.isnan(value) or not valid(value):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def data_spec(text):
+    """argparse type: a dataset spec whose kind exists and whose directory is there."""
+    from .data import DATASETS, SPECS
+    kind, has_directory, directory = text.partition(":")
+    if kind not in DATASETS:
+        raise argparse.ArgumentTypeError(f"unknown data source {text!r}; expected one of: {SPECS}")
+    if kind == "synthetic":
+        if has_directory:
+            raise argparse.ArgumentTypeError("the built-in data (synthetic) takes no directory")
+    elif not directory:
+        raise argparse.ArgumentTypeError(f"{kind} needs a directory, as in {kind}:DIR")
+    elif not os.path.isdir(directory):
+        raise argparse.ArgumentTypeError(f"{text}: no such directory {directory}")
+    return text
+
+
+def existing_file(text):
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    return text
 
 
 def _parser():
@@ -43,18 +117,23 @@ def _parser():
                     "pictures. With --data voc:DIR --weights VGG16.npz it runs the paper's recipe.")
     # Options left out stay None, so TrainConfig's defaults (train.py) are the only ones.
     train.add_argument("--model", choices=MODELS, help=f"which net (default {TrainConfig.model})")
-    train.add_argument("--data", help=f"data source: {DATA_HELP} (default {TrainConfig.data})")
-    train.add_argument("--val-data", help="validation source, e.g. voc:DIR when training on "
+    train.add_argument("--data", type=data_spec,
+                       help=f"data source: {DATA_HELP} (default {TrainConfig.data})")
+    train.add_argument("--val-data", type=data_spec,
+                       help="validation source, e.g. voc:DIR when training on "
                        "sbd:DIR as the paper does (default: the val split of --data)")
-    train.add_argument("--weights", help="converted VGG16 .npz to start from (see `minifcn convert`)")
-    train.add_argument("--init-from", help="checkpoint of a trained coarser net (32s for 16s, 16s for 8s)")
+    train.add_argument("--weights", type=existing_file, metavar="VGG16.npz",
+                       help="ImageNet VGG16 weights to start from, converted by "
+                            "`minifcn convert` (not a checkpoint: see --init-from)")
+    train.add_argument("--init-from", type=existing_file, metavar="CHECKPOINT",
+                       help="checkpoint of a trained coarser net (32s for 16s, 16s for 8s)")
     train.add_argument("--device", choices=("cpu", "cuda"), help="default cpu")
-    train.add_argument("--iterations", type=int,
+    train.add_argument("--iterations", type=positive_int,
                        help=f"solver steps (default: {BUILT_IN_RUN['iterations']} on synthetic "
                             f"data, {REAL_DATA_RUN['iterations']} otherwise)")
-    train.add_argument("--batch-size", type=int,
+    train.add_argument("--batch-size", type=positive_int,
                        help=f"images per forward pass (default {TrainConfig.batch_size})")
-    train.add_argument("--lr", type=float, help="base learning rate (default: the model's Caffe "
+    train.add_argument("--lr", type=positive_float, help="base learning rate (default: the model's Caffe "
                        f"preset, or {SMALL_SOLVER['lr']} for the small net on synthetic data)")
     train.add_argument("--lr-policy", choices=("fixed", "poly"),
                        help="Caffe's lr_policy: fixed, or poly (decays to 0 at the last step); "
@@ -62,9 +141,9 @@ def _parser():
     train.add_argument("--optimizer", choices=("sgd", "adam"),
                        help="solver (default: the preset: Caffe's SGD for the paper's nets, Adam "
                             "for the small net trained from scratch)")
-    train.add_argument("--momentum", type=float, help="SGD momentum or Adam's beta1 (default: the preset)")
-    train.add_argument("--weight-decay", type=float, help="default: the preset (5e-4)")
-    train.add_argument("--iter-size", type=int, help="backward passes accumulated per step "
+    train.add_argument("--momentum", type=unit_interval, help="SGD momentum or Adam's beta1 (default: the preset)")
+    train.add_argument("--weight-decay", type=nonnegative_float, help="default: the preset (5e-4)")
+    train.add_argument("--iter-size", type=positive_int, help="backward passes accumulated per step "
                        "(Caffe iter_size; default: the preset)")
     width = train.add_mutually_exclusive_group()
     width.add_argument("--small", dest="small", action="store_true", default=None,
@@ -73,50 +152,69 @@ def _parser():
                        help="the reference VGG16 widths (default on real data)")
     train.add_argument("--widths", type=_widths, metavar="W1,...,W5",
                        help="trunk widths of the five conv blocks (default: by --small/--full)")
-    train.add_argument("--fc-width", type=int, help="width of fc6/fc7 (default: by --small/--full)")
-    train.add_argument("--image-size", type=int,
+    train.add_argument("--fc-width", type=positive_int, help="width of fc6/fc7 (default: by --small/--full)")
+    train.add_argument("--image-size", type=positive_int,
                        help=f"side of the built-in dataset's scenes in pixels (default "
                             f"{TrainConfig.image_size})")
     train.add_argument("--learn-upsampling", action="store_true",
                        help="learn the deconvolutions (the reference keeps them fixed bilinear)")
-    train.add_argument("--val-interval", type=int,
+    train.add_argument("--val-interval", type=positive_int,
                        help=f"steps between validations and checkpoints (default "
                             f"{BUILT_IN_RUN['val_interval']} on synthetic data, "
                             f"{REAL_DATA_RUN['val_interval']} otherwise)")
-    train.add_argument("--val-images", type=int,
+    train.add_argument("--val-images", type=positive_int,
                        help=f"held-out images scored (default {TrainConfig.val_images})")
     train.add_argument("--out", help="run directory (default runs/<model>-<data>)")
-    train.add_argument("--seed", type=int, help=f"default {TrainConfig.seed}")
+    train.add_argument("--seed", type=nonnegative_int, help=f"default {TrainConfig.seed}")
+    train.add_argument("--loss-sampling", type=_loss_sampling, metavar="P",
+                       help="patchwise training: keep each final score cell in the loss with "
+                            "probability P in (0, 1] (default 1: whole images)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its checkpoint, exactly")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("eval", help="score a checkpoint: the four metrics and per-class IU")
-    evaluate.add_argument("--weights", required=True, help="checkpoint .npz written by `minifcn train`")
-    evaluate.add_argument("--data", default=None, help=f"data source (default: the one trained on): {DATA_HELP}")
+    evaluate = commands.add_parser(
+        "eval", help="score a checkpoint: the four metrics and per-class IU",
+        description="Score a trained checkpoint on held-out images: pixel accuracy, mean "
+                    "accuracy, mean IU, frequency-weighted IU, and the IU of each class.")
+    _checkpoint_option(evaluate)
+    evaluate.add_argument("--data", type=data_spec, default=None,
+                          help=f"data source (default: the one trained on): {DATA_HELP}")
     evaluate.add_argument("--split", default="val", help="split to score (default val)")
-    evaluate.add_argument("--limit", type=int, help="score only the first N images")
+    evaluate.add_argument("--limit", type=positive_int, help="score only the first N images")
     evaluate.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     evaluate.set_defaults(run=_eval)
 
-    predict = commands.add_parser("predict", help="colour segmentation PNGs and overlays for images")
-    predict.add_argument("images", nargs="+", metavar="IMAGE")
-    predict.add_argument("--weights", required=True, help="checkpoint .npz written by `minifcn train`")
-    predict.add_argument("--out", required=True, help="directory for <name>_seg.png and <name>_overlay.png")
+    predict = commands.add_parser(
+        "predict", help="label your own pictures with a trained checkpoint",
+        description="Label each pixel of your pictures (JPEG/PNG) with a trained checkpoint. "
+                    "For each picture NAME it writes NAME_seg.png (the class colours), "
+                    "NAME_overlay.png (the colours over the picture) and NAME_panel.png (the "
+                    "three side by side, with headings and the key of class colours and names).")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", type=existing_file)
+    _checkpoint_option(predict)
+    predict.add_argument("--out", required=True, help="directory for the pictures (created)")
     predict.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     predict.set_defaults(run=_predict)
 
     convert = commands.add_parser(
-        "convert", help="VGG16 weights (Caffe .caffemodel or torchvision .pth) to minifcn .npz")
-    convert.add_argument("source", metavar="SRC")
+        "convert", help="VGG16 weights (Caffe .caffemodel or torchvision .pth) to minifcn .npz",
+        description="Convert ImageNet VGG16 weights to the .npz that `minifcn train --weights` "
+                    "reads: Caffe's VGG_ILSVRC_16_layers.caffemodel or torchvision's "
+                    "vgg16-397923af.pth. Neither Caffe nor PyTorch is needed, and nothing in "
+                    "the file is run.")
+    convert.add_argument("source", metavar="SRC", type=existing_file)
     convert.add_argument("output", metavar="OUT.npz")
     convert.set_defaults(run=_convert)
 
-    bench = commands.add_parser("bench", help="run a benchmark from benchmarks/ (needs the source tree)")
-    bench.add_argument("name", nargs="?", default="cpu_ops",
-                       help="cpu_ops, cpu_nets, conv_tiles, gpu_kernels or kernel_resources "
-                            "(default cpu_ops)")
+    bench = commands.add_parser(
+        "bench", help="run a benchmark from benchmarks/ (needs the source tree)",
+        description="Run a benchmark; it writes its tables to benchmarks/results/. "
+                    "`minifcn bench NAME --help` lists its options.",
+        epilog="benchmarks: " + "; ".join(f"{name}: {what}" for name, what in BENCHMARKS.items()))
+    bench.add_argument("name", nargs="?", default="cpu_ops", choices=BENCHMARKS,
+                       metavar="NAME", help=f"one of {', '.join(BENCHMARKS)} (default cpu_ops)")
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to the benchmark")
     bench.set_defaults(run=_bench)
     return parser
@@ -132,13 +230,91 @@ def _widths(text):
     return widths
 
 
+def _checkpoint_option(command):
+    command.add_argument("--checkpoint", metavar="CHECKPOINT.npz", type=existing_file,
+                         help="a checkpoint written by `minifcn train` (its --out folder's "
+                              "checkpoint.npz)")
+    # the name these commands had before; kept so that scripts keep working
+    command.add_argument("--weights", dest="checkpoint", type=existing_file,
+                         help=argparse.SUPPRESS)
+
+
+def _require_checkpoint(args):
+    from .inference import check_checkpoint
+    if args.checkpoint is None:
+        raise UserError("the following argument is required: --checkpoint "
+                        "(a checkpoint.npz written by `minifcn train`)")
+    check_checkpoint(args.checkpoint)
+
+
+def _prepare(device, small_net):
+    """What every computing command does first: the process's threads and memory for
+    the net (runtime.py), the notice when numba compiles, and a usable GPU if asked for."""
+    from . import backend, runtime
+    runtime.configure_process(blas_threads=runtime.blas_threads_for(small_net))
+    runtime.announce_compiling()
+    if device == "cuda":
+        try:
+            backend.require_cupy()
+        except RuntimeError as error:
+            raise UserError(str(error)) from None
+
+
+def _check_vgg16_weights(path):
+    """Before training starts: `path` must be `minifcn convert`'s output."""
+    from .weights import WeightsFileError
+    from .weights.convert import NOT_CONVERTED_HINTS
+    from .weights.sniff import describe, file_kind
+    kind = file_kind(path)
+    if kind != "converted":
+        raise WeightsFileError(path, f"{describe(kind)}, not converted VGG16 weights. "
+                               + NOT_CONVERTED_HINTS.get(kind, NOT_CONVERTED_HINTS[None])
+                               .format(path=path))
+
+
+# The solver options: when none is given, the preset decides them all.
+SOLVER_OPTIONS = ("lr", "momentum", "weight_decay", "iter_size", "optimizer", "lr_policy")
+
+
+def _solver_for_random_weights(config, given, say):
+    """The paper's solvers (SGD at lr 1e-10 to 1e-14 on an unnormalized loss) fine-tune
+    ImageNet weights; from random weights they cannot learn. When the full-width net
+    starts from random weights (no --weights, no --init-from), use the small net's
+    solver instead, and say so (a resumed run makes the same choice again, so it goes
+    on with the solver it began with); when solver options were given, keep them and
+    warn."""
+    if config.is_small() or config.weights or config.init_from:
+        return
+    preset = config.solver()
+    if preset["optimizer"] != "sgd" or preset["normalize"]:
+        return  # not the paper's fine-tuning solver (fcn-alexnet's normalizes, at lr 1e-4)
+    if any(key in given for key in SOLVER_OPTIONS):
+        say(f"warning: {config.model} starts from random weights (no --weights) with SGD at "
+            f"lr {preset['lr']:g}: that fine-tunes ImageNet weights and will not learn from "
+            f"scratch. Give --weights vgg16.npz (minifcn convert), or --optimizer adam --lr 1e-3")
+        return
+    for key, value in SMALL_SOLVER.items():
+        setattr(config, key, value)
+    say(f"note: {config.model} starts from random weights (no --weights), where the paper's "
+        f"solver (SGD, lr {preset['lr']:g}, unnormalized loss) cannot learn; using Adam, lr "
+        f"{SMALL_SOLVER['lr']:g}, poly decay, normalized loss instead. For the paper's recipe "
+        f"give --weights vgg16.npz (minifcn convert); --optimizer/--lr choose another solver")
+
+
 def _train(args):
     from .train import TrainingDiverged, train
     fields = {field.name for field in dataclasses.fields(TrainConfig)}
     given = {key: value for key, value in vars(args).items() if key in fields and value is not None}
+    if args.weights:
+        _check_vgg16_weights(args.weights)
+    if args.init_from:
+        from .inference import check_checkpoint
+        check_checkpoint(args.init_from)
     config = TrainConfig(**given, progress=not args.no_progress)
+    _prepare(config.device, config.is_small())
     if args.out is None:
         config.out = os.path.join("runs", f"{config.model}-{config.data.split(':')[0]}")
+    _solver_for_random_weights(config, given, print)
     print(f"training {config.model} on {config.data} ({config.device}), {config.iterations} "
           f"iterations, solver {config.solver()}, writing to {config.out}")
     try:
@@ -146,47 +322,74 @@ def _train(args):
     except TrainingDiverged as error:
         print(f"minifcn train: {error}", file=sys.stderr)
         return 1
+    if scores is None:  # resumed at the last iteration: nothing was trained
+        print(f"nothing to do: the run in {config.out} has done its {config.iterations} "
+              f"iterations (raise --iterations to train longer)")
+        return 0
     print(f"final mean IU {scores['mean_iu']:.4f}; checkpoint {config.out}/checkpoint.npz; "
-          f"predictions {config.out}/predictions.png")
+          f"predictions {config.out}/predictions.png (columns: image | truth | prediction; "
+          f"a prediction all black, i.e. all background, is normal early in training)")
 
 
 def _eval(args):
     from .data import open_dataset
-    from .train import evaluate, net_from_checkpoint
-    net, config = net_from_checkpoint(args.weights, args.device)
+    from .inference import load_checkpoint
+    from .train import evaluate
+    _require_checkpoint(args)
+    net = load_checkpoint(args.checkpoint)
+    _prepare(args.device, net.config.is_small())
+    net.to(args.device)
+    config = net.config
     data = args.data or config.data
     options = config.data_options() if data == config.data else {}  # e.g. the scenes' size
-    dataset = open_dataset(data, split=args.split, **options, **_preprocess(net))
+    dataset = open_dataset(data, split=args.split, preprocess=net.preprocess, **options)
     scores = evaluate(net, dataset, args.device, args.limit, progress=True)
+    if "heads" in scores:  # a multi-headed net: every head's report
+        from .heads import format_scores
+        return print(format_scores(scores, dataset.class_names))
     for key in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
         print(f"{key:10s} {scores[key]:.4f}")
-    names = getattr(dataset, "class_names", None) or [str(i) for i in range(dataset.n_class)]
+    names = getattr(dataset, "class_names", None) or net.class_names
     print("per-class IU:")
     for name, iu in zip(names, scores["per_class_iu"]):
         print(f"  {name:16s} {iu:.4f}")
 
 
-def _preprocess(net):
-    """The input convention the net's weights expect, when they recorded one."""
-    from .train import preprocess_options
-    return preprocess_options(getattr(net, "input_meta", None) or {})
-
-
 def _predict(args):
     from .data.io import load_image
-    from .data import open_dataset
-    from .train import net_from_checkpoint, predict
-    from .visualize import colorize, overlay, save_png
-    net, config = net_from_checkpoint(args.weights, args.device)
-    preprocess = _preprocess(net).get("preprocess") or open_dataset(config.data, "val").preprocess
+    from .inference import load_checkpoint
+    from .visualize import colorize, key_entries, overlay, panel, save_png
+    _require_checkpoint(args)
+    pictures = [load_image(path) for path in args.images]  # every input read before --out is made
+    stems = output_stems(args.images)
+    net = load_checkpoint(args.checkpoint)
+    _prepare(args.device, net.config.is_small())
+    net.to(args.device)
     os.makedirs(args.out, exist_ok=True)
-    for path in args.images:
-        rgb = load_image(path)
-        label = predict(net, preprocess(rgb), args.device)
-        stem = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0])
-        save_png(f"{stem}_seg.png", colorize(label))
-        save_png(f"{stem}_overlay.png", overlay(rgb, label))
-        print(f"{path} -> {stem}_seg.png, {stem}_overlay.png")
+    for path, rgb, stem in zip(args.images, pictures, stems):
+        label = net.predict(rgb)
+        base = os.path.join(args.out, stem)
+        save_png(f"{base}_seg.png", colorize(label))
+        save_png(f"{base}_overlay.png", overlay(rgb, label))
+        panel(rgb, label, f"{base}_panel.png", class_names=net.class_names)
+        print(f"{path} -> {base}_seg.png, {base}_overlay.png, {base}_panel.png")
+    print("class colours: " + ", ".join(f"{text} {colour}" for colour, text in
+                                        key_entries(net.class_names)))
+
+
+def output_stems(paths):
+    """A distinct output name for each input: its file name without the extension, and
+    for names met before, -2, -3, ... in input order (a/x.png, b/x.jpg -> x, x-2)."""
+    stems, taken = [], set()
+    for path in paths:
+        stem = base = os.path.splitext(os.path.basename(path))[0]
+        number = 1
+        while stem in taken:
+            number += 1
+            stem = f"{base}-{number}"
+        taken.add(stem)
+        stems.append(stem)
+    return stems
 
 
 def _convert(args):
@@ -198,8 +401,11 @@ def _convert(args):
 def _bench(args):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if not os.path.isdir(os.path.join(root, "benchmarks")):
-        raise FileNotFoundError("the benchmarks live in the source tree (benchmarks/), which "
-                                "this installation does not have; run from a git checkout")
+        raise UserError("the benchmarks live in the source tree (benchmarks/), which "
+                        "this installation does not have; run from a git checkout")
+    if args.name in USES_TORCH and importlib.util.find_spec("torch") is None:
+        print(f"minifcn bench {args.name}: PyTorch is not installed, so the tables have no "
+              f"PyTorch column (pip install -e \".[bench]\" adds it)", file=sys.stderr)
     return subprocess.call([sys.executable, "-m", f"benchmarks.{args.name}", *args.rest], cwd=root)
 
 

@@ -353,4 +353,11 @@ PRESETS = {
     "fcn8s": _caffe_solver(1e-14),
     "fcn8s-atonce": _caffe_solver(1e-10),
     "fcn-alexnet": _caffe_solver(1e-4, momentum=0.9, iter_size=20, normalize=True),
+    # the paper's section 4.3: batch 20, fixed lr 5e-5 for FCN-GoogLeNet, normalized loss
+    "fcn-googlenet": _caffe_solver(5e-5, momentum=0.9, iter_size=20, normalize=True),
+    # the reference's nyud-fcn32s-* solvers (one stream 1e-10, two streams 1e-12)
+    "fcn32s-rgbd": _caffe_solver(1e-10),
+    "fcn32s-early-hha": _caffe_solver(1e-10),
+    "fcn32s-late-hha": _caffe_solver(1e-12),
+    "fcn16s-siftflow": _caffe_solver(1e-12),  # the reference's siftflow-fcn16s solver
 }

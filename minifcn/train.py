@@ -24,12 +24,13 @@ import time
 
 import numpy
 
-from . import backend, models
+from . import backend, heads, models, runtime
 from .autograd import Tensor, no_grad
 from .data import open_dataset, shuffled_order
 from .data.synthetic import DEFAULT_SIZE as SYNTHETIC_SIZE
 from .data.preprocess import Preprocess
-from .functions import softmax_cross_entropy
+from .loss_sampling import probability, sample_step_labels
+from .inference import training_meta
 from .metrics import ConfusionMeter
 from .optim import PRESETS, learning_rate, make_optimizer
 
@@ -71,8 +72,10 @@ class TrainConfig:
     seed: int = 1337
     learn_upsampling: bool = False
     progress: bool = True
+    loss_sampling: float = 1.0   # P: keep each final-layer cell in the loss (loss_sampling.py)
 
     def __post_init__(self):
+        self.loss_sampling = probability(self.loss_sampling)
         run = BUILT_IN_RUN if self.on_built_in_data() else REAL_DATA_RUN
         for key, value in run.items():
             if getattr(self, key) is None:
@@ -85,7 +88,8 @@ class TrainConfig:
         return {key: preset[key] if value is None else value for key, value in chosen.items()}
 
     def data_options(self):
-        return {"size": self.image_size} if self.on_built_in_data() else {}
+        options = {"size": self.image_size} if self.on_built_in_data() else {}
+        return {**options, **models.data_options(self.model, self.data)}  # e.g. NYUD's tops
 
     def on_built_in_data(self):
         return self.data == "synthetic"
@@ -188,7 +192,7 @@ def net_from_checkpoint(path, device="cpu"):
     """The trained net a checkpoint holds, in eval mode, and its training config."""
     checkpoint = load_checkpoint(path)
     config = config_from_checkpoint(checkpoint, weights=None, init_from=None, device=device)
-    net = build_net(config, n_class=checkpoint["params"]["score_fr.weight"].shape[0])
+    net = build_net(config, n_class=models.n_class_of(checkpoint["params"]))
     net.load_state_dict(checkpoint["params"])
     net.input_meta = checkpoint["meta"]
     net.to(device)
@@ -200,13 +204,15 @@ def net_from_checkpoint(path, device="cpu"):
 def predict(net, image, device="cpu"):
     """Label map (H, W) for one preprocessed image (3, H, W)."""
     with no_grad():
-        score = net(Tensor(backend.to_device(image[None], device)))
+        score = heads.first(net(Tensor(backend.to_device(image[None], device))))
     return backend.to_numpy(score.data[0].argmax(axis=0))
 
 
 def evaluate(net, dataset, device="cpu", limit=None, progress=False):
     """The four metrics (and per-class IU) of `net` on the first `limit` images."""
     count = len(dataset) if limit is None else min(limit, len(dataset))
+    if isinstance(dataset.n_class, tuple):  # a multi-headed net (heads.py)
+        return heads.evaluate(net, dataset, device, count)
     meter = ConfusionMeter(dataset.n_class)
     was_training = net.training
     net.eval()
@@ -227,7 +233,9 @@ def _progress(iterable, enabled, description, **options):
 
 # ----------------------------------------------------------------------------- training
 def train(config, resume=False, log=print):
-    """Train as `config` says; returns the last validation scores."""
+    """Train as `config` says; returns the last validation scores. Sets the process's
+    threads and memory for training first (runtime.configure_process)."""
+    runtime.configure_process(blas_threads=runtime.blas_threads_for(config.is_small()))
     options = config.data_options()
     if config.weights:  # feed the net as its ImageNet weights expect (channel order, mean, scale)
         options.update(preprocess_options(read_meta(config.weights)))
@@ -236,6 +244,7 @@ def train(config, resume=False, log=print):
     solver = config.solver()
     backend.seed(config.seed)
     net = build_net(config, train_set.n_class)
+    net.input_meta = {**training_meta(train_set), **net.input_meta}  # in the checkpoints
     opt = make_optimizer(net, solver["optimizer"], solver["lr"], solver["momentum"],
                          solver["weight_decay"], solver["iter_size"])
     checkpoint_path = os.path.join(config.out, "checkpoint.npz")
@@ -293,10 +302,10 @@ def save_prediction_pictures(net, dataset, path, device="cpu", count=4):
     for index in range(count):
         image, label = dataset[index]
         images.append(dataset.raw_image(index))
-        labels.append(label)
+        labels.append(heads.first(label))
         predictions.append(predict(net, image, device))
     net.train()
-    prediction_grid(images, labels, predictions, path)
+    prediction_grid(images, labels, predictions, path, class_names=dataset.class_names)
     return path
 
 
@@ -308,9 +317,11 @@ def _train_step(net, opt, dataset, config, solver, iteration):
     opt.zero_grad()
     total = 0.0
     for micro in range(solver["iter_size"]):
-        images, labels = _batch(dataset, config, (iteration * solver["iter_size"] + micro))
+        position = iteration * solver["iter_size"] + micro
+        images, labels = _batch(dataset, config, position)
+        labels = sample_step_labels(net, labels, config.loss_sampling, config.seed, position)
         score = net(Tensor(backend.to_device(images, config.device)))
-        loss = softmax_cross_entropy(score, backend.to_device(labels, config.device),
+        loss = heads.loss(score, backend.to_device(labels, config.device),
                                      normalize=solver["normalize"])
         loss.backward()
         total = total + loss.data

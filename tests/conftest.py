@@ -14,6 +14,12 @@ import minifcn
 from minifcn import backend
 
 
+def pytest_configure(config):
+    """The process settings `minifcn train` makes (runtime.py; import makes none), so the
+    numba kernels run on the thread pool they are written for."""
+    minifcn.configure_process()
+
+
 def _runs_numba(item):
     params = getattr(item, "callspec", None)
     values = params.params.values() if params is not None else ()

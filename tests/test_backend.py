@@ -1,4 +1,4 @@
-"""backend: the CPU kernel set chosen by default, and malloc keeping freed memory."""
+"""backend: the CPU kernel set chosen by default (malloc's setting: test_runtime.py)."""
 import subprocess
 import sys
 
@@ -26,44 +26,6 @@ def test_bad_kernel_set_name_is_refused():
         subprocess.run([sys.executable, "-c", "import minifcn"], capture_output=True, text=True,
                        env={"MINIFCN_CPU_KERNELS": "fast", "PATH": ""}, check=True)
     assert "MINIFCN_CPU_KERNELS must be auto, numba or numpy" in error.value.stderr
-
-
-HEAP_AROUND_AN_ARRAY = """
-import ctypes, numpy
-import minifcn
-
-class MallInfo2(ctypes.Structure):  # glibc >= 2.33, malloc.h
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-        "fordblks", "keepcost")]
-
-mallinfo2 = ctypes.CDLL(None).mallinfo2
-mallinfo2.restype = MallInfo2
-array = numpy.ones(2**24, numpy.float32)  # 64 MB
-alive = mallinfo2()
-del array
-freed = mallinfo2()
-print(alive.hblkhd >> 20, alive.arena >> 20, freed.arena >> 20)
-"""
-
-
-def has_mallinfo2():
-    import ctypes
-    try:
-        return hasattr(ctypes.CDLL(None), "mallinfo2")
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux") or not has_mallinfo2(),
-                    reason="glibc's malloc (2.33 or later) only")
-def test_large_arrays_come_from_the_heap_and_stay_there_when_freed():
-    # MB mapped on their own while the array lives, MB of heap then, MB of heap after del
-    mapped, heap, heap_after = map(int, run_python(HEAP_AROUND_AN_ARRAY).split())
-    assert mapped < 64 and heap >= 64 and heap_after >= 64
-    mapped, heap, heap_after = map(int, run_python(HEAP_AROUND_AN_ARRAY,
-                                                   MINIFCN_KEEP_FREED_MEMORY="0").split())
-    assert mapped >= 64 and heap_after < 64  # glibc's default: its own mapping, unmapped
 
 
 def test_asking_for_the_gpu_without_cupy_or_a_gpu_says_what_is_missing(monkeypatch, capsys):

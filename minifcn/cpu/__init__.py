@@ -17,22 +17,11 @@ module per family, each opening with its math and how its loops map onto threads
 Every kernel is compiled for the dtypes it is first called with (float32, float64) and
 cached on disk (cache=True), so only the first run on a machine pays for compiling.
 
-Threads. The parallel loops (prange) run on numba's thread pool and the GEMMs between
-them on OpenBLAS's. numba's default pool (OpenMP) busy-waits after every parallel
-loop, on the very cores the next GEMM's OpenBLAS threads need, and OpenBLAS's threads
-busy-wait after every GEMM in turn: on 2 cores a small FCN's training step ran 30x
-slower than with the NumPy kernels, FCN-32s inference 2x. numba's "workqueue" pool
-puts its threads to sleep between loops, so unless NUMBA_THREADING_LAYER says
-otherwise it is the one used (numba picks its pool once, at the first parallel loop
-of the process; if that has already run with another pool, that one stays).
+Threads. The parallel loops (prange) run on numba's thread pool, the GEMMs between
+them on BLAS's. Which pool numba uses, and how many threads each runs, matters a great
+deal and is a setting of the whole process, so importing this package changes none of
+it: runtime.configure_process() makes those settings, and says why.
 """
-import os
-
-import numba
-
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
-
 from .. import reference
 from ..kernel_set import KernelSet
 from .dropout import dropout

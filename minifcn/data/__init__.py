@@ -5,6 +5,8 @@
     open_dataset("sbd:DIR")                  SBD
     open_dataset("siftflow:DIR")             SIFT Flow (semantic labels; labels=... for more)
     open_dataset("nyud:DIR", tops=("color", "hha"))   NYUDv2
+    open_dataset("context:DIR")              PASCAL-Context, 59 classes and background
+    open_dataset("folder:DIR")               your own: DIR/images + DIR/masks (folder.py)
 
 Every dataset gives ds[i] = (image float32 (C, H, W) preprocessed, label int64 (H, W)
 with void 255), plus len(ds), ds.n_class, ds.class_names, ds.names, ds.raw_image(i) and
@@ -14,6 +16,8 @@ training and validation splits.
 import numpy
 
 from .base import VOID, FileDataset, SegmentationDataset
+from .context import PASCALContext
+from .folder import Folder
 from .io import DataError, load_image, load_label_png
 from .nyud import NYUD
 from .preprocess import Preprocess
@@ -23,8 +27,8 @@ from .synthetic import SyntheticShapes
 from .voc import VOC, VOC_PALETTE
 
 DATASETS = {"synthetic": SyntheticShapes, "voc": VOC, "sbd": SBD, "siftflow": SIFTFlow,
-            "nyud": NYUD}
-SPECS = "synthetic, voc:DIR, sbd:DIR, siftflow:DIR, nyud:DIR"
+            "nyud": NYUD, "context": PASCALContext, "folder": Folder}
+SPECS = "synthetic, voc:DIR, sbd:DIR, siftflow:DIR, nyud:DIR, context:DIR, folder:DIR"
 DEFAULT_SEED = 1337  # the reference data layers' seed
 
 
@@ -48,6 +52,7 @@ def shuffled_order(n, seed=DEFAULT_SEED, epoch=0):
     return numpy.random.default_rng([seed, epoch]).permutation(n)
 
 
-__all__ = ["DATASETS", "DataError", "FileDataset", "NYUD", "Preprocess", "SBD", "SIFTFlow",
+__all__ = ["DATASETS", "DataError", "FileDataset", "Folder", "NYUD", "PASCALContext", "Preprocess", "SBD",
+           "SIFTFlow",
            "SegmentationDataset", "SyntheticShapes", "VOC", "VOC_PALETTE", "VOID", "load_image",
            "load_label_png", "open_dataset", "shuffled_order"]

@@ -115,7 +115,7 @@ class FileDataset(SegmentationDataset):
             if os.path.isfile(path):
                 return path
         raise DataError(f"{type(self).__name__}: no split file for split {split!r}; looked for "
-                        f"{', '.join(tried)} (pass split_file= to use another list)")
+                        f"{', '.join(tried)} (a list of image names, one a line)")
 
 
 def find_root(directory, marker, subdirectories, what):

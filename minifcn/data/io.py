@@ -19,8 +19,10 @@ import numpy
 import scipy.io
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """A dataset file or directory is missing, unreadable or inconsistent."""
 
 

@@ -4,21 +4,25 @@ the FCN reference code:
     DIR/data/images/img_<id>.png     the colour pictures
     DIR/data/hha/img_<id>.png        depth encoded as three channels (HHA: horizontal
                                      disparity, height above ground, angle with gravity)
+    DIR/data/depth/img_<id>.png      depth itself, one channel (16-bit PNG, millimetres)
     DIR/segmentation/img_<id>.mat    key `segmentation`: 1-40 the classes, 0 unlabelled
     DIR/{trainval,test}.txt          ids ("train" names trainval, the 795 training
                                      images of the standard split; "val" names test, 654)
 
 Labels are shifted to 0-39 with void 255. `tops` picks the input: ("color",) BGR minus the
-colour mean, ("hha",) HHA in file order minus the HHA mean, or ("color", "hha"): both
-stacked into one (6, H, W) image, colour channels first (tops in the order given), for an
-early-fusion net; a late-fusion net splits it as image[:3], image[3:].
+colour mean, ("hha",) HHA in file order minus the HHA mean, ("depth",) log depth minus its
+mean (one channel, as the reference's load_depth), or several of them stacked into one
+image in the order given: ("color", "hha") is (6, H, W), colour channels first, for an
+early-fusion net (a late-fusion net splits it as image[:3], image[3:]); ("color",
+"depth") is the (4, H, W) RGB-D input. A depth of 0 (a hole: log 0 is -inf) is a
+DataError naming the file; the reference's depth maps are hole-filled.
 """
 import os
 
 import numpy
 
 from .base import FileDataset, find_root, void_zero_labels
-from .io import check_same_size, load_image, load_mat_label
+from .io import DataError, _open_picture, check_same_size, load_image, load_mat_label
 from .preprocess import Preprocess
 
 CLASS_NAMES = (
@@ -30,7 +34,9 @@ CLASS_NAMES = (
     "otherfurniture", "otherprop")
 MEAN_BGR = (116.190, 97.203, 92.318)
 MEAN_HHA = (132.431, 94.076, 118.477)
-TOP_DIRECTORIES = {"color": "images", "hha": "hha"}
+MEAN_LOG_DEPTH = 7.844
+TOP_DIRECTORIES = {"color": "images", "hha": "hha", "depth": "depth"}
+TOP_CHANNELS = {"color": 3, "hha": 3, "depth": 1}
 
 
 class NYUD(FileDataset):
@@ -51,7 +57,9 @@ class NYUD(FileDataset):
             "color": preprocess or Preprocess(mean=MEAN_BGR),
             "hha": hha_preprocess or Preprocess(channel_order="RGB", mean=MEAN_HHA)}
         root = find_root(directory, "data", [], "NYUDv2")
-        super().__init__(root, split, self.preprocessors[tops[0]], split_file)
+        # the preprocessing of the first picture top (depth has its own, fixed)
+        first = next((top for top in tops if top != "depth"), "color")
+        super().__init__(root, split, self.preprocessors[first], split_file)
 
     def split_directory(self):
         return self.root
@@ -67,9 +75,26 @@ class NYUD(FileDataset):
         return void_zero_labels(load_mat_label(path, "segmentation"))
 
     def load_input(self, name):
-        pictures = [load_image(self.image_path(name, top)) for top in self.tops]
-        for top, picture in zip(self.tops[1:], pictures[1:]):
-            check_same_size(self.image_path(name), pictures[0].shape,
-                            self.image_path(name, top), picture.shape)
-        inputs = [self.preprocessors[top](picture) for top, picture in zip(self.tops, pictures)]
+        inputs = [self.load_top(name, top) for top in self.tops]
+        for top, image in zip(self.tops[1:], inputs[1:]):
+            check_same_size(self.image_path(name), inputs[0].shape[1:],
+                            self.image_path(name, top), image.shape[1:])
         return inputs[0] if len(inputs) == 1 else numpy.concatenate(inputs, axis=0)
+
+    def load_top(self, name, top):
+        """float32 (C, H, W): one top, preprocessed."""
+        if top == "depth":
+            return load_depth(self.image_path(name, "depth"))
+        return self.preprocessors[top](load_image(self.image_path(name, top)))
+
+
+def load_depth(path):
+    """(1, H, W) float32 log depth minus MEAN_LOG_DEPTH from a one-channel PNG."""
+    picture = _open_picture(path)
+    if picture.mode not in ("I;16", "I", "L", "F"):
+        raise DataError(f"{path}: depth PNG has mode {picture.mode!r}; expected one channel")
+    depth = numpy.asarray(picture, dtype=numpy.float32)
+    if depth.ndim != 2 or not (depth > 0).all():
+        raise DataError(f"{path}: depth must be a 2-d map of positive values (holes filled); "
+                        f"found {int((depth <= 0).sum())} pixels <= 0")
+    return (numpy.log(depth) - numpy.float32(MEAN_LOG_DEPTH))[None]

@@ -25,6 +25,7 @@ import numpy
 from .. import functions as F
 from ..nn import Conv2d, Dropout, Module
 from .fcn import score_layer, upsampling_layer
+from .segmenter import Segmenter
 from .vgg import positive_ints
 
 ALEXNET_WIDTHS = (96, 256, 384, 384, 256)  # conv1 ... conv5
@@ -40,7 +41,7 @@ def norm(x):
     return F.local_response_norm(x, size=5, alpha=1e-4, beta=0.75)
 
 
-class FCNAlexNet(Module):
+class FCNAlexNet(Segmenter, Module):
     """FCN-AlexNet. `widths` are conv1 ... conv5's channels (all even: conv2, conv4 and
     conv5 split theirs in two groups), `fc_width` fc6/fc7's; other options as fcn.py's
     nets (`learn_upsampling` is accepted for a common interface: the one upsampling is

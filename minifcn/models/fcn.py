@@ -38,6 +38,8 @@ import numpy
 from .. import functions as F
 from ..nn import Conv2d, ConvTranspose2d
 from ..weights.convert import META_PREFIX, load_converted
+from ..weights.errors import WeightsFileError
+from .segmenter import Segmenter
 from .vgg import (TRUNK_LAYERS, VGG16_FC_WIDTH, VGG16_WIDTHS, VGGTrunk, positive_ints,
                   transplant)
 
@@ -60,12 +62,25 @@ def upsampling_layer(n_class, stride, kernel_size=None, learn=False, dtype=numpy
                            bias=False, learn=learn, init="bilinear", dtype=dtype)
 
 
-class VGGFCN(VGGTrunk):
+class VGGFCN(Segmenter, VGGTrunk):
     """What the four VGG16 FCNs share: the trunk (conv1_1 pad 100, fc6 7x7 and fc7 1x1
     convolutions), score_fr, and loading ImageNet VGG16 weights."""
 
     def __init__(self, n_class=21, widths=VGG16_WIDTHS, fc_width=VGG16_FC_WIDTH, init="msra",
                  learn_upsampling=False, dtype=numpy.float32):
+        """Options (every FCN here takes them):
+
+        n_class           classes scored (21 for PASCAL VOC: background and 20 objects)
+        widths            channels of the five conv blocks (VGG16: 64, 128, 256, 512, 512);
+                          narrow ones give a net that trains from scratch on a CPU
+                          (`minifcn train`'s default: 8, 16, 32, 64, 64)
+        fc_width          channels of fc6 and fc7 (VGG16: 4096)
+        init              the trunk's filler: "msra" (He), "xavier", "gaussian" (nn/init.py);
+                          load_vgg16 overwrites it
+        learn_upsampling  learn the intermediate 2x upsamplings (the reference fixes them
+                          bilinear); the final upsampling is always fixed
+        dtype             numpy.float32 (default) or numpy.float64 (gradient checks)
+        """
         super().__init__(widths, fc_width, conv1_1_pad=100, fc_as_conv=True, init=init,
                          dtype=dtype)
         self.n_class = positive_ints("n_class", n_class, 1)
@@ -87,9 +102,9 @@ class VGGFCN(VGGTrunk):
         try:
             transplant(self, {name: weights[name] for name in names})
         except ValueError as error:
-            raise ValueError(f"load_vgg16({path}): {error}. VGG16 weights need the widths "
-                             f"they were trained with (the reference: widths="
-                             f"{VGG16_WIDTHS}, fc_width={VGG16_FC_WIDTH})") from None
+            raise WeightsFileError(path, f"{error}. VGG16 weights need the widths they were "
+                                   f"trained with (the reference: widths={VGG16_WIDTHS}, "
+                                   f"fc_width={VGG16_FC_WIDTH}; `minifcn train --full`)") from None
         self.input_meta = {META_PREFIX + key: numpy.asarray(value) for key, value in meta.items()}
         return self
 

@@ -15,6 +15,7 @@ the order they are assigned, so that
 gives `named_parameters()` -> ("conv1_1.weight", p), ("conv1_1.bias", p): the attribute
 names are the parameter names, and for the reference nets they are Caffe's layer names.
 """
+import numpy
 
 from ..autograd import Tensor
 from .. import backend
@@ -59,6 +60,12 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
 
     def __call__(self, *inputs, **options):
+        for value in inputs:
+            if isinstance(value, numpy.ndarray) or backend.is_cupy_array(value):
+                raise TypeError(
+                    f"{type(self).__name__}: got a {type(value).__module__}.ndarray of shape "
+                    f"{value.shape}; wrap it in a Tensor: net(mf.Tensor(array)) (or, for a "
+                    f"uint8 (H, W, 3) picture, use net.predict(picture))")
         return self.forward(*inputs, **options)
 
     # ------------------------------------------------------------------ parameters

@@ -1,4 +1,5 @@
-"""Convert ImageNet VGG16 weights (Caffe or torchvision) into minifcn's `.npz`.
+"""Convert ImageNet VGG16 weights (Caffe or torchvision), or Caffe's GoogLeNet
+(bvlc_googlenet.caffemodel), into minifcn's `.npz`.
 
 The .npz (read it with `numpy.load(path, allow_pickle=False)` or `load_converted`) holds
 `conv1_1.weight` ... `conv5_3.bias`, `fc6.weight` (4096, 25088), `fc7.weight` (4096, 4096),
@@ -14,6 +15,11 @@ the input the weights were trained on, as 0-d and 1-d entries:
 so that the network's input, from an image with values in [0, 1] and its channels put in
 channel_order, is `(image * pixel_scale - mean) / std`. For Caffe that is "0..255 pixels
 minus the BGR mean"; for torchvision "[0, 1] pixels normalized by the ImageNet mean/std".
+
+A GoogLeNet file (recognised by its layer `conv1/7x7_s2`) gives `conv1/7x7_s2.weight`
+... `inception_5b/pool_proj.bias` and `loss3/classifier.*` under Caffe's names, in the
+shapes googlenet.py lists (the auxiliary classifiers loss1/*, loss2/* are left out: the
+FCN drops them), with Caffe's meta and GoogLeNet's mean (104, 117, 123).
 """
 import math
 import os
@@ -22,9 +28,11 @@ import zipfile
 
 import numpy
 
+from . import googlenet
 from .caffemodel import read_caffemodel
 from .errors import WeightsFileError
-from .torch_pth import TAR_HEAD, is_torch_file, read_torch_state_dict
+from .sniff import describe, file_kind
+from .torch_pth import read_torch_state_dict
 
 CONV_LAYERS = ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
                "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3")
@@ -44,6 +52,7 @@ CAFFE_META = {"source": "caffemodel", "channel_order": "BGR", "pixel_scale": 255
               "mean": (104.00698793, 116.66876762, 122.67891434), "std": (1.0, 1.0, 1.0)}
 TORCHVISION_META = {"source": "torch_pth", "channel_order": "RGB", "pixel_scale": 1.0,
                     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+GOOGLENET_META = dict(CAFFE_META, mean=googlenet.MEAN_BGR)
 META_PREFIX = "meta."
 
 
@@ -56,8 +65,8 @@ def convert(src_path, out_path, expect_vgg16_shapes=True):
     Raises WeightsFileError, naming the file and what is wrong, for a file it cannot use.
     """
     weights, meta = read_vgg16(src_path)
-    check_shapes(weights, src_path, expect_vgg16_shapes)
-    arrays = {name: weights[name] for name in expected_shapes()}
+    names = check_layout(weights, src_path, expect_vgg16_shapes)
+    arrays = {name: weights[name] for name in names}
     arrays.update({META_PREFIX + key: numpy.asarray(value) for key, value in meta.items()})
     write_npz_atomically(out_path, arrays)
     return meta
@@ -66,7 +75,12 @@ def convert(src_path, out_path, expect_vgg16_shapes=True):
 def load_converted(path, expect_vgg16_shapes=True):
     """(weights, meta) from a file `convert` wrote: weights {"conv1_1.weight": array, ...},
     meta {"source": str, "channel_order": str, "pixel_scale": float, "mean": (3 floats),
-    "std": (3 floats)}. Raises WeightsFileError on a missing key or a wrong shape."""
+    "std": (3 floats)}. Raises WeightsFileError on a missing key or a wrong shape, and
+    on a file of another kind, saying which kind and what to do with it."""
+    kind = _kind(path)
+    if kind != "converted":
+        raise WeightsFileError(path, f"{describe(kind)}, not converted VGG16 weights. "
+                               + NOT_CONVERTED_HINTS.get(kind, NOT_CONVERTED_HINTS[None]).format(path=path))
     try:
         with numpy.load(path, allow_pickle=False) as npz:
             entries = {name: npz[name] for name in npz.files}
@@ -76,24 +90,77 @@ def load_converted(path, expect_vgg16_shapes=True):
         raise WeightsFileError(path, f"not a converted weights file (.npz): {error}") from None
     meta = read_meta(entries, path)
     weights = {name: value for name, value in entries.items() if not name.startswith(META_PREFIX)}
-    unexpected = sorted(set(weights) - set(expected_shapes()))
+    net = "GoogLeNet" if is_googlenet(weights) else "VGG16"
+    known = googlenet_shapes(weights) if net == "GoogLeNet" else expected_shapes()
+    unexpected = sorted(set(weights) - set(known))
     if unexpected:
         raise WeightsFileError(path, f"unexpected entries {', '.join(unexpected)}: "
-                               "not a converted VGG16 file")
-    check_shapes(weights, path, expect_vgg16_shapes)
+                               f"not a converted {net} file")
+    check_layout(weights, path, expect_vgg16_shapes)
     return weights, meta
 
 
+def is_googlenet(weights):
+    return "conv1/7x7_s2.weight" in weights
+
+
+def googlenet_shapes(weights):
+    """GoogLeNet's shapes at the width of the file's conv1 (64 for the real one)."""
+    conv1 = weights["conv1/7x7_s2.weight"]
+    return googlenet.expected_shapes(conv1.shape[0] if conv1.ndim == 4 else 64)
+
+
+def check_layout(weights, path, exact):
+    """check_shapes for VGG16, or its like for GoogLeNet (exact: GoogLeNet's own widths;
+    else the narrower ones its conv1 implies); returns the names of the entries to keep."""
+    if not is_googlenet(weights):
+        check_shapes(weights, path, exact)
+        return list(expected_shapes())
+    shapes = googlenet.expected_shapes() if exact else googlenet_shapes(weights)
+    for name, shape in shapes.items():
+        if name not in weights:
+            raise WeightsFileError(path, f"missing {name}: not a whole GoogLeNet")
+        if weights[name].shape != shape:
+            raise WeightsFileError(path, f"{name} has shape {weights[name].shape}, expected "
+                                   f"{shape}")
+    return list(shapes)
+# What to do with a file that is not converted weights, by its kind (sniff.py).
+NOT_CONVERTED_HINTS = {
+    "caffemodel": "Convert it first: minifcn convert {path} vgg16.npz, then use vgg16.npz",
+    "pytorch": "Convert it first: minifcn convert {path} vgg16.npz, then use vgg16.npz",
+    "checkpoint": "To start from a trained net use `minifcn train --init-from` with it; "
+                  "`minifcn eval` and `predict` take it as --checkpoint",
+    None: "`minifcn convert SRC vgg16.npz` makes them from a Caffe VGG_ILSVRC_16_layers"
+          ".caffemodel or torchvision's vgg16-397923af.pth",
+}
+NOT_A_SOURCE_HINTS = {
+    "converted": "it is already converted: give it to `minifcn train --weights` as it is",
+    "checkpoint": "it is trained already: `minifcn eval`/`predict --checkpoint` use it",
+}
+
+
 def read_vgg16(path):
-    """({"conv1_1.weight": float32 array, ...}, meta) from either source format."""
+    """({"conv1_1.weight": float32 array, ...}, meta) from either source format, told
+    apart by the file's first bytes; any other kind of file is named as what it is."""
+    kind = _kind(path)
+    if kind == "pytorch":
+        return read_torchvision_vgg16(path), dict(TORCHVISION_META)
+    if kind == "caffemodel":
+        layers = read_caffemodel(path)
+        if "conv1/7x7_s2" in layers:
+            return read_caffe_googlenet(path, layers), dict(GOOGLENET_META)
+        return read_caffe_vgg16(path, layers), dict(CAFFE_META)
+    hint = NOT_A_SOURCE_HINTS.get(kind, "`minifcn convert` reads VGG16 weights in one of "
+                                        "those two formats")
+    raise WeightsFileError(path, f"{describe(kind)}, not a Caffe model (.caffemodel) or a "
+                           f"PyTorch file (.pth): {hint}")
+
+
+def _kind(path):
     try:
-        with open(path, "rb") as file:
-            head = file.read(TAR_HEAD)
+        return file_kind(path)
     except OSError as error:
         raise WeightsFileError(path, f"cannot read the file: {error.strerror or error}") from None
-    if is_torch_file(head):
-        return read_torchvision_vgg16(path), dict(TORCHVISION_META)
-    return read_caffe_vgg16(path), dict(CAFFE_META)
 
 
 def read_torchvision_vgg16(path):
@@ -110,16 +177,27 @@ def read_torchvision_vgg16(path):
     return as_weights(blobs)
 
 
-def read_caffe_vgg16(path):
-    layers = read_caffemodel(path)
-    for layer in LAYERS:
+def read_caffe_vgg16(path, layers):
+    check_caffe_layers(path, layers, LAYERS, "VGG16")
+    return as_weights(layers)
+
+
+def read_caffe_googlenet(path, layers):
+    """{"conv1/7x7_s2.weight": float32, ..., "loss3/classifier.bias": ...}."""
+    check_caffe_layers(path, layers, googlenet.LAYERS, "GoogLeNet")
+    return {f"{layer}.{part}": numpy.asarray(blob, numpy.float32)
+            for layer in googlenet.LAYERS
+            for part, blob in zip(("weight", "bias"), layers[layer])}
+
+
+def check_caffe_layers(path, layers, names, net):
+    for layer in names:
         if layer not in layers:
             raise WeightsFileError(path, f"no layer {layer!r} with weights (layers with weights: "
-                                   f"{', '.join(layers)}): not a Caffe VGG16")
+                                   f"{', '.join(layers)}): not a Caffe {net}")
         if len(layers[layer]) != 2:
             raise WeightsFileError(path, f"layer {layer!r} has {len(layers[layer])} blobs, "
                                    "expected 2 (weight and bias)")
-    return as_weights(layers)
 
 
 def as_weights(blobs):

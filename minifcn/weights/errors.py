@@ -1,7 +1,8 @@
 """The one error every weight reader raises for a file it cannot use."""
+from ..errors import UserError
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(UserError, ValueError):
     """A weights file that is truncated, corrupt, of an unknown format or of the wrong net.
 
     The message names the file and what is wrong with it, on one line, so that the command

@@ -30,8 +30,9 @@ def emulated_gpu(tmp_path_factory):
     if shutil.which("g++") is None:
         pytest.skip("g++ is not installed: the CPU emulation of kernels/*.cu needs it")
     gpu = cuda_emulator.build(tmp_path_factory.mktemp("emulated_kernels"))
-    for (filename, dtype), text in gpu.warnings.items():
-        warnings.warn(f"g++ warnings for {filename} ({dtype}):\n{text}")
+    for (filename, dtype, bits), text in gpu.warnings.items():
+        warnings.warn(f"g++ warnings for {filename} ({dtype}, {bits}-bit indices):\n{text}",
+                      stacklevel=2)
     return gpu
 
 

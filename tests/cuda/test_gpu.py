@@ -236,11 +236,12 @@ def test_every_model_on_the_device_matches_the_cpu(device, name):
     # narrow and in float64, dropout on with the same seed on both sides.
     rng = numpy.random.default_rng(0)
     widths = (4, 8, 8, 16, 16) if name != "fcn-alexnet" else (4, 8, 8, 8, 8)
-    net = build(name, 3, widths=widths, fc_width=8, dtype=numpy.float64).train()
+    n_class = (3, 2) if name == "fcn16s-siftflow" else 3  # two heads: scores concatenated
+    net = build(name, n_class, widths=widths, fc_width=8, dtype=numpy.float64).train()
     net.load_state_dict({key: rng.standard_normal(value.shape) * 0.5
                          for key, value in net.state_dict().items()})
-    image = rng.standard_normal((1, 3, 17, 23))
-    gy = rng.standard_normal((1, 3, 17, 23))
+    image = rng.standard_normal((1, getattr(net, "in_channels", 3), 17, 23))
+    gy = rng.standard_normal((1, numpy.sum(n_class), 17, 23))
     results = {}
     for where in ("cpu", device):
         mf.seed(1)
@@ -249,6 +250,7 @@ def test_every_model_on_the_device_matches_the_cpu(device, name):
             param.grad = None
         with backend.use_cpu_kernels("numpy"):
             score = net(mf.Tensor(backend.to_device(image, where)))
+            score = F.concat(list(score)) if isinstance(score, tuple) else score
             score.backward(backend.to_device(gy, where))
         assert score.device == where
         results[where] = score.numpy(), {key: backend.to_numpy(param.grad)

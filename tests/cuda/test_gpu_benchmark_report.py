@@ -1,10 +1,10 @@
-"""benchmarks/gpu_kernels.py: its pure-Python parts, a whole run on the emulated CuPy at
-a small size (a GPU is needed for its timings, not to find its mistakes), and the
-PyTorch net the whole-net benchmarks build (benchmarks/nets.py)."""
-import functools
+"""benchmarks/gpu_kernels.py, gpu_net.py and gpu_all.py: their pure-Python parts, whole
+runs on the emulated CuPy at a small size (a GPU is needed for their timings, not to find
+their mistakes), and the PyTorch net the whole-net benchmarks build (benchmarks/nets.py)."""
 import json
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -12,17 +12,25 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # `benchmarks` is a top-level package of the repository
 
-from benchmarks import gpu_kernels, nets  # noqa: E402
+from benchmarks import gpu_all, gpu_cases, gpu_kernels, gpu_net, nets  # noqa: E402
 
 REPORT = {
     "device": "NVIDIA H100 80GB HBM3", "date": "2026-05-10", "repeat": 30,
     "copy_bandwidth_bytes_per_s": 3.0e12,
-    "kernels": [{"kernel": "im2col conv1_2", "shape": "(64, 698, 698) k3 s1 p1", "bytes": 1.5e9,
-                 "minifcn_s": 0.75e-3, "cupy_only_s": 4.0e-3, "torch_s": 1.5e-3},
-                {"kernel": "lrn_forward", "shape": "norm1", "bytes": 3.0e8,
-                 "minifcn_s": 0.2e-3, "cupy_only_s": 1.0e-3, "torch_s": None}],
+    "kernels": [{"kernel": "im2col conv1_2", "batch": 1, "shape": "(1, 64, 698, 698) k3 s1 p1",
+                 "bytes": 1.5e9, "minifcn_s": 0.75e-3, "cupy_only_s": 4.0e-3, "torch_s": 1.5e-3},
+                {"kernel": "lrn_forward", "batch": 8, "shape": "norm1", "bytes": 3.0e8,
+                 "minifcn_s": 0.2e-3, "cupy_only_s": None, "torch_s": None}],
+    "gemm": [{"what": "FCN-32s 500x500 train step (49 GEMMs)", "precision": "TF32 on",
+              "flops": 1.0e12, "seconds": 0.01, "sgemm_tflops": 400.0}],
     "net": [{"model": "FCN-32s 500x500", "pass": "train step", "precision": "fp32 (TF32 off)",
-             "minifcn_s": 0.130, "torch_s": 0.100}],
+             "minifcn_s": 0.130, "torch_s": 0.100},
+            {"model": "FCN-8s 500x500", "pass": "inference", "precision": "bf16",
+             "minifcn_s": None, "torch_s": 0.004}],
+    "memory": [{"model": "FCN-32s 500x500", "precision": "fp32 (TF32 off)",
+                "minifcn_bytes": 3 * 2**30, "torch_bytes": 4 * 2**30}],
+    "default_run": {"images_per_s": 22.9, "mean_iu": 0.808, "iterations": 4500,
+                    "steps_timed": 4500, "seconds": 196.5, "complete": True},
     "notes": ["a note"],
 }
 
@@ -46,15 +54,61 @@ def test_markdown_report_table():
     lines = gpu_kernels.markdown_report(REPORT).splitlines()
     assert lines[0] == "# GPU benchmarks: NVIDIA H100 80GB HBM3 (2026-05-10)"
     assert "3000.0 GB/s" in lines[2]
-    assert "| im2col conv1_2 | (64, 698, 698) k3 s1 p1 | 0.750 | 2000 | 67% | 4.000 | 1.500 | 0.50x |" in lines
-    assert "| lrn_forward | norm1 | 0.200 | 1500 | 50% | 1.000 | - | - |" in lines
+    # 1.5 GB in 0.75 ms: 2000 GB/s, 67% of 3000; half PyTorch's 1.5 ms
+    assert ("| im2col conv1_2 | 1 | (1, 64, 698, 698) k3 s1 p1 | 1500.0 | 0.750 | 2000 | 67% | "
+            "4.000 | 1.500 | 0.50x |") in lines
+    assert "| lrn_forward | 8 | norm1 | 300.0 | 0.200 | 1500 | 50% | - | - | - |" in lines
+    # 1 TFLOP in 10 ms: 100 TFLOP/s, a quarter of the large sgemm's 400
+    assert ("| FCN-32s 500x500 train step (49 GEMMs) | TF32 on | 1000.0 | 10.000 | 100.0 | 400.0 "
+            "| 25% |") in lines
     assert "| FCN-32s 500x500 | train step | fp32 (TF32 off) | 130.000 | 100.000 | 1.30x |" in lines
+    assert "| FCN-8s 500x500 | inference | bf16 | - | 4.000 | - |" in lines
+    assert "| FCN-32s 500x500 | fp32 (TF32 off) | 3.00 | 4.00 | 0.75x |" in lines
+    assert ("Default run (`minifcn train --device cuda`): 22.9 images/s over 4500 of 4500 steps "
+            "(196.5 s), final mean IU 0.8080.") in lines
     assert lines[-1] == "a note"
+
+
+def test_merged_report_keeps_every_parts_rows_and_the_one_default_run():
+    kernels = dict(REPORT, net=[], memory=[], default_run=None, notes=["k"])
+    net = dict(REPORT, kernels=[], gemm=[], copy_bandwidth_bytes_per_s=None, default_run=None,
+               notes=["n"])
+    run = dict(REPORT, kernels=[], gemm=[], net=[], memory=[], copy_bandwidth_bytes_per_s=None,
+               notes=[])
+    merged = gpu_kernels.merge_reports([kernels, net, run])
+    for key in ("kernels", "gemm", "net", "memory", "default_run", "copy_bandwidth_bytes_per_s"):
+        assert merged[key] == REPORT[key], key
+    assert merged["notes"] == ["k", "n"]
+
+
+def test_a_case_counts_its_bytes_from_the_shapes():
+    import numpy
+    x, y = numpy.zeros((2, 3, 5), numpy.float32), numpy.zeros(7, numpy.float64)
+    run = gpu_cases.Run(reads=[x, 100], minifcn=lambda: (y, [y]))
+    assert gpu_cases.bytes_moved(run) == 2 * 3 * 5 * 4 + 100 + 2 * 7 * 8
+    in_place = gpu_cases.Run(reads=[[x, x]], writes=[x], minifcn=lambda: None)
+    assert gpu_cases.bytes_moved(in_place) == 3 * x.nbytes
+
+
+def test_the_step_gemms_are_the_fcn32s_convolutions():
+    products = gpu_net.step_gemms(500)
+    forward = [p for p in products if p[1] == "forward"]
+    # DESIGN.md: FCN-32s's forward pass at 500 x 500 is 363 GFLOP as a direct convolution
+    assert gpu_net.gemm_flops(forward) == pytest.approx(363e9, rel=2e-3)
+    # conv1_1: 64 filters of 3 x 3 x 3 over 698 x 698 pixels; no input gradient (the image)
+    assert [p[1:] for p in products if p[0] == "conv1_1"] == [
+        ("forward", 64, 27, 698 * 698), ("weight gradient", 64, 698 * 698, 27)]
+    assert ("fc6", "input gradient", 512 * 49, 4096, 256) in products
+    # backward: each forward product twice over (input and weight gradient), less
+    # conv1_1's input gradient and the fixed upscore's weight gradient (21 x 21 x 64 x 64
+    # weights over score_fr's 16 x 16)
+    conv1_1, upscore = 2 * 64 * 27 * 698 * 698, 2 * 21 * 21 * 64 * 64 * 16 * 16
+    assert gpu_net.gemm_flops(products) == 3 * gpu_net.gemm_flops(forward) - conv1_1 - upscore
 
 
 def test_imports_without_cupy_or_torch():
     code = ("import sys; sys.modules['cupy'] = sys.modules['torch'] = None\n"
-            "import benchmarks.gpu_kernels, benchmarks.gpu_net")
+            "import benchmarks.gpu_kernels, benchmarks.gpu_net, benchmarks.gpu_all")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
@@ -82,9 +136,9 @@ def test_a_failing_case_is_recorded_and_the_run_goes_on(emulated_cupy):
                                               5, failures) is None
     assert failures == ["im2col conv1_2 (minifcn): RuntimeError: illegal memory access"]
     report = dict(REPORT, kernels=REPORT["kernels"] + [
-        {"kernel": "col2im fc6", "shape": "s", "bytes": 1.0, "minifcn_s": None,
+        {"kernel": "col2im fc6", "batch": 1, "shape": "s", "bytes": 1e6, "minifcn_s": None,
          "cupy_only_s": 1e-3, "torch_s": None}])
-    assert "| col2im fc6 | s | - | - | - | 1.000 | - | - |" in gpu_kernels.markdown_report(report)
+    assert "| col2im fc6 | 1 | s | 1.0 | - | - | - | 1.000 | - | - |" in gpu_kernels.markdown_report(report)
 
 
 def test_without_cupy_it_says_so_in_one_line():
@@ -123,38 +177,232 @@ class _GemmSettings:
         return self.switched[-1]
 
 
-@pytest.mark.slow
-def test_the_whole_benchmark_runs_on_the_emulated_cupy(emulated_cupy, monkeypatch, tmp_path):
-    """Every case builds and runs, at an 8 x 8 image and with a narrow FCN-32s, so that
-    a borrowed GPU's minutes are not spent finding a wrong argument (the timings here
-    mean nothing)."""
-    from benchmarks import gpu_net
+class _Pool:
+    """CuPy's memory pool as the benchmarks read it; the emulation keeps no pool, so this
+    one reports a fixed high-water mark, which must reach the report unchanged."""
+    HELD = 123456789
+
+    def free_all_blocks(self):
+        pass
+
+    def total_bytes(self):
+        return self.HELD
+
+
+NARROW = dict(widths=(8, 16, 32, 64, 64), fc_width=128)
+TINY_DEFAULT_RUN = dict(iterations=3, val_images=2)
+
+
+def _emulated_benchmarks(monkeypatch, emulated_cupy):
+    """The benchmarks made small enough for the CPU: a narrow FCN, a 1 MiB copy, a 64^3
+    sgemm, a three-step default run, each case timed once with no warm-up. Returns the
+    (what, TF32 allowed) of every timed call."""
     from minifcn import cuda
-    narrow = functools.partial(nets.minifcn_passes, widths=(8, 16, 32, 64, 64), fc_width=128)
-    monkeypatch.setattr(nets, "minifcn_passes", narrow)
+    monkeypatch.setattr(nets, "MINIFCN_OPTIONS", NARROW)
+    monkeypatch.setattr(gpu_net, "DEFAULT_RUN_OPTIONS", TINY_DEFAULT_RUN)
+    monkeypatch.setattr(gpu_kernels, "COPY_BYTES", 1 << 20)
+    monkeypatch.setattr(gpu_net, "SGEMM_SIZE", 64)
+    monkeypatch.setattr(emulated_cupy, "get_default_memory_pool", _Pool)
     gemm = _GemmSettings()
     monkeypatch.setattr(cuda, "_cupy_linalg", lambda: gemm)
-    monkeypatch.setattr(gpu_kernels, "COPY_BYTES", 1 << 20)
-    timed = gpu_kernels.time_or_record_failure
+    timed, calls = gpu_kernels.time_or_record_failure, []
 
-    def once(*args, warmup=None):  # no warm-up: one call of each case, at CPU speed
-        return timed(*args, warmup=0)
+    def once(what, *args, warmup=None):  # no warm-up: one call of each case, at CPU speed
+        calls.append((what, cuda.tf32_allowed()))
+        return timed(what, *args, warmup=0)
     for module in (gpu_kernels, gpu_net):
         monkeypatch.setattr(module, "time_or_record_failure", once)
-    gpu_kernels.main(["--size", "8", "--repeat", "1", "--net-repeat", "1", "--no-torch",
-                      "--out", str(tmp_path)])
+    return calls
+
+
+KERNELS = ["im2col conv1_2", "col2im conv1_2", "im2col fc6", "col2im fc6", "col2im upscore",
+           "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
+           "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "crop_forward",
+           "crop_backward", "lrn_forward", "lrn_backward", "dropout", "relu_backward", "bias_grad"]
+PER_PARAMETER = ["sgd_update", "adam_update", "grad_accumulate"]
+
+
+@pytest.mark.slow
+def test_the_whole_benchmark_runs_on_the_emulated_cupy(emulated_cupy, monkeypatch, tmp_path):
+    """Every case builds and runs at batch 1 and 2, at an 8 x 8 image and with narrow
+    FCNs, so that a borrowed GPU's minutes are not spent finding a wrong argument (the
+    timings here mean nothing)."""
+    from minifcn import cuda
+    calls = _emulated_benchmarks(monkeypatch, emulated_cupy)
+    gpu_kernels.main(["--size", "8", "--repeat", "1", "--net-repeat", "1", "--batches", "1,2",
+                      "--default-run", "--no-torch", "--out", str(tmp_path)])
     [path] = tmp_path.glob("gpu-emulated-GPU-*.json")
     report = json.loads(path.read_text())
     assert [note for note in report["notes"] if note.startswith("Failed")] == []
-    assert [row["kernel"] for row in report["kernels"]] == [
-        "im2col conv1_2", "col2im conv1_2", "im2col fc6", "col2im fc6", "col2im upscore",
-        "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
-        "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "crop_forward",
-        "crop_backward", "lrn_forward", "lrn_backward", "dropout"]
-    assert report["kernels"][0]["shape"] == "(64, 206, 206) k3 s1 p1"
-    assert all(row["minifcn_s"] is not None and row["cupy_only_s"] is not None
-               for row in report["kernels"])
-    assert [(row["pass"], row["precision"], row["minifcn_s"] is not None) for row in report["net"]] == [
-        ("train step", "fp32 (TF32 off)", True), ("inference", "fp32 (TF32 off)", True),
-        ("train step", "TF32 on", True), ("inference", "TF32 on", True)]
-    assert gemm.switched[1:] == ["default", "tf32", "default"]  # and TF32 is off again
+    assert [(row["kernel"], row["batch"]) for row in report["kernels"]] == (
+        [(kernel, batch) for kernel in KERNELS for batch in (1, 2)]
+        + [(kernel, 1) for kernel in PER_PARAMETER])
+    rows = {(row["kernel"], row["batch"]): row for row in report["kernels"]}
+    assert rows["im2col conv1_2", 2]["shape"] == "(2, 64, 206, 206) k3 s1 p1"
+    # bytes from the shapes: conv1_2's input (2 x 64 x 206^2) and its 9 x 206^2 columns
+    assert rows["im2col conv1_2", 2]["bytes"] == 4 * 2 * 64 * 206 * 206 * (1 + 9)
+    assert rows["max_pool_forward", 1]["bytes"] == 4 * 64 * (206 * 206 + 2 * 103 * 103)
+    narrow_parameters = sum(p.size for p in cuda_free_fcn32s_parameters())
+    assert rows["sgd_update", 1]["bytes"] == 5 * 4 * narrow_parameters  # w, g, v read; w, v written
+    assert rows["adam_update", 1]["bytes"] == 7 * 4 * narrow_parameters
+    assert all(row["minifcn_s"] is not None for row in report["kernels"])
+    assert all((row["cupy_only_s"] is not None) == (row["batch"] == 1)
+               for row in report["kernels"] if row["kernel"] in KERNELS[:16])
+    assert report["copy_bandwidth_bytes_per_s"] > 0
+    assert [(row["precision"], row["flops"]) for row in report["gemm"]] == [
+        (precision, gpu_net.gemm_flops(gpu_net.step_gemms(8))) for precision in
+        ("fp32 (TF32 off)", "TF32 on")]
+    assert all(row["seconds"] > 0 and row["sgemm_tflops"] > 0 for row in report["gemm"])
+    assert [(row["model"], row["pass"], row["precision"], row["minifcn_s"] is not None)
+            for row in report["net"]] == [
+        (f"{model} 8x8", pass_name, precision, precision != "bf16")
+        for model in ("FCN-32s", "FCN-8s") for precision in gpu_net.PRECISIONS
+        for pass_name in ("train step", "inference")]
+    assert [(row["model"], row["precision"], row["minifcn_bytes"]) for row in report["memory"]] == [
+        (f"{model} 8x8", precision, None if precision == "bf16" else _Pool.HELD)
+        for model in ("FCN-32s", "FCN-8s") for precision in gpu_net.PRECISIONS]
+    assert sum(note.startswith("Not run: minifcn FCN-") and "bf16" in note
+               for note in report["notes"]) == 2
+    # TF32 was on for exactly the minifcn passes labelled so, and is off again
+    net_calls = [(what, tf32) for what, tf32 in calls if what.startswith("FCN")]
+    assert net_calls and all(tf32 == ("TF32 on" in what) for what, tf32 in net_calls)
+    assert not cuda.tf32_allowed()
+    run = report["default_run"]
+    assert run["complete"] and run["iterations"] == run["steps_timed"] == 3
+    assert run["images_per_s"] == pytest.approx(3 / run["seconds"])
+    log = [json.loads(line) for line in (tmp_path / "default-run" / "run" / "log.jsonl").open()]
+    assert run["mean_iu"] == pytest.approx(log[-1]["mean_iu"]) and 0 <= run["mean_iu"] <= 1
+    markdown = (tmp_path / path.name.replace(".json", ".md")).read_text()
+    assert "| relu_backward | 2 |" in markdown and "Default run" in markdown
+
+
+def cuda_free_fcn32s_parameters():
+    """The narrow FCN-32s's learned parameters (host arrays)."""
+    from minifcn import models
+    net = models.FCN32s(n_class=nets.N_CLASS, **NARROW)
+    return [p for _, p in net.named_parameters() if p.requires_grad]
+
+
+# --------------------------------------------------------------------------- gpu_all
+EMULATED_PYTHON = '''"""`python -m MODULE ARGS` with the emulated CuPy and the small settings installed."""
+import ctypes, json, os, runpy, sys
+sys.path[:0] = [{repo!r}, {tests!r}]
+import cuda_emulator, emulated_cupy, test_gpu_benchmark_report as t
+from minifcn import backend, cuda
+from benchmarks import gpu_kernels, gpu_net, nets
+libraries = {{tuple(key.split("|")): ctypes.CDLL(path)
+             for key, path in json.loads(os.environ["EMULATED_KERNELS"]).items()}}
+cupy = emulated_cupy.EmulatedCupy()
+cupy.get_default_memory_pool = t._Pool
+backend._cupy = cupy
+cuda._enqueue = emulated_cupy.kernel_launcher(cuda_emulator.EmulatedGpu(libraries, {{}}).enqueuer())
+gemm = t._GemmSettings()
+cuda._cupy_linalg = lambda: gemm
+nets.MINIFCN_OPTIONS, gpu_net.DEFAULT_RUN_OPTIONS = t.NARROW, t.TINY_DEFAULT_RUN
+gpu_kernels.COPY_BYTES, gpu_net.SGEMM_SIZE = 1 << 20, 64
+timed = gpu_kernels.time_or_record_failure
+gpu_kernels.time_or_record_failure = gpu_net.time_or_record_failure = (
+    lambda *args, warmup=None: timed(*args, warmup=0))
+assert sys.argv[1] == "-m"
+sys.argv = sys.argv[2:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+'''
+
+
+@pytest.mark.slow
+def test_gpu_all_runs_every_stage_and_survives_failing_ones(emulated_gpu, monkeypatch, tmp_path):
+    """gpu_all as on a GPU machine, its benchmark stages in child processes on the
+    emulated CuPy (at an 8 x 8 image, batches 1 and 2); the GPU tests stage is the real
+    command, which without a GPU skips them. Two extra stages fail, by exit code and by
+    time-out, and the stages after them still run."""
+    boot = tmp_path / "emulated_python.py"
+    boot.write_text(EMULATED_PYTHON.format(repo=str(REPO), tests=str(Path(__file__).parent)))
+    monkeypatch.setenv("EMULATED_KERNELS", json.dumps(
+        {"|".join(key): library._name for key, library in emulated_gpu.libraries.items()}))
+    real_stages = gpu_all.stages
+
+    def emulated_stages(out, repeat, net_repeat):
+        stages = real_stages(out, python=(sys.executable, str(boot)), repeat=repeat,
+                             net_repeat=net_repeat)
+        stages[1].argv += ["tests/cuda/test_gpu.py"]  # the GPU tests, fewer to collect
+        stages[2].argv += ["--size", "8", "--batches", "1,2", "--no-torch"]
+        stages[3].argv += ["--size", "8", "--no-torch"]
+        stages[4].argv += ["--size", "8", "--no-torch"]
+        for stage in stages:  # the caps are a GPU's; the emulation runs at CPU speed
+            stage.cap_s = stage.cap_s and 900
+        broken = gpu_all.Stage("broken", [sys.executable, "-c", "raise SystemExit(3)"], 10,
+                               lambda log, out: "")
+        stuck = gpu_all.Stage("stuck", [sys.executable, "-c", "import time; time.sleep(60)"], 2,
+                              lambda log, out: "")
+        return stages[:2] + [broken, stuck] + stages[2:]
+    monkeypatch.setattr(gpu_all, "stages", emulated_stages)
+    out = tmp_path / "run"
+    code = gpu_all.main(["--out", str(out), "--repeat", "1", "--net-repeat", "1", "--budget", "3000"])
+    summary = (out / "summary.md").read_text()
+    status = {line.split("|")[1].strip(): line.split("|")[2].strip()
+              for line in summary.splitlines()[4:]}
+    assert status == {"env": "ok", "gpu tests": "ok", "broken": "exit 3", "stuck": "timed out",
+                      "kernels": "ok", "nets": "ok", "default run": "ok"}, summary
+    assert code == 1  # not every stage passed
+    assert "[gpu_all: stopped after 2 s]" in (out / "stuck.log").read_text()
+    [path] = out.glob("gpu-emulated-GPU-*.json")
+    report = json.loads(path.read_text())
+    assert [note for note in report["notes"] if note.startswith("Failed")] == []
+    assert {row["batch"] for row in report["kernels"]} == {1, 2}
+    assert len(report["gemm"]) == 2 and len(report["net"]) == 12 and len(report["memory"]) == 6
+    assert report["copy_bandwidth_bytes_per_s"] > 0
+    assert report["default_run"]["complete"] and report["default_run"]["mean_iu"] is not None
+    assert gpu_all._progress(out) == report["default_run"]  # found where a cut run leaves it
+    assert "batch 2: " in summary and "of copy" in summary
+    assert "final mean IU" in summary and "images/s over 3 steps" in summary
+    with tarfile.open(tmp_path / "run.tar.gz") as archive:
+        names = set(archive.getnames())
+    assert {"run/summary.md", f"run/{path.name}", "run/kernels.log"} <= names
+
+
+def test_gpu_all_keeps_a_default_run_stopped_by_the_budget(tmp_path):
+    """The default run killed after its first validation: the merged report has its
+    images/s over the steps done, no mean IU, and a note that says so."""
+    (tmp_path / "kernels").mkdir()
+    (tmp_path / "kernels" / "gpu-x-2026-12-01.json").write_text(json.dumps(
+        dict(REPORT, default_run=None, notes=[])))
+    progress = {"images_per_s": 25.0, "mean_iu": None, "last_mean_iu": 0.35, "iterations": 4500,
+                "steps_timed": 1500, "seconds": 60.0, "complete": False}
+    # where the stage's `gpu_kernels --default-run --out DIR/default-run` leaves it
+    run_dir = gpu_net.default_run_dir(tmp_path / "default-run")
+    run_dir.mkdir(parents=True)
+    (run_dir / "default_run.json").write_text(json.dumps(progress))
+    merged = gpu_all.merged_report(tmp_path)
+    assert merged["default_run"] == progress and merged["kernels"] == REPORT["kernels"]
+    assert merged["notes"] == ["The default run was stopped at step 1500 of 4500 by gpu_all's "
+                               "time budget: its images/s are over those steps, and it has no "
+                               "final mean IU."]
+    assert gpu_all.summarize_default_run("", tmp_path) == (
+        "25.0 images/s over 1500 steps of 4500, no final mean IU (run not finished)")
+
+
+def test_gpu_all_refuses_a_folder_with_results_in_it(tmp_path):
+    (tmp_path / "old.json").write_text("{}")
+    result = subprocess.run([sys.executable, "-m", "benchmarks.gpu_all", "--out", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2 and "is not empty" in result.stderr
+
+
+def test_gpu_all_summaries(tmp_path):
+    for stage in ("kernels", "nets"):
+        (tmp_path / stage).mkdir()
+        (tmp_path / stage / "gpu-x-2026-12-01.json").write_text(json.dumps(
+            dict(REPORT, notes=["Failed: lrn_forward batch 8 (torch): RuntimeError: x"])))
+    # at batch 8 (the largest), lrn_forward moves 0.3 GB in 0.2 ms: 1500 GB/s, 50% of 3000;
+    # im2col conv1_2 is the one row with both sides timed, at half PyTorch's time
+    assert gpu_all.summarize_kernels("", tmp_path) == (
+        "2 rows; batch 8: 50%-50% of copy, 0/1 at >= 70%; <= 1.0x PyTorch: 1/1; 1 failed")
+    assert gpu_all.summarize_nets("", tmp_path) == (
+        "train step vs PyTorch: FCN-32s fp32 1.30x; 1 failed")
+    assert gpu_all.summarize_kernels("", tmp_path / "missing") == "no report"
+    env = ("name, driver_version, memory.total [MiB], clocks.max.sm [MHz]\n"
+           "NVIDIA H200, 580.159.04, 143771 MiB, 1980 MHz\npython 3.12.3 numpy 2.5.2\n")
+    assert gpu_all.summarize_env(env, tmp_path) == (
+        "NVIDIA H200, 580.159.04, 143771 MiB, 1980 MHz; python 3.12.3 numpy 2.5.2")
+    assert gpu_all.summarize_env("bash: nvidia-smi: command not found\npython 3.11\n", tmp_path) == (
+        "no nvidia-smi; python 3.11")

@@ -53,8 +53,8 @@ def test_splits(nyud):
 
 
 def test_errors(nyud, tmp_path, rng):
-    with pytest.raises(ValueError, match="tops=\\('depth',\\)"):
-        NYUD(nyud, tops=("depth",))
+    with pytest.raises(ValueError, match="tops=\\('thermal',\\)"):
+        NYUD(nyud, tops=("thermal",))
     with pytest.raises(DataError, match="NYUDv2 directory not found"):
         NYUD(str(tmp_path / "absent"))
     dataset = NYUD(nyud, tops=("color", "hha"))
@@ -64,3 +64,30 @@ def test_errors(nyud, tmp_path, rng):
     write_mat(dataset.label_path("5002"), other=RAW_LABEL)
     with pytest.raises(DataError, match=r"img_5002\.mat: no 'segmentation' entry"):
         dataset[1]
+
+
+def write_depth(path, depth_mm):
+    """A 16-bit greyscale PNG, as the reference's data/depth/img_<id>.png."""
+    import os
+    from PIL import Image
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(numpy.asarray(depth_mm, numpy.uint16)).save(path)
+
+
+def test_depth_is_log_depth_minus_its_mean_and_stacks_after_colour(nyud, rng):
+    depth = rng.integers(500, 9000, (2, 3))
+    for name in ("5001", "5002"):
+        write_depth(f"{nyud}/data/depth/img_{name}.png", depth)
+    rgbd, _ = NYUD(nyud, tops=("color", "depth"))[0]
+    colour, _ = NYUD(nyud)[0]
+    assert rgbd.shape == (4, 2, 3)
+    numpy.testing.assert_array_equal(rgbd[:3], colour)
+    numpy.testing.assert_allclose(rgbd[3], numpy.log(depth) - 7.844, rtol=0, atol=1e-5)
+    alone, _ = NYUD(nyud, tops="depth")[1]
+    assert alone.shape == (1, 2, 3)
+
+
+def test_a_depth_hole_is_an_error(nyud):
+    write_depth(f"{nyud}/data/depth/img_5001.png", [[0, 1000, 1000], [1000, 1000, 1000]])
+    with pytest.raises(DataError, match=r"img_5001.png: depth must be .* positive .* 1 pixels"):
+        NYUD(nyud, tops=("color", "depth"))[0]

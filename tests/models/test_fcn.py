@@ -83,11 +83,13 @@ SIZES = [(1, 1), (1, 9), (3, 2), (7, 5), (15, 31), (32, 32), (33, 17), (63, 65),
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
 def test_output_size_equals_input_size(name, rng):
-    net = models.build(name, 3, **TINY)
+    two_heads = name == "fcn16s-siftflow"  # a (semantic, geometric) pair of score maps
+    net = models.build(name, (3, 3) if two_heads else 3, **TINY)
+    channels = getattr(net, "in_channels", 3)  # the NYUD nets take 4 or 6
     for batch, (height, width) in zip([2] + [1] * len(SIZES), SIZES):
-        x = mf.Tensor(rng.standard_normal((batch, 3, height, width)).astype(numpy.float32))
-        score = net(x)
-        assert score.shape == (batch, 3, height, width) and score.dtype == numpy.float32
+        x = mf.Tensor(rng.standard_normal((batch, channels, height, width)).astype(numpy.float32))
+        for score in (net(x) if two_heads else (net(x),)):
+            assert score.shape == (batch, 3, height, width) and score.dtype == numpy.float32
 
 
 def test_learn_upsampling_learns_the_intermediate_upsamplings_only():

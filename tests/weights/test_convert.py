@@ -216,5 +216,7 @@ def test_load_converted_needs_the_meta(tmp_path, layers):
 def test_load_converted_on_a_caffemodel(tmp_path, layers):
     src = caffemodel_file(tmp_path, layers)
     assert read_caffemodel(src)  # a fine caffemodel, but not a converted file
-    with pytest.raises(WeightsFileError, match="vgg.caffemodel: not a converted weights file"):
+    with pytest.raises(WeightsFileError, match=r"vgg.caffemodel: a Caffe model \(protobuf\), not "
+                                               r"converted VGG16 weights. Convert it first: "
+                                               r"minifcn convert .*vgg.caffemodel vgg16.npz"):
         load_converted(src)
