@@ -116,8 +116,11 @@ class _Solver:
                              f"{weight_decay!r} and {iter_size!r}")
         self.lr, self.weight_decay = float(lr), float(weight_decay)
         self.iter_size = int(iter_size)
-        self.params = [(name, p) for name, p in net.named_parameters()
-                       if p.requires_grad and getattr(p, "lr_mult", 1.0) != 0]
+        self.params, seen = [], set()
+        for name, p in net.named_parameters():  # a tensor listed twice is stepped once
+            if p.requires_grad and getattr(p, "lr_mult", 1.0) != 0 and id(p) not in seen:
+                self.params.append((name, p))
+                seen.add(id(p))
         self.arenas = []
         self.stepped = False  # whether the state holds anything (Caffe starts it at zero)
 

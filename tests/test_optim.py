@@ -235,3 +235,14 @@ def test_adam_has_its_own_names_and_loads_checkpoints_of_before(rng):
         opt.load_state_dict({"w": numpy.zeros((3, 2))})  # an SGD checkpoint's solver.*
     with pytest.raises(ValueError, match="betas"):
         Adam(net, 0.01, betas=(1.0, 0.9))
+
+
+def test_a_tensor_listed_twice_is_stepped_once(rng):
+    net = TwoParams(rng)
+    listed = net.named_parameters() + [("w again", net.weight)]
+    opt = SGD(type("Tied", (), {"named_parameters": lambda self: listed})(), 0.1, momentum=0.0)
+    w = net.weight.data.copy()
+    net.weight.grad = g = rng.standard_normal((3, 2))
+    opt.step()
+    numpy.testing.assert_allclose(net.weight.data, w - 0.1 * g, rtol=1e-12)
+    assert [name for name, _ in opt.params] == ["w", "b"]
