@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 from . import models
+from .checkpoint import MAY_CHANGE_ON_RESUME, option_name
 from .errors import UserError
 from .train import BUILT_IN_RUN, REAL_DATA_RUN, SMALL_SOLVER, TrainConfig
 
@@ -114,7 +115,8 @@ def _parser():
         "train", help="train an FCN (default: a small FCN-8s on the built-in dataset)",
         description="Train an FCN. With no options: a narrow FCN-8s learns the built-in "
                     "synthetic dataset on the CPU in a few minutes, then writes its prediction "
-                    "pictures. With --data voc:DIR --weights VGG16.npz it runs the paper's recipe.")
+                    "pictures. With --data voc:DIR --weights VGG16.npz it runs the paper's recipe.",
+        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     # Options left out stay None, so TrainConfig's defaults (train.py) are the only ones.
     train.add_argument("--model", choices=MODELS, help=f"which net (default {TrainConfig.model})")
     train.add_argument("--data", type=data_spec,
@@ -156,7 +158,7 @@ def _parser():
     train.add_argument("--image-size", type=positive_int,
                        help=f"side of the built-in dataset's scenes in pixels (default "
                             f"{TrainConfig.image_size})")
-    train.add_argument("--learn-upsampling", action="store_true",
+    train.add_argument("--learn-upsampling", action="store_true", default=None,
                        help="learn the deconvolutions (the reference keeps them fixed bilinear)")
     train.add_argument("--val-interval", type=positive_int,
                        help=f"steps between validations and checkpoints (default "
@@ -169,8 +171,16 @@ def _parser():
     train.add_argument("--loss-sampling", type=_loss_sampling, metavar="P",
                        help="patchwise training: keep each final score cell in the loss with "
                             "probability P in (0, 1] (default 1: whole images)")
-    train.add_argument("--resume", action="store_true",
-                       help="continue the run in --out from its checkpoint, exactly")
+    existing = train.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true",
+                          help="continue the run in --out from its checkpoint, exactly, with "
+                               "its own settings (see below)")
+    existing.add_argument("--overwrite", action="store_true",
+                          help="replace the run in --out with a new one; the old one is "
+                               "removed once the new one's first checkpoint is written")
+    train.add_argument("--no-data-check", action="store_true",
+                       help="skip checking every image and label file before the first step "
+                            "(for huge datasets already known good)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
 
@@ -218,6 +228,29 @@ def _parser():
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to the benchmark")
     bench.set_defaults(run=_bench)
     return parser
+
+
+TRAIN_EPILOG = f"""\
+run directory:
+  A run writes checkpoint.npz, log.jsonl, metrics.csv and predictions.png into --out. A
+  directory that holds a run is refused unless --resume or --overwrite is given.
+
+resuming:
+  --resume restores the run's own settings from its checkpoint. Only
+  {", ".join(option_name(field) for field in MAY_CHANGE_ON_RESUME)} may be given
+  with other values; any other option that differs is refused. Resuming a finished run
+  says so and exits 0; a larger --iterations trains it further.
+
+interrupting:
+  Ctrl-C or SIGTERM stops the run after the step under way (a second Ctrl-C abandons
+  that step) and writes a checkpoint that --resume continues exactly. Before the first
+  step (while the data is checked, say) it stops at once: there is nothing to save.
+
+exit status:
+  0 finished; 1 error (bad option or data, a diverged run, a file that cannot be
+  written: the message names it); 2 usage; 130 stopped by Ctrl-C (SIGINT), 143 stopped
+  by SIGTERM, a checkpoint of the steps done saved.
+"""
 
 
 def _widths(text):
@@ -302,7 +335,7 @@ def _solver_for_random_weights(config, given, say):
 
 
 def _train(args):
-    from .train import TrainingDiverged, train
+    from .train import Interrupted, TrainingDiverged, resumed_config, train
     fields = {field.name for field in dataclasses.fields(TrainConfig)}
     given = {key: value for key, value in vars(args).items() if key in fields and value is not None}
     if args.weights:
@@ -310,25 +343,29 @@ def _train(args):
     if args.init_from:
         from .inference import check_checkpoint
         check_checkpoint(args.init_from)
-    config = TrainConfig(**given, progress=not args.no_progress)
-    _prepare(config.device, config.is_small())
+    given.update(progress=not args.no_progress, data_check=not args.no_data_check)
+    config = TrainConfig(**given)
     if args.out is None:
         config.out = os.path.join("runs", f"{config.model}-{config.data.split(':')[0]}")
-    _solver_for_random_weights(config, given, print)
-    print(f"training {config.model} on {config.data} ({config.device}), {config.iterations} "
-          f"iterations, solver {config.solver()}, writing to {config.out}")
+    if args.resume:  # the run's own settings, from its checkpoint
+        config = resumed_config(config.out, **{k: v for k, v in given.items() if k != "out"})
+    else:
+        _solver_for_random_weights(config, given, print)
+    _prepare(config.device, config.is_small())
+    print(f"{'resuming' if args.resume else 'training'} {config.model} on {config.data} "
+          f"({config.device}), {config.iterations} iterations, solver {config.solver()}, "
+          f"writing to {config.out}")
     try:
-        scores = train(config, resume=args.resume)
+        scores = train(config, resume=args.resume, overwrite=args.overwrite)
     except TrainingDiverged as error:
         print(f"minifcn train: {error}", file=sys.stderr)
         return 1
-    if scores is None:  # resumed at the last iteration: nothing was trained
-        print(f"nothing to do: the run in {config.out} has done its {config.iterations} "
-              f"iterations (raise --iterations to train longer)")
-        return 0
-    print(f"final mean IU {scores['mean_iu']:.4f}; checkpoint {config.out}/checkpoint.npz; "
-          f"predictions {config.out}/predictions.png (columns: image | truth | prediction; "
-          f"a prediction all black, i.e. all background, is normal early in training)")
+    except Interrupted as error:
+        return error.status
+    if scores is not None:
+        print(f"final mean IU {scores['mean_iu']:.4f}; checkpoint {config.out}/checkpoint.npz; "
+              f"predictions {config.out}/predictions.png (columns: image | truth | prediction; "
+              f"a prediction all black, i.e. all background, is normal early in training)")
 
 
 def _eval(args):

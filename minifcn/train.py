@@ -7,17 +7,29 @@ One step, top to bottom:
     loss.backward()                             autograd.py
     opt.lr = learning_rate(...); opt.step()                   optim.py
 
-Every `val_interval` steps the net is scored on held-out images (the paper's four
-metrics, metrics.py), the scores appended to `log.jsonl` and `metrics.csv`, and a
-checkpoint written atomically (temporary file, then rename: a crash never leaves a
-half-written checkpoint in place of the last good one). A checkpoint holds the weights,
-the solver's state (momentum), the iteration and the random generator's state at the start of
-that iteration, so `resume` continues exactly as an uninterrupted run would: the data
-order is a pure function of (seed, epoch) and dropout draws from the saved generator.
+A run lives in one directory (`config.out`) and never loses work:
+
+- Before the first step every file of the data is checked (data/scan.py), so a bad file
+  stops the run at once, with all bad files named.
+- Every `val_interval` steps a checkpoint is written (checkpoint.py: atomically, from
+  finite weights only), then the net is scored on held-out images (the paper's four
+  metrics, metrics.py) and the row appended to `log.jsonl` and `metrics.csv` (runlog.py).
+  Checkpoint first: a row is never logged for work the checkpoint does not hold.
+- A checkpoint holds the weights and solver state after `iteration` steps, the random
+  generator's state at the start of the next step and the run's config, so `resume`
+  continues exactly as an uninterrupted run would: the data order is a pure function of
+  (seed, epoch), dropout draws from the saved generator. Resuming restores the config;
+  only the settings in checkpoint.MAY_CHANGE_ON_RESUME may differ.
+- Ctrl-C or SIGTERM (interrupts.py) stops the loop between steps (a second one abandons
+  the step under way, which has changed no weight yet), writes a checkpoint of the steps
+  done and raises Interrupted (`minifcn train` exits with 128 + the signal's number).
+  While the run is set up (the data checked, the checkpoint read) it stops at once.
+- A non-finite loss, or non-finite weights when a checkpoint is due, stops the run with
+  TrainingDiverged naming the step; the last good checkpoint stays.
+- A fresh run into a directory that holds a run is refused (RunExists) unless told to
+  overwrite it, and the old run is removed only once the new one has a checkpoint.
 """
-import csv
 import dataclasses
-import json
 import math
 import os
 import time
@@ -26,13 +38,20 @@ import numpy
 
 from . import backend, heads, models, runtime
 from .autograd import Tensor, no_grad
-from .data import open_dataset, shuffled_order
+from .checkpoint import (OWN_META, RUN_FILES, CheckpointError, NoCheckpoint, NonFiniteState, RunWriteError, atomic_savez,
+                         checkpoint_arrays, load_checkpoint, read_config, refuse_changes,
+                         remove_stale_temporaries, settings_changed)
+from .data import DataError, open_dataset, shuffled_order
+from .errors import UserError
+from .data.scan import check_files
 from .data.synthetic import DEFAULT_SIZE as SYNTHETIC_SIZE
 from .data.preprocess import Preprocess
 from .loss_sampling import probability, sample_step_labels
 from .inference import training_meta
+from .interrupts import Abandoned, StopRequest, abandonable
 from .metrics import ConfusionMeter
 from .optim import PRESETS, learning_rate, make_optimizer
+from .runlog import RunLog
 
 # The default run: a VGG-shaped FCN-8s narrow enough to train from scratch on a CPU.
 SMALL_NET = dict(widths=(8, 16, 32, 64, 64), fc_width=128)
@@ -43,6 +62,8 @@ SMALL_SOLVER = dict(lr=1e-3, momentum=0.9, weight_decay=0.0, iter_size=1, normal
 # Defaults that depend on the data: the built-in dataset trains in minutes, real ones in days.
 BUILT_IN_RUN = dict(iterations=4500, val_interval=1500)
 REAL_DATA_RUN = dict(iterations=100000, val_interval=4000)
+# Held-out images drawn in predictions.png at the end of a run.
+PICTURES = 4
 
 
 @dataclasses.dataclass
@@ -73,6 +94,7 @@ class TrainConfig:
     learn_upsampling: bool = False
     progress: bool = True
     loss_sampling: float = 1.0   # P: keep each final-layer cell in the loss (loss_sampling.py)
+    data_check: bool = True      # check every data file before the first step
 
     def __post_init__(self):
         self.loss_sampling = probability(self.loss_sampling)
@@ -102,6 +124,24 @@ class TrainingDiverged(RuntimeError):
     pass
 
 
+class RunError(UserError, ValueError):
+    """A run asked for that cannot be made as asked (the message says why and what to do)."""
+
+
+class RunExists(RunError):
+    """A fresh run was asked for in a directory that holds a run."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM stopped the run cleanly; `status` is the exit status for it
+    (128 + the signal's number: 130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(self, message, signal_number):
+        super().__init__(message)
+        self.signal_number = signal_number
+        self.status = 128 + signal_number
+
+
 def build_net(config, n_class):
     extra = dict(SMALL_NET) if config.is_small() else {}
     if config.widths is not None:
@@ -119,55 +159,44 @@ def build_net(config, n_class):
 
 
 # -------------------------------------------------------------------------- checkpoints
-def save_checkpoint(path, net, opt, iteration, rng_state, config):
-    arrays = {f"param.{name}": value for name, value in net.state_dict().items()}
-    arrays.update({f"solver.{name}": value for name, value in opt.state_dict().items()})
-    arrays["meta.iteration"] = numpy.array(iteration)
-    arrays["meta.rng_state"] = numpy.array(json.dumps(rng_state))
-    arrays["meta.config"] = numpy.array(json.dumps(dataclasses.asdict(config)))
-    for key, value in getattr(net, "input_meta", {}).items():
-        arrays[key] = numpy.asarray(value)
-    atomic_savez(path, arrays)
-
-
-def atomic_savez(path, arrays):
-    """numpy.savez to `path` through a temporary file, so `path` is always whole."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp.npz")
-    try:
-        numpy.savez(temporary, **arrays)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
-def load_checkpoint(path):
-    """A checkpoint as {"params", "solver", "iteration", "rng_state", "config", "meta"}."""
-    try:
-        with numpy.load(path, allow_pickle=False) as archive:
-            entries = {key: archive[key] for key in archive.files}
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such checkpoint") from None
-    except Exception as error:
-        raise ValueError(f"{path}: not a readable minifcn checkpoint ({error})") from None
-    if "meta.config" not in entries:
-        raise ValueError(f"{path}: not a minifcn checkpoint (no meta.config entry)")
-    section = lambda prefix: {k[len(prefix):]: v for k, v in entries.items() if k.startswith(prefix)}
-    meta = {k: v for k, v in entries.items() if k.startswith("meta.") and
-            k not in ("meta.iteration", "meta.rng_state", "meta.config")}
-    return dict(params=section("param."), solver=section("solver."),
-                iteration=int(entries["meta.iteration"]), meta=meta,
-                rng_state=json.loads(str(entries["meta.rng_state"])),
-                config=json.loads(str(entries["meta.config"])))
+def save_checkpoint(path, net, opt, iteration, rng_state, config, loss=None, before_replace=None):
+    """Write a checkpoint atomically (checkpoint.py); NonFiniteState, writing nothing, if
+    the weights or solver state hold NaN or inf."""
+    arrays = checkpoint_arrays(net.state_dict(), opt.state_dict(), iteration, rng_state,
+                               dataclasses.asdict(config), loss, getattr(net, "input_meta", {}))
+    atomic_savez(path, arrays, before_replace, what="checkpoint")
 
 
 def config_from_checkpoint(checkpoint, **overrides):
+    """The TrainConfig a checkpoint (or its config dict) records, with `overrides`."""
+    saved = checkpoint.get("config", checkpoint)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    saved = {k: v for k, v in checkpoint["config"].items() if k in fields}
+    saved = {k: v for k, v in saved.items() if k in fields}
     saved.update(overrides)
     return TrainConfig(**saved)
+
+
+def resumed_config(out, **given):
+    """The config of the run in `out` with the options `given` again on the command line;
+    ValueError naming any of them that would change the run (see MAY_CHANGE_ON_RESUME)."""
+    path = _checkpoint_to_resume(out)
+    saved = _complete(read_config(path))
+    refuse_changes(settings_changed(saved, given), path)
+    return config_from_checkpoint(saved, **given, out=out)
+
+
+def _checkpoint_to_resume(out):
+    path = os.path.join(out, "checkpoint.npz")
+    if not os.path.isfile(path):
+        raise NoCheckpoint(f"{out}: no checkpoint.npz to resume from; start a run there "
+                           f"without --resume")
+    return path
+
+
+def _complete(saved):
+    """A saved config dict with the defaults of fields it predates."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    return {**defaults, **saved}
 
 
 def read_meta(path):
@@ -189,7 +218,8 @@ def preprocess_options(meta):
 
 
 def net_from_checkpoint(path, device="cpu"):
-    """The trained net a checkpoint holds, in eval mode, and its training config."""
+    """The trained net a checkpoint holds, in eval mode, and its training config.
+    A checkpoint with NaN or inf in it is refused (load_checkpoint)."""
     checkpoint = load_checkpoint(path)
     config = config_from_checkpoint(checkpoint, weights=None, init_from=None, device=device)
     net = build_net(config, n_class=models.n_class_of(checkpoint["params"]))
@@ -216,11 +246,12 @@ def evaluate(net, dataset, device="cpu", limit=None, progress=False):
     meter = ConfusionMeter(dataset.n_class)
     was_training = net.training
     net.eval()
-    for index in _progress(range(count), progress, "eval", leave=False):
-        image, label = dataset[index]
-        meter.update(label, predict(net, image, device))
-    if was_training:
-        net.train()
+    try:
+        for index in _progress(range(count), progress, "eval", leave=False):
+            image, label = dataset[index]
+            meter.update(label, predict(net, image, device))
+    finally:
+        net.train(was_training)
     return meter.scores()
 
 
@@ -232,79 +263,287 @@ def _progress(iterable, enabled, description, **options):
 
 
 # ----------------------------------------------------------------------------- training
-def train(config, resume=False, log=print):
-    """Train as `config` says; returns the last validation scores. Sets the process's
-    threads and memory for training first (runtime.configure_process)."""
+def train(config, resume=False, overwrite=False, log=print):
+    """Train as `config` says; returns the last validation scores.
+
+    resume: continue the run in `config.out` from its checkpoint, exactly (the config must
+    match the run's but for MAY_CHANGE_ON_RESUME). overwrite: a directory that holds a run
+    gets a new one, the old removed once the new one's first checkpoint is written.
+    Without either, a directory that holds a run is refused (RunExists). Raises
+    Interrupted after Ctrl-C or SIGTERM (with a checkpoint saved), TrainingDiverged
+    (the last good checkpoint kept), RunWriteError (a file could not be written, the
+    message names it; nothing half-written is left). Sets the process's threads and
+    memory for training first (runtime.configure_process)."""
     runtime.configure_process(blas_threads=runtime.blas_threads_for(config.is_small()))
-    options = config.data_options()
-    if config.weights:  # feed the net as its ImageNet weights expect (channel order, mean, scale)
-        options.update(preprocess_options(read_meta(config.weights)))
+    with StopRequest() as stop:
+        try:
+            with stop.abandonable(eager=True):  # nothing to save yet: any signal stops it
+                run, checkpoint, train_set, solver = _set_up(config, resume, overwrite, log)
+        except Abandoned:
+            message = f"stopped by {stop.name} before training began: nothing to save"
+            log(message)
+            raise Interrupted(message, stop.signal) from None
+        if run.row_pending:  # a kill or Ctrl-C came between the checkpoint and its row
+            run.validate()
+        if run.position < config.iterations and stop.signal is None:
+            _loop(run, train_set, solver, stop)
+        if not run.finished():  # only Ctrl-C or SIGTERM gets here
+            run.stop(stop)
+        return run.finish()
+
+
+def _set_up(config, resume, overwrite, log):
+    """Check the run directory and the data, build the net and solver, restore the
+    checkpoint when resuming: the run, its checkpoint, the training data and solver."""
+    checkpoint = _open_run(config, resume, overwrite)
+    meta = checkpoint["meta"] if resume else _starting_meta(config)
+    options = {**config.data_options(), **preprocess_options(meta)}
     train_set = open_dataset(config.data, "train", **options)
     val_set = open_dataset(config.val_data or config.data, "val", **options)
-    solver = config.solver()
+    if config.data_check:
+        check_files([("training data", train_set, None),
+                     ("validation data", val_set, max(config.val_images, PICTURES))],
+                    config.progress)
     backend.seed(config.seed)
-    net = build_net(config, train_set.n_class)
-    net.input_meta = {**training_meta(train_set), **net.input_meta}  # in the checkpoints
+    starting = dataclasses.replace(config, weights=None, init_from=None) if resume else config
+    net = build_net(starting, train_set.n_class)
+    net.input_meta = {**training_meta(train_set), **meta}  # in the checkpoints
+    solver = config.solver()
     opt = make_optimizer(net, solver["optimizer"], solver["lr"], solver["momentum"],
                          solver["weight_decay"], solver["iter_size"])
-    checkpoint_path = os.path.join(config.out, "checkpoint.npz")
-    start = 0
+    run = _Run(config, net, opt, val_set, log, replaces=overwrite and _holds_run(config.out))
+    run.prepare_directory()
     if resume:
-        checkpoint = load_checkpoint(checkpoint_path)
-        net.load_state_dict(checkpoint["params"])
-        opt.load_state_dict(checkpoint["solver"])
-        backend.set_rng_state(checkpoint["rng_state"])
-        start = checkpoint["iteration"]
-        log(f"resumed from {checkpoint_path} at iteration {start}")
-    os.makedirs(config.out, exist_ok=True)
-    net.train()
-    scores, rng_at_start, iteration = None, backend.rng_state(), start
-    bar = _progress(range(start, config.iterations), config.progress, "train",
-                    initial=start, total=config.iterations)
-    began = time.perf_counter()
+        run.restore(checkpoint)
+    return run, checkpoint, train_set, solver
+
+
+def _open_run(config, resume, overwrite):
+    """The checkpoint to resume (checked against `config`), or None for a fresh run,
+    which a directory holding a run refuses unless `overwrite`."""
+    if resume and overwrite:
+        raise RunError("--resume and --overwrite exclude each other: continue the run, "
+                       "or replace it")
+    if config.iterations < 1 or config.val_interval < 1:
+        raise RunError(f"a run needs iterations >= 1 and val_interval >= 1, got "
+                       f"{config.iterations} and {config.val_interval}")
+    if not resume:
+        if _holds_run(config.out) and not overwrite:
+            found = ", ".join(name for name in RUN_FILES if os.path.exists(os.path.join(config.out, name)))
+            raise RunExists(f"{config.out} holds a run ({found}); pass --resume to continue "
+                            f"it, or --overwrite to replace it with a new run, or choose "
+                            f"another --out")
+        return None
+    path = _checkpoint_to_resume(config.out)
+    checkpoint = load_checkpoint(path)
+    refuse_changes(settings_changed(_complete(checkpoint["config"]), dataclasses.asdict(config)),
+                   path)
+    return checkpoint
+
+
+def _holds_run(out):
+    return any(os.path.exists(os.path.join(out, name)) for name in RUN_FILES)
+
+
+def _starting_meta(config):
+    """The input convention the starting weights record (converted VGG16 weights, or the
+    checkpoint of a coarser net), as meta.* entries; {} when they record none."""
+    path = config.weights or config.init_from
+    if not path:
+        return {}
+    return {key: value for key, value in read_meta(path).items() if key not in OWN_META}
+
+
+def _loop(run, dataset, solver, stop):
+    """Steps until the last, or until Ctrl-C or SIGTERM: checkpoint, then validation row,
+    at each validation point."""
+    config = run.config
+    bar = _progress(range(run.position, config.iterations), config.progress, "train",
+                    initial=run.position, total=config.iterations)
+    began, first = time.perf_counter(), run.position
     try:
         for iteration in bar:
-            rng_at_start = backend.rng_state()
-            opt.lr = learning_rate(solver["lr"], solver["lr_policy"], iteration, config.iterations)
-            loss = _train_step(net, opt, train_set, config, solver, iteration)
+            if stop.signal is not None:
+                return
+            rng_before = backend.rng_state()
+            run.opt.lr = learning_rate(solver["lr"], solver["lr_policy"], iteration,
+                                       config.iterations)
+            try:
+                loss = _train_step(run.net, run.opt, dataset, config, solver, iteration)
+            except Abandoned:  # no weight changed: the next run replays this step
+                backend.set_rng_state(rng_before)
+                return
+            except DataError:  # a bad file (--no-data-check): keep the steps done
+                backend.set_rng_state(rng_before)
+                run.save_on_failure()
+                raise
             if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"the loss became {loss} at iteration {iteration}; stopping. The last good "
-                    f"checkpoint, if any, is kept at {checkpoint_path}")
+                raise TrainingDiverged(f"the loss became {loss} at iteration {iteration}; "
+                                       f"stopping. {run.last_good()}")
+            run.position, run.loss = iteration + 1, loss
             if config.progress:
-                rate = (iteration + 1 - start) * config.batch_size * solver["iter_size"] / (
+                rate = (run.position - first) * config.batch_size * solver["iter_size"] / (
                     time.perf_counter() - began)
                 bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:.1f}")
-            done = iteration + 1
-            if done % config.val_interval == 0 or done == config.iterations:
-                scores = evaluate(net, val_set, config.device, config.val_images)
-                _log_scores(config.out, done, loss, scores, log)
-                save_checkpoint(checkpoint_path, net, opt, done, backend.rng_state(), config)
-    except KeyboardInterrupt:
-        # Interrupted mid-step: save the weights of the last finished step with the
-        # generator as it was before the unfinished one, so resume replays it.
-        save_checkpoint(checkpoint_path, net, opt, iteration, rng_at_start, config)
-        log(f"\ninterrupted: checkpoint at iteration {iteration} saved to {checkpoint_path}")
-        raise
-    if scores is not None:
-        picture = save_prediction_pictures(net, val_set, os.path.join(config.out, "predictions.png"),
-                                           config.device)
-        log(f"prediction pictures: {picture}")
-    return scores
+            if run.is_validation_point(run.position):
+                run.save_checkpoint()
+                run.validate()
+    finally:
+        if config.progress:
+            bar.close()
 
 
-def save_prediction_pictures(net, dataset, path, device="cpu", count=4):
+class _Run:
+    """The state of a run between steps, and what it writes in its directory."""
+
+    def __init__(self, config, net, opt, val_set, log, replaces):
+        self.config, self.net, self.opt, self.val_set, self.log = config, net, opt, val_set, log
+        self.path = os.path.join(config.out, "checkpoint.npz")
+        self.runlog = RunLog(config.out)
+        self.replaces = replaces      # an old run to remove once a checkpoint is written
+        self.position = 0             # steps the weights hold
+        self.saved = None             # steps the checkpoint on disk holds
+        self.loss = None              # loss of the last step taken
+        self.row_pending = False      # the checkpoint's validation row is not logged yet
+        self.resumed_finished = False
+        self.scores = None
+
+    def is_validation_point(self, position):
+        return position % self.config.val_interval == 0 or position == self.config.iterations
+
+    def finished(self):
+        return (self.saved is not None and self.saved >= self.config.iterations
+                and not self.row_pending)
+
+    def prepare_directory(self):
+        with _writing(self.config.out, "run directory"):
+            os.makedirs(self.config.out, exist_ok=True)
+            for path in remove_stale_temporaries(self.config.out):
+                self.log(f"removed {path}, left by a run killed while writing")
+
+    def restore(self, checkpoint):
+        try:
+            self.net.load_state_dict(checkpoint["params"])
+            self.opt.load_state_dict(checkpoint["solver"])
+        except (KeyError, ValueError, TypeError) as error:
+            said = error.args[0] if error.args else error  # a KeyError's str() adds quotes
+            raise CheckpointError(f"{self.path}: does not fit the net its config describes "
+                             f"({said})") from None
+        backend.set_rng_state(checkpoint["rng_state"])
+        self.position = self.saved = checkpoint["iteration"]
+        self.loss = checkpoint["loss"]
+        dropped = self.runlog.trim(self.saved)
+        self.row_pending = (self.is_validation_point(self.saved) and self.loss is not None
+                            and self.runlog.row(self.saved) is None)
+        self.resumed_finished = self.saved >= self.config.iterations
+        self.log(f"resumed from {self.path} at iteration {self.saved}"
+                 + (f"; dropped {dropped} log lines past it or cut off" if dropped else ""))
+
+    def save_checkpoint(self):
+        """The weights after `position` steps, with the generator as the next step finds it."""
+        try:
+            save_checkpoint(self.path, self.net, self.opt, self.position, backend.rng_state(),
+                            self.config, self.loss,
+                            before_replace=self._remove_old_run if self.replaces else None)
+        except NonFiniteState as error:
+            raise TrainingDiverged(f"the weights or solver state became non-finite by "
+                                   f"iteration {self.position} ({error}), so they were not "
+                                   f"saved. {self.last_good()}") from None
+        self.saved, self.replaces = self.position, False
+        self.row_pending = self.is_validation_point(self.position)
+
+    def save_on_failure(self):
+        """A bad file met mid-run (--no-data-check): keep the steps done before it."""
+        if self.position > 0 and self.saved != self.position:
+            self.save_checkpoint()
+            self.log(f"\nsaved the {self.saved} steps done to {self.path}; once the data is "
+                     f"fixed, `minifcn train --out {self.config.out} --resume` goes on")
+
+    def _remove_old_run(self):
+        """--overwrite: the new checkpoint is whole; the old run's other files go."""
+        self.runlog.remove()
+        pictures = os.path.join(self.config.out, "predictions.png")
+        if os.path.exists(pictures):
+            os.remove(pictures)
+
+    def last_good(self):
+        if self.saved is None:
+            return "No checkpoint was due yet, so none was written"
+        return f"The last good checkpoint, of iteration {self.saved}, is kept at {self.path}"
+
+    def validate(self):
+        """Score the checkpoint's weights and log the row (unless a second signal cuts
+        the scoring short: then the row stays pending for the next run)."""
+        try:
+            with abandonable():
+                scores = evaluate(self.net, self.val_set, self.config.device, self.config.val_images)
+        except Abandoned:
+            return
+        row = dict(iteration=self.saved, loss=self.loss,
+                   **{k: float(scores[k]) for k in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")})
+        self.log(f"\niteration {self.saved}: loss {self.loss:.4f}  pixel acc "
+                 f"{row['pixel_acc']:.4f}  mean acc {row['mean_acc']:.4f}  mean IU "
+                 f"{row['mean_iu']:.4f}  f.w. IU {row['fw_iu']:.4f}")
+        self.runlog.append(row)
+        self.row_pending, self.scores = False, scores
+
+    def stop(self, stop):
+        """After Ctrl-C or SIGTERM: save the steps done, say how to go on, raise Interrupted."""
+        if self.position > 0 and self.saved != self.position:
+            self.save_checkpoint()  # never a validation point: those are saved at once
+        if self.saved is None:
+            said = "no step was finished, so nothing was saved"
+        else:
+            said = (f"the checkpoint {self.path} holds {self.saved} steps; continue with "
+                    f"`minifcn train --out {self.config.out} --resume`")
+        message = f"stopped by {stop.name} at iteration {self.position}: {said}"
+        self.log("\n" + message)
+        raise Interrupted(message, stop.signal)
+
+    def finish(self):
+        """Draw the prediction pictures of the finished run; its last scores."""
+        path = os.path.join(self.config.out, "predictions.png")
+        if self.resumed_finished:
+            self.log(f"the run in {self.config.out} has finished: its checkpoint holds "
+                     f"{self.saved} steps of --iterations {self.config.iterations}; nothing "
+                     f"to do (resume with a larger --iterations to train further)")
+        if not (self.resumed_finished and os.path.exists(path)):
+            with _writing(path, "prediction pictures"):
+                save_prediction_pictures(self.net, self.val_set, path, self.config.device)
+            self.log(f"prediction pictures: {path}")
+        return self.scores or self.runlog.row(self.saved)
+
+
+class _writing:
+    """Turns an OSError while writing into a one-line RunWriteError naming the file."""
+
+    def __init__(self, path, what):
+        self.path, self.what = path, what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        if isinstance(error, OSError):
+            raise RunWriteError(f"{getattr(error, 'filename', None) or self.path}: could not "
+                                f"write the {self.what}: {error.strerror or error}") from None
+
+
+def save_prediction_pictures(net, dataset, path, device="cpu", count=PICTURES):
     """One PNG with a row per held-out image: the image | its truth | the prediction."""
     from .visualize import prediction_grid
     count = min(count, len(dataset))
     images, labels, predictions = [], [], []
+    was_training = net.training
     net.eval()
-    for index in range(count):
-        image, label = dataset[index]
-        images.append(dataset.raw_image(index))
-        labels.append(heads.first(label))
-        predictions.append(predict(net, image, device))
-    net.train()
+    try:
+        for index in range(count):
+            image, label = dataset[index]
+            images.append(dataset.raw_image(index))
+            labels.append(heads.first(label))
+            predictions.append(predict(net, image, device))
+    finally:
+        net.train(was_training)
     prediction_grid(images, labels, predictions, path, class_names=dataset.class_names)
     return path
 
@@ -312,19 +551,21 @@ def save_prediction_pictures(net, dataset, path, device="cpu", count=4):
 def _train_step(net, opt, dataset, config, solver, iteration):
     """Forward and backward over iter_size batches, then one solver step; the mean loss.
 
-    The losses are summed where they are (on the GPU: on the device), so a step is read
-    back, and the GPU waited for, once, at the end."""
+    The passes may be abandoned (interrupts.py: a second Ctrl-C) since they change no
+    weight; the solver step may not. The losses are summed where they are (on the GPU:
+    on the device), so a step is read back, and the GPU waited for, once, at the end."""
     opt.zero_grad()
     total = 0.0
-    for micro in range(solver["iter_size"]):
-        position = iteration * solver["iter_size"] + micro
-        images, labels = _batch(dataset, config, position)
-        labels = sample_step_labels(net, labels, config.loss_sampling, config.seed, position)
-        score = net(Tensor(backend.to_device(images, config.device)))
-        loss = heads.loss(score, backend.to_device(labels, config.device),
-                                     normalize=solver["normalize"])
-        loss.backward()
-        total = total + loss.data
+    with abandonable():
+        for micro in range(solver["iter_size"]):
+            position = iteration * solver["iter_size"] + micro
+            images, labels = _batch(dataset, config, position)
+            labels = sample_step_labels(net, labels, config.loss_sampling, config.seed, position)
+            score = net(Tensor(backend.to_device(images, config.device)))
+            loss = heads.loss(score, backend.to_device(labels, config.device),
+                              normalize=solver["normalize"])
+            loss.backward()
+            total = total + loss.data
     opt.step()
     return float(total) / solver["iter_size"]
 
@@ -340,19 +581,3 @@ def _batch(dataset, config, position):
     images = numpy.stack([image for image, _ in items])
     labels = numpy.stack([label for _, label in items])
     return images, labels
-
-
-def _log_scores(out, iteration, loss, scores, log):
-    row = dict(iteration=iteration, loss=loss, **{k: float(scores[k]) for k in
-                                                  ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")})
-    log(f"\niteration {iteration}: loss {loss:.4f}  pixel acc {row['pixel_acc']:.4f}  "
-        f"mean acc {row['mean_acc']:.4f}  mean IU {row['mean_iu']:.4f}  f.w. IU {row['fw_iu']:.4f}")
-    with open(os.path.join(out, "log.jsonl"), "a") as jsonl:
-        jsonl.write(json.dumps(row) + "\n")
-    csv_path = os.path.join(out, "metrics.csv")
-    new = not os.path.exists(csv_path)
-    with open(csv_path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)

@@ -78,7 +78,7 @@ def test_convert_bad_file_fails_in_one_line_and_leaves_nothing(tmp_path, capsys)
 def test_train_options_reach_the_config_and_defaults_stay_the_configs(monkeypatch, tmp_path):
     import minifcn.train as training
     seen = {}
-    monkeypatch.setattr(training, "train", lambda config, resume: seen.update(config=config) or
+    monkeypatch.setattr(training, "train", lambda config, **run: seen.update(config=config) or
                         {"mean_iu": 0.0})
     assert main(["train", "--lr", "0.01", "--lr-policy", "fixed", "--iterations", "9"]) == 0
     config = seen["config"]
@@ -123,7 +123,7 @@ def one_line_error(result, status=1):
     ("--weight-decay", "-1", "expected a number >= 0, got '-1'"),
     ("--seed", "-1", "expected an integer >= 0, got '-1'"),
     ("--data", "voc:/no/such/dir", "voc:/no/such/dir: no such directory /no/such/dir"),
-    ("--data", "kitti:x", "unknown data source 'kitti:x'; expected one of: synthetic, voc:DIR, sbd:DIR, siftflow:DIR, nyud:DIR, folder:DIR"),
+    ("--data", "kitti:x", "unknown data source 'kitti:x'; expected one of: synthetic, voc:DIR, sbd:DIR, siftflow:DIR, nyud:DIR, context:DIR, folder:DIR"),
     ("--data", "folder", "folder needs a directory, as in folder:DIR"),
     ("--weights", "none.npz", "no such file: none.npz")])
 def test_bad_train_options_are_refused_before_anything_is_written(tmp_path, option, value, says):

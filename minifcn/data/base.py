@@ -20,7 +20,7 @@ import os
 import numpy
 
 from ..functions.loss import invalid_labels
-from .io import DataError, check_same_size, load_image, read_split, require_directory
+from .io import DataError, check_same_size, load_image, picture_size, read_split, require_directory
 
 VOID = 255
 
@@ -102,6 +102,38 @@ class FileDataset(SegmentationDataset):
 
     def raw_image(self, index):
         return load_image(self.image_path(self.names[index]))
+
+    # ----------------------------------------------------------- checking the files
+    def picture_paths(self, name):
+        """The picture files of image `name` (several when the input stacks pictures)."""
+        return [self.image_path(name)]
+
+    def label_files(self, name):
+        """(path, n_class) of each label file of image `name`."""
+        return [(self.label_path(name), self.n_class)]
+
+    def file_problems(self, index):
+        """What is wrong with the files of image `index`, one line each naming the file
+        (empty: nothing): each must exist and decode, each label hold only classes or
+        void, and all of them be of one size. data/scan.py runs it over a whole split."""
+        problems, sizes = [], []
+
+        def read(path, size_of):
+            try:
+                sizes.append((path, size_of(path)))
+            except DataError as error:
+                problems.append(str(error))
+        name = self.names[index]
+        for path in self.picture_paths(name):
+            read(path, picture_size)
+        for path, n_class in self.label_files(name):
+            read(path, lambda path: self.read_checked_label(path, n_class).shape)  # noqa: B023
+        for path, size in sizes[1:]:
+            try:
+                check_same_size(sizes[0][0], sizes[0][1], path, size)
+            except DataError as error:
+                problems.append(str(error))
+        return problems
 
     def label(self, index):
         """The label map of image `index` alone (no picture decoded)."""

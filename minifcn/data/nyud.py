@@ -71,6 +71,9 @@ class NYUD(FileDataset):
     def label_path(self, name):
         return os.path.join(self.root, "segmentation", f"img_{name}.mat")
 
+    def picture_paths(self, name):
+        return [self.image_path(name, top) for top in self.tops]
+
     def read_label(self, path):
         return void_zero_labels(load_mat_label(path, "segmentation"))
 

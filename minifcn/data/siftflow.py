@@ -59,6 +59,9 @@ class SIFTFlow(FileDataset):
     def read_label(self, path):
         return void_zero_labels(load_mat_label(path, "S"))
 
+    def label_files(self, name):
+        return [(self.label_path(name, kind), len(CLASS_NAMES[kind])) for kind in self.kinds]
+
     def load_label(self, name):
         maps = tuple(self.load_kind(name, kind) for kind in self.kinds)
         if len(maps) == 1:

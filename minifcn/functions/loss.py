@@ -8,8 +8,9 @@ For scores s (N, C, H, W) and integer labels t (N, H, W), over the counted pixel
 
 D is the number of counted pixels (normalize=True) or the batch size N (Caffe's
 `normalize: false`, what the FCN nets use). No counted pixel gives L = 0 and a zero
-gradient, never 0/0. logsumexp subtracts the per-pixel maximum first, so large scores
-do not overflow. Backward recomputes the softmax from the saved scores rather than
+gradient, never 0/0; an empty batch (N, H or W zero) counts no pixel either, so it gives
+L = 0 and an empty gradient on every kernel set, without reaching a kernel. logsumexp
+subtracts the per-pixel maximum first, so large scores do not overflow. Backward recomputes the softmax from the saved scores rather than
 keeping a second (N, C, H, W) array alive between the passes.
 
 The kernel contract shared by every kernel set (kernel_set.py; NumPy: reference/loss.py):
@@ -36,14 +37,19 @@ class SoftmaxCrossEntropy(Function):
 
     def forward(self, score):
         xp = backend.get_array_module(score)
+        self.score = score
+        if score.size == 0:  # nothing counted (the kernels assume at least one pixel)
+            self.divisor = 1
+            return xp.zeros((), dtype=score.dtype)
         loss_sum, count = backend.kernels_for(score).softmax_cross_entropy_forward(
             score, self.target, self.ignore_index)
-        self.score = score
         # D: counted pixels or batch size; max(., 1) makes "nothing counted" give 0, not NaN.
         self.divisor = xp.maximum(count, 1) if self.normalize else score.shape[0]
         return xp.asarray(loss_sum / self.divisor, dtype=score.dtype)
 
     def backward(self, gy):
+        if self.score.size == 0:
+            return backend.get_array_module(gy).zeros_like(self.score)
         coefficient = (gy / self.divisor).astype(gy.dtype)
         return backend.kernels_for(self.score).softmax_cross_entropy_backward(
             self.score, self.target, self.ignore_index, coefficient)
@@ -58,6 +64,8 @@ def softmax_cross_entropy(score, target, ignore_index=255, normalize=True):
         raise TypeError(f"{op}: target must hold integers, got {labels.dtype} "
                         f"with shape {labels.shape}")
     n, n_class, height, width = score.shape
+    if n_class == 0:
+        raise ValueError(f"{op}: score {score.shape} has no classes (C = 0)")
     if labels.shape != (n, height, width):
         raise ValueError(f"{op}: target {labels.shape} must be (N, H, W) = "
                          f"{(n, height, width)} for score {score.shape}")

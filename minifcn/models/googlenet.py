@@ -38,6 +38,7 @@ from ..nn import Conv2d, Module
 from ..weights import googlenet as layout
 from ..weights.convert import META_PREFIX, load_converted
 from .fcn import score_layer, upsampling_layer
+from .segmenter import Segmenter
 from .vgg import positive_ints, transplant
 
 CONV1_PAD = 26
@@ -53,11 +54,22 @@ def norm(x):
     return F.local_response_norm(x, size=5, alpha=1e-4, beta=0.75)
 
 
-class FCNGoogLeNet(Module):
+class FCNGoogLeNet(Segmenter, Module):
     """FCN-GoogLeNet: (N, 3, H, W) -> (N, n_class, H, W) scores for any H, W >= 1."""
 
     def __init__(self, n_class=21, widths=None, fc_width=None, init="msra",
                  learn_upsampling=False, upscore_kernel=64, dtype=numpy.float32):
+        """Options:
+
+        n_class           classes scored (21 for PASCAL VOC)
+        widths            conv1's width (GoogLeNet: 64); every later layer scales with it,
+                          so a narrow net trains from scratch on a CPU
+        fc_width          accepted for the command line's sake; GoogLeNet has no fc layers
+        init              the trunk's filler: "msra" (He), "xavier", "gaussian" (nn/init.py)
+        learn_upsampling  accepted for symmetry: the one upsampling is the final, fixed one
+        upscore_kernel    64 (the paper's 64/32, half a pixel off centre) or 63 (centred)
+        dtype             numpy.float32 (default) or numpy.float64 (gradient checks)
+        """
         super().__init__()
         self.n_class = positive_ints("n_class", n_class, 1)
         first = widths[0] if isinstance(widths, (tuple, list)) else widths

@@ -89,27 +89,27 @@ class Module:
 
         strict=True: a parameter missing from `state`, or an entry of `state` the module
         does not have, is a KeyError. strict=False skips both and returns them as
-        (missing, unexpected). A shape mismatch is a ValueError either way.
+        (missing, unexpected). A shape mismatch is a ValueError either way. Every entry
+        is checked before any parameter changes, so a failed load leaves the module as it
+        was, never half-loaded.
         """
         own = dict(self.named_parameters())
         missing = [name for name in own if name not in state]
         unexpected = [name for name in state if name not in own]
+        where = f"{type(self).__name__}.load_state_dict"
         if strict and (missing or unexpected):
-            raise KeyError(f"{type(self).__name__}.load_state_dict: "
-                           + "; ".join(f"{what} {', '.join(names)}" for what, names in
-                                       (("missing", missing), ("unexpected", unexpected))
-                                       if names))
-        for name, value in state.items():
-            if name not in own:
-                continue
-            param = own[name]
+            raise KeyError(f"{where}: " + "; ".join(
+                f"{what} {', '.join(names)}" for what, names in
+                (("missing", missing), ("unexpected", unexpected)) if names))
+        loads = [(name, own[name], value) for name, value in state.items() if name in own]
+        for name, param, value in loads:
             if getattr(getattr(value, "dtype", None), "kind", None) not in ("f", "i", "u"):
-                raise TypeError(f"{type(self).__name__}.load_state_dict: {name} must be a "
-                                f"numeric array, got {type(value).__name__}")
+                raise TypeError(f"{where}: {name} must be a numeric array, got "
+                                f"{type(value).__name__}")
             if tuple(value.shape) != param.shape:
-                raise ValueError(f"{type(self).__name__}.load_state_dict: {name} has shape "
-                                 f"{tuple(value.shape)} in the state dict but {param.shape} "
-                                 f"in the module")
+                raise ValueError(f"{where}: {name} has shape {tuple(value.shape)} in the state "
+                                 f"dict but {param.shape} in the module")
+        for _, param, value in loads:
             param.data[...] = backend.to_device(value, param.device).astype(param.dtype, copy=False)
         return missing, unexpected
 

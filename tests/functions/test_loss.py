@@ -73,6 +73,25 @@ def test_all_ignored_gives_zero_loss_and_zero_gradient(dtype, normalize):
     numpy.testing.assert_array_equal(score.grad, numpy.zeros((2, 3, 2, 2)))
 
 
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("shape", [(0, 3, 4, 5), (2, 3, 0, 5), (2, 3, 4, 0), (0, 21, 0, 0)])
+def test_an_empty_batch_gives_zero_loss_and_an_empty_gradient(shape, normalize):
+    # No pixel is counted, so by the contract the loss is 0 (never NaN, never a kernel's
+    # reshape error), for Caffe's per-image normalization (D = N = 0) too.
+    score = mf.Tensor(numpy.ones(shape, numpy.float32), requires_grad=True)
+    target = numpy.zeros((shape[0], *shape[2:]), numpy.int64)
+    with numpy.errstate(divide="raise", invalid="raise"):
+        loss = F.softmax_cross_entropy(score, target, normalize=normalize)
+        loss.backward()
+    assert loss.item() == 0.0 and loss.dtype == numpy.float32
+    assert score.grad.shape == shape and score.grad.dtype == numpy.float32
+
+
+def test_no_classes_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: score \(2, 0, 3, 3\) has no classes"):
+        F.softmax_cross_entropy(mf.Tensor(numpy.ones((2, 0, 3, 3))), numpy.zeros((2, 3, 3), int))
+
+
 def test_loss_large_scores_do_not_overflow():
     score = numpy.array([1000.0, 0.0, -1000.0]).reshape(1, 3, 1, 1)
     for dtype in (numpy.float32, numpy.float64):

@@ -114,6 +114,22 @@ def test_load_state_dict_errors_name_the_key():
         net.load_state_dict({"fc.bias": numpy.array(["a", "b", "c", "d"])}, strict=False)
 
 
+def test_a_failed_load_changes_nothing():
+    # One mis-shaped or non-numeric entry, listed after every good one: the net must not
+    # be left half-loaded (it used to copy every entry before the bad one).
+    net = mf.models.build("fcn8s", 6, widths=(3, 4, 4, 6, 6), fc_width=6)
+    before = net.state_dict()
+    for bad in (numpy.zeros(3), numpy.array(["a"] * 6)):
+        state = {name: value + 1.0 for name, value in before.items()}
+        state["upscore8.weight"] = bad
+        with pytest.raises((ValueError, TypeError), match="upscore8.weight"):
+            net.load_state_dict(state)
+        with pytest.raises((ValueError, TypeError), match="upscore8.weight"):
+            net.load_state_dict(state, strict=False)
+        for name, value in net.state_dict().items():
+            numpy.testing.assert_array_equal(value, before[name], err_msg=name)
+
+
 def test_load_state_dict_not_strict_reports_what_it_skipped():
     net = Net()
     state = {"fc.bias": numpy.ones(4), "extra.weight": numpy.ones(2)}
