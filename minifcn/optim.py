@@ -22,9 +22,11 @@ passes per parameter. The arena is made on first use, from wherever the paramete
 are then (after `net.to(device)`), and remade, state carried over, if a parameter's
 array is replaced (another `to`); `load_state_dict` of the module copies in place and
 keeps it. Names, state_dict and checkpoints are as before: per-parameter arrays.
-Gradients reach the arena without a gather: each parameter lends autograd its slice
-as `grad_buffer` (autograd.py), so backward writes the gradient there; a gradient set
-by hand (`p.grad = g`) is copied in at the step.
+On a GPU the gradients live in the arena too and reach it without a gather: each
+parameter lends autograd its slice as `grad_buffer` (autograd.py), so backward writes
+the gradient there; a gradient set by hand (`p.grad = g`) is copied in at the step. On
+the CPU each parameter is stepped on its own gradient (`_Solver.lend_gradients` says
+why).
 
 The step's changing numbers (learning rate, Adam's bias corrections) go to a small
 array on the device before each launch, `arena.scalars`, and the kernels read them
@@ -48,16 +50,20 @@ class ParameterArena:
 
     params: [(name, tensor)] in order; rate_mults, decays: per parameter (Caffe's
     lr_mult, weight_decay * decay_mult). Each tensor's `data` becomes its view of
-    `data` and its `grad_buffer` its view of `grad` (autograd.py)."""
+    `data` and, with lend_grads, its `grad_buffer` its view of `grad` (autograd.py).
+    Without lend_grads there is no `grad` (None): each parameter is then stepped on its
+    own gradient, through `parts` (one Segments each)."""
 
-    def __init__(self, params, rate_mults, decays, state_names, scalar_count):
+    def __init__(self, params, rate_mults, decays, state_names, scalar_count, lend_grads=True):
         self.names = [name for name, _ in params]
         self.tensors = [tensor for _, tensor in params]
         first = self.tensors[0].data
         xp, dtype = backend.get_array_module(first), first.dtype
         self.segments = Segments([t.size for t in self.tensors], rate_mults, decays)
         self.data = xp.empty(self.segments.size, dtype=dtype)
-        self.grad = xp.zeros(self.segments.size, dtype=dtype)
+        self.grad = xp.zeros(self.segments.size, dtype=dtype) if lend_grads else None
+        self.parts = [Segments([t.size], [rate], [decay])
+                      for t, rate, decay in zip(self.tensors, rate_mults, decays)]
         self.state = {name: xp.zeros(self.segments.size, dtype=dtype) for name in state_names}
         self.scalars = xp.zeros(scalar_count, dtype=dtype)
         self.views = []
@@ -66,7 +72,7 @@ class ParameterArena:
             view[...] = tensor.data
             tensor.data = view
             self.views.append(view)
-            tensor.grad_buffer = self.view(self.grad, k, tensor.shape)
+            tensor.grad_buffer = self.view(self.grad, k, tensor.shape) if lend_grads else None
 
     def view(self, flat, k, shape=None):
         """Parameter k's part of the flat array `flat`, in its shape."""
@@ -81,17 +87,20 @@ class ParameterArena:
         """Make `grad` hold each tensor's gradient: already there when backward wrote
         into the lent buffer; copied when it was set by hand; 0 when it has none."""
         for k, tensor in enumerate(self.tensors):
-            grad = tensor.grad
-            if grad is tensor.grad_buffer:
-                continue
-            view = tensor.grad_buffer
-            if grad is None:
-                view.fill(0)
-            else:
-                if grad.shape != tensor.shape:
-                    raise ValueError(f"optimizer: the gradient of {self.names[k]!r} has shape "
-                                     f"{grad.shape}, the parameter {tensor.shape}")
-                view[...] = backend.to_device(grad, tensor.device).astype(view.dtype, copy=False)
+            if tensor.grad is not tensor.grad_buffer:
+                tensor.grad_buffer[...] = self.gradient(k)
+
+    def gradient(self, k):
+        """Tensor k's gradient as a C-contiguous array of its dtype on its device (zeros
+        when it has none)."""
+        tensor, grad = self.tensors[k], self.tensors[k].grad
+        xp = backend.get_array_module(self.data)
+        if grad is None:
+            return xp.zeros(tensor.shape, dtype=self.data.dtype)
+        if grad.shape != tensor.shape:
+            raise ValueError(f"optimizer: the gradient of {self.names[k]!r} has shape "
+                             f"{grad.shape}, the parameter {tensor.shape}")
+        return xp.ascontiguousarray(backend.to_device(grad, tensor.device), dtype=self.data.dtype)
 
     def load_scalars(self, values):
         """Write this step's scalars to the device (a transfer, no read back)."""
@@ -102,10 +111,16 @@ class ParameterArena:
 class _Solver:
     """What SGD and Adam share: the learned parameters, their arenas, zero_grad and the
     per-parameter state as {name: array}. A subclass names its STATE arrays and SCALARS
-    and defines `_scalars()` and `_launch(kernels, arena)`."""
+    and defines `_scalars()` and `_launch(kernels, param, grad, state, segments, scalars)`."""
 
     STATE = ()
     SCALARS = ()
+    # Whether the arenas hold the gradients too (lent to autograd as grad_buffer); None:
+    # on a GPU yes, on the CPU no. On a GPU the step is then one launch at fixed
+    # addresses (what a CUDA graph can replay). On the CPU a launch costs nothing, so
+    # each parameter is stepped on the gradient backward made, and no gradient arena
+    # holds the parameters' size in memory between steps (FCN-32s: 537 MB in float32).
+    lend_gradients = None
 
     def __init__(self, net, lr, weight_decay, iter_size):
         name = type(self).__name__
@@ -136,13 +151,17 @@ class _Solver:
         self.arenas = [ParameterArena(
             group, [getattr(p, "lr_mult", 1.0) for _, p in group],
             [self.weight_decay * getattr(p, "decay_mult", 1.0) for _, p in group],
-            self.STATE, len(self.SCALARS)) for group in groups.values()]
+            self.STATE, len(self.SCALARS),
+            lend_grads=(self.lend_gradients if self.lend_gradients is not None
+                        else backend.is_cupy_array(group[0][1].data)))
+            for group in groups.values()]
         if state:
             self._load_state_arrays(state)
         return self.arenas
 
     def zero_grad(self):
-        """Forget the gradients; the next backward writes into the arenas afresh."""
+        """Forget the gradients (on a GPU the next backward writes them into the arena
+        afresh: no memset)."""
         if self.params:
             self._current_arenas()  # lends the gradient buffers before backward
         for _, param in self.params:
@@ -162,14 +181,25 @@ class _Solver:
             arena.load_scalars(values)
 
     def apply(self):
-        """The update itself: gradients set by hand copied into the arena, then one
-        kernel launch per arena, reading the scalars `load_scalars` wrote. With the
-        gradients where backward writes them this launches the kernel and nothing else,
-        the same launch every step (what a captured CUDA graph can replay)."""
+        """The update itself, reading the scalars `load_scalars` wrote. With a gradient
+        arena: gradients set by hand copied into it, then one kernel launch per arena;
+        with the gradients where backward writes them that is the launch alone, the
+        same every step (what a captured CUDA graph can replay). Without: one pass per
+        parameter, over its own gradient."""
         with no_grad():
             for arena in self._current_arenas():
-                arena.gather_grads()
-                self._launch(backend.kernels_for(arena.data), arena)
+                kernels = backend.kernels_for(arena.data)
+                if arena.grad is not None:
+                    arena.gather_grads()
+                    self._launch(kernels, arena.data, arena.grad,
+                                 [arena.state[name] for name in self.STATE], arena.segments,
+                                 arena.scalars)
+                    continue
+                for k, part in enumerate(arena.parts):
+                    piece = slice(int(arena.segments.start[k]), int(arena.segments.stop[k]))
+                    self._launch(kernels, arena.data[piece], arena.gradient(k).reshape(-1),
+                                 [arena.state[name][piece] for name in self.STATE], part,
+                                 arena.scalars)
         self.stepped = True
 
     # --------------------------------------------------------------------- state
@@ -231,9 +261,8 @@ class SGD(_Solver):
     def _scalars(self):
         return (self.lr, self.momentum, 1.0 / self.iter_size)
 
-    def _launch(self, kernels, arena):
-        kernels.sgd_step(arena.data, arena.grad, arena.state["history"], arena.segments,
-                         arena.scalars)
+    def _launch(self, kernels, param, grad, state, segments, scalars):
+        kernels.sgd_step(param, grad, *state, segments, scalars)
 
     def state_dict(self):
         """Momentum history as host arrays, keyed by parameter name."""
@@ -290,9 +319,8 @@ class Adam(_Solver):
         return (self.lr / (1.0 - self.beta1 ** t), self.beta1, 1.0 - self.beta1, self.beta2,
                 1.0 - self.beta2, self.eps, 1.0 / self.iter_size, 1.0 - self.beta2 ** t)
 
-    def _launch(self, kernels, arena):
-        kernels.adam_step(arena.data, arena.grad, arena.state["first"], arena.state["second"],
-                          arena.segments, arena.scalars)
+    def _launch(self, kernels, param, grad, state, segments, scalars):
+        kernels.adam_step(param, grad, *state, segments, scalars)
 
     def state_dict(self):
         state = {f"m.{name}": value for name, value in self._host_state("first").items()}

@@ -158,6 +158,7 @@ def test_parameters_gradients_and_state_live_in_one_arena(rng):
     net, x = _conv_net(rng)
     before = net.state_dict()
     opt = SGD(net, 0.1)
+    opt.lend_gradients = True  # the GPU's layout (the default on the CPU: test below)
     opt.zero_grad()
     (arena,) = opt.arenas
     assert arena.data.size == 3 * 2 * 9 + 3 and arena.names == ["weight", "bias"]
@@ -175,12 +176,42 @@ def test_backward_writes_into_the_arena_and_accumulates_there(rng):
     for p in net.parameters():
         p.grad = None
     opt = SGD(net, 0.1)
+    opt.lend_gradients = True
     opt.zero_grad()
     _loss(net, x).backward()
     _loss(net, x).backward()
     for name, p in net.named_parameters():
         assert p.grad is p.grad_buffer, name  # no copy left for the step to make
         numpy.testing.assert_allclose(p.grad, expected[name], rtol=1e-14)
+
+
+@pytest.mark.parametrize("lend", [False, True])
+def test_both_layouts_step_alike(rng, lend, kernel_set):
+    net, x = _conv_net(rng)
+    reference_net, _ = _conv_net(numpy.random.default_rng(0))
+    reference_net.load_state_dict(net.state_dict())
+    opt = SGD(net, 0.1, momentum=0.9, weight_decay=0.01, iter_size=2)
+    opt.lend_gradients = lend
+    history = {name: numpy.zeros(p.shape) for name, p in reference_net.named_parameters()}
+    for _ in range(2):
+        opt.zero_grad()
+        _loss(net, x).backward()
+        _loss(net, x).backward()
+        assert (net.weight.grad is net.weight.grad_buffer) == lend
+        opt.step()
+        for p in reference_net.parameters():
+            p.grad = None
+        _loss(reference_net, x).backward()
+        for name, p in reference_net.named_parameters():  # Caffe's rule, by hand
+            g = p.grad + p.grad  # two passes
+            h = history[name] = 0.9 * history[name] + 0.1 * p.lr_mult * (
+                g / 2 + 0.01 * p.decay_mult * p.data)
+            p.data = p.data - h
+    for name, p in net.named_parameters():
+        numpy.testing.assert_allclose(p.data, dict(reference_net.named_parameters())[name].data,
+                                      rtol=1e-12, err_msg=name)
+    assert numpy.shares_memory(net.weight.data, opt.arenas[0].data)
+    assert (opt.arenas[0].grad is None) == (not lend)  # the CPU keeps no gradient arena
 
 
 def test_every_parameter_is_stepped_a_missing_gradient_counting_as_zero(rng, kernel_set):

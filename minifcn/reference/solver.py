@@ -1,10 +1,12 @@
 """The solvers' steps in NumPy, over all parameters at once: the reference kernels
 (the math: optim.py's docstrings).
 
-optim.py keeps every learned parameter of one dtype and device, its gradient and its
-solver state as views into flat arrays ("arenas", optim.ParameterArena), so one step
-is one pass over a few flat arrays. `Segments` describes where each parameter lies
-in them and its per-parameter constants; the kernels walk it in chunks:
+optim.py keeps every learned parameter of one dtype and device and its solver state
+(on a GPU its gradient too) as views into flat arrays ("arenas",
+optim.ParameterArena), so one step is one pass over a few flat arrays (on the CPU one
+per parameter, each over its own gradient, with a one-segment Segments). `Segments`
+describes where each parameter lies in them and its per-parameter constants; the
+kernels walk it in chunks:
 
     segment k    elements [start_k, stop_k) of every arena; rate_mult_k (Caffe's
                  lr_mult), decay_k (weight_decay * decay_mult)
