@@ -10,9 +10,9 @@ the CUDA kernels for a CuPy array, and on the CPU either the plain NumPy referen
 (minifcn/reference/, kept because readers learn from them) or the numba kernels in
 `minifcn/cpu/`. `cpu_kernels()` says which of the two runs; the environment variable
 `MINIFCN_CPU_KERNELS=numpy|numba` (or `use_cpu_kernels(...)`) chooses. The default
-("auto") is numba when it imports: on the 2-core machine of benchmarks/results it
-trains FCN-32s at 500x500 in 5.9 s a step instead of 9.3 s (cpu-nets-*.md; the NumPy
-max pooling alone takes 0.44 s there, numba's 0.05 s: cpu-ops-*.md). Its threads
+("auto") is numba when it imports: it trains FCN-32s markedly faster than the NumPy
+kernels (`minifcn bench cpu_nets --numpy-kernels`, the two minifcn columns), and the
+gap is widest on the pooling rows (`minifcn bench cpu_ops`). Its threads
 sleep between parallel loops (the "workqueue" pool, runtime.py says why), but
 on a machine whose cores are busy with other work we have seen its parallel loops
 wait for descheduled threads; MINIFCN_CPU_KERNELS=numpy is the way out.

@@ -292,12 +292,3 @@ def test_compiling_the_numba_kernels_is_announced(tmp_path):
                      NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("compiling kernels (first run only)") == 1
-
-
-def test_resuming_a_finished_run_says_there_is_nothing_to_do(trained, capsys):
-    before = (trained / "checkpoint.npz").read_bytes()
-    assert main(["train", "--resume", "--iterations", "2", "--val-interval", "2", "--out",
-                 str(trained), *TINY]) == 0
-    assert (f"nothing to do: the run in {trained} has done its 2 iterations (raise "
-            f"--iterations to train longer)") in capsys.readouterr().out
-    assert (trained / "checkpoint.npz").read_bytes() == before

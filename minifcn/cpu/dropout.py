@@ -3,8 +3,9 @@
     y[i] = x[i] * scale   where SplitMix64(seed, i) >> 11 >= threshold,   else 0
 
 The NumPy version builds the 64-bit hashes in several passes over uint64 temporaries;
-this one hashes and multiplies in one pass: 0.41 ms against 6.9 ms for FCN-32s's fc6
-output of 1 M elements (PyTorch: 12.9 ms; benchmarks/results/dropout/).
+this one hashes and multiplies in one pass over memory, which is why it is the faster
+at FCN-32s's fc6 output (`minifcn bench cpu_ops`, the dropout row; the run that chose
+it: benchmarks/results/dropout/).
 
 Loop mapping: prange over the flat index; each element is independent. Every integer
 operation is on uint64, so it wraps as in C (numba would turn a uint64 mixed with a

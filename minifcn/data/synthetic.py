@@ -24,7 +24,8 @@ with bilinear upsampling of averaged scores) gives mean IU 0.82 with radii of 7-
 pixels in 96-pixel scenes, but 0.93 with radii of 16-32 in 160-pixel scenes.
 
 Drawing is vectorized over a coordinate grid: each shape is a
-boolean mask computed from pixel offsets to its centre (about 1 ms a scene).
+boolean mask computed from pixel offsets to its centre, with no Python loop over
+pixels, so drawing a scene costs little beside a training step.
 
 Its preprocessing is simple mean subtraction at unit scale (pixels 0..1 minus 0.5), which
 suits nets trained from scratch; there are no pretrained weights for these scenes.

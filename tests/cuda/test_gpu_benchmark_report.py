@@ -290,7 +290,7 @@ sys.path[:0] = [{repo!r}, {tests!r}]
 import cuda_emulator, emulated_cupy, test_gpu_benchmark_report as t
 from minifcn import backend, cuda
 from benchmarks import gpu_kernels, gpu_net, nets
-libraries = {{tuple(key.split("|")): ctypes.CDLL(path)
+libraries = {{(lambda name, dtype, bits: (name, dtype, int(bits)))(*key.split("|")): ctypes.CDLL(path)
              for key, path in json.loads(os.environ["EMULATED_KERNELS"]).items()}}
 cupy = emulated_cupy.EmulatedCupy()
 cupy.get_default_memory_pool = t._Pool
@@ -318,7 +318,7 @@ def test_gpu_all_runs_every_stage_and_survives_failing_ones(emulated_gpu, monkey
     boot = tmp_path / "emulated_python.py"
     boot.write_text(EMULATED_PYTHON.format(repo=str(REPO), tests=str(Path(__file__).parent)))
     monkeypatch.setenv("EMULATED_KERNELS", json.dumps(
-        {"|".join(key): library._name for key, library in emulated_gpu.libraries.items()}))
+        {"|".join(map(str, key)): library._name for key, library in emulated_gpu.libraries.items()}))
     real_stages = gpu_all.stages
 
     def emulated_stages(out, repeat, net_repeat):
