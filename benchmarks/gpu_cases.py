@@ -25,12 +25,11 @@ results/gpu-NVIDIA-H200-2026-11-30.md). `batched=False` marks a case that does n
 depend on the batch (the solver updates): it runs once, as batch 1.
 
 Every case runs at each batch of `--batches` (1 and 8: batch 8 separates bandwidth from
-launch latency). Where minifcn's function takes one image (im2col, col2im), batch b is
-b calls, as the convolution makes them today.
+launch latency). im2col and col2im take a whole batch in one launch (its images'
+channels as one axis), as the convolution makes them (functions/conv.py).
 
 Marked places for work in progress: `FUSED` (the step's elementwise passes, at the end:
-point `minifcn=` at a new fused kernel, or add an entry), `CONV REWORK` (im2col of a
-whole batch in one launch).
+point `minifcn=` at a new fused kernel, or add an entry).
 """
 import math
 import types
@@ -102,9 +101,9 @@ def _convolution(name, channels, side, k, s, p, forward=True):
         h, o, window, _ = geometry(shapes)
         x = make.normal(batch, channels, h, h)
         t_x = make.torch(x)
-        # CONV REWORK: one launch for the batch once cuda.im2col takes (N, C, H, W).
+        # one launch for the batch, as conv.py makes it: the images' channels as one axis
         return Run(reads=[x],
-                   minifcn=lambda: [cuda.im2col(image, *window, o, o) for image in x],
+                   minifcn=lambda: cuda.im2col(x.reshape(batch * channels, h, h), *window, o, o),
                    cupy_only=lambda: [im2col_numpy(image, *window, o, o) for image in x],
                    torch=torch and (lambda: torch.nn.functional.unfold(t_x, k, 1, p, s)))
 
@@ -120,7 +119,8 @@ def _convolution(name, channels, side, k, s, p, forward=True):
         col = make.normal(batch, channels, k, k, o, o)
         t_col = make.torch(col.reshape(batch, channels * k * k, o * o))
         return Run(reads=[col],
-                   minifcn=lambda: [cuda.col2im(image, h, h, *steps) for image in col],
+                   minifcn=lambda: cuda.col2im(col.reshape(batch * channels, k, k, o, o), h, h,
+                                               *steps),
                    cupy_only=lambda: [col2im_numpy(image, h, h, *steps) for image in col],
                    torch=torch and (lambda: torch.nn.functional.fold(t_col, (h, h), k, 1, p, s)))
 
@@ -291,6 +291,19 @@ def _(batch, shapes, make, torch):
     threshold, t_x = math.ceil(0.5 * 2**53), make.torch(x)
     return Run(reads=[x], minifcn=lambda: cuda.dropout(x, 12345, threshold, 2.0),
                cupy_only=lambda: dropout_numpy(x, 12345, threshold, 2.0),
+               torch=torch and (lambda: torch.nn.functional.dropout(t_x, 0.5, training=True)))
+
+
+@case("dropout_seed_on_device", "fc6 ({batch}, 4096, {fc6}, {fc6})")
+def _(batch, shapes, make, torch):
+    """dropout as a captured step (graph.py) runs it: the seed read from device memory;
+    the same bytes as dropout's, plus 8."""
+    import numpy
+    from minifcn import cuda
+    x = make.normal(batch, 4096, shapes["fc6"], shapes["fc6"])
+    seed = make.cupy.asarray(numpy.array([12345], numpy.int64))
+    threshold, t_x = math.ceil(0.5 * 2**53), make.torch(x)
+    return Run(reads=[x, seed], minifcn=lambda: cuda.dropout(x, seed, threshold, 2.0),
                torch=torch and (lambda: torch.nn.functional.dropout(t_x, 0.5, training=True)))
 
 

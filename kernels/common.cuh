@@ -59,3 +59,146 @@ __device__ __forceinline__ index_t last_window(index_t position, index_t stride,
 
 __device__ __forceinline__ index_t max_index(index_t a, index_t b) { return a > b ? a : b; }
 __device__ __forceinline__ index_t min_index(index_t a, index_t b) { return a < b ? a : b; }
+
+// ------------------------------------------------ 16-byte vectors (crop.cu, dropout.cu)
+// scalar_vector: SCALAR_VECTOR_WIDTH scalars (4 floats or 2 doubles) that one 16-byte
+// load or store moves (ld.global.v4.f32 / .v2.f64). A kernel takes its vector path
+// only when the pointers are aligned_16 and every offset is a multiple of the width.
+#define SCALAR_VECTOR_WIDTH ((int)(16 / sizeof(scalar_t)))
+struct alignas(16) scalar_vector {
+    scalar_t v[SCALAR_VECTOR_WIDTH];
+};
+
+__device__ __forceinline__ bool aligned_16(const void* pointer)
+{
+    return ((unsigned long long)pointer & 15ull) == 0;
+}
+
+// PRAGMA_UNROLL(n): `#pragma unroll n` for nvcc and NVRTC, nothing for g++ (the CPU
+// emulation in tests/cuda, which knows no such pragma and would warn).
+#define PRAGMA_TEXT(text) _Pragma(#text)
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define PRAGMA_UNROLL(count) PRAGMA_TEXT(unroll count)
+#else
+#define PRAGMA_UNROLL(count)
+#endif
+// ------------------------------------------------------------------------------------
+// Row runs, vector stores and window pairs (im2col.cu, pooling.cu)
+//
+// RUN_MAX and store_run
+//     A "run" is up to RUN_MAX consecutive outputs of one row that one thread computes
+//     into registers (v[RUN_MAX], every index a constant after unrolling) and stores
+//     with store_run: one 16-byte store (float4, or two double2) when `vector` is 4,
+//     8- or 16-byte pairs when it is 2, else one element at a time. vector_width picks
+//     it once per launch: the row length and the run must be multiples of it and the
+//     array's base aligned to it, so every run starts aligned (outputs are fresh CuPy
+//     allocations, 256-byte aligned; the base check keeps any other pointer correct).
+//
+// window_pairs
+//     Along one axis, the (window o, tap i) pairs with o * stride + i * dilation = q,
+//     0 <= o < count, 0 <= i < kernel: a gather (col2im) visits exactly those, no
+//     per-pair divisibility test. Walking o downwards from the first pair, i rises by
+//     stride / g and o falls by dilation / g (g = gcd(stride, dilation)), so a position
+//     costs two divisions with dilation 1 and about nine with dilation > 1, once.
+
+#define RUN_MAX 4
+
+// UNROLL: `#pragma unroll` with the compiler's own count (PRAGMA_UNROLL above).
+#define UNROLL PRAGMA_UNROLL()
+
+__device__ __forceinline__ int vector_width(const void* base, index_t row_length, index_t run,
+                                            int element_bytes)
+{
+    const unsigned long long address = (unsigned long long)base;
+    if (run % 4 == 0 && row_length % 4 == 0 && address % (4 * element_bytes) == 0) return 4;
+    if (run % 2 == 0 && row_length % 2 == 0 && address % 16 == 0) return 2;
+    return 1;
+}
+
+__device__ __forceinline__ void store_pair(float* p, const float* v) { *(float2*)p = make_float2(v[0], v[1]); }
+__device__ __forceinline__ void store_pair(double* p, const double* v) { *(double2*)p = make_double2(v[0], v[1]); }
+__device__ __forceinline__ void store_four(float* p, const float* v)
+{
+    *(float4*)p = make_float4(v[0], v[1], v[2], v[3]);
+}
+__device__ __forceinline__ void store_four(double* p, const double* v)
+{
+    store_pair(p, v);
+    store_pair(p + 2, v + 2);
+}
+
+// p[0 .. n) = v[0 .. n), n <= RUN_MAX; `vector` from vector_width.
+__device__ __forceinline__ void store_run(scalar_t* p, const scalar_t* v, index_t n, int vector)
+{
+    if (vector == 4 && n == 4) {
+        store_four(p, v);
+        return;
+    }
+    UNROLL
+    for (int e = 0; e < RUN_MAX; e += 2) {
+        if (vector >= 2 && e + 1 < n) {
+            store_pair(p + e, v + e);
+        } else {
+            if (e < n) p[e] = v[e];
+            if (e + 1 < n) p[e + 1] = v[e + 1];
+        }
+    }
+}
+
+// The pairs of one axis: per launch (dilation > 1 only) gcd and inverse, per position q
+// the first pair (o, i) with the largest o, and how many there are.
+struct Axis {
+    index_t kernel, stride, dilation, count;
+    index_t gcd, stride_step, dilation_step, inverse;  // step: value / gcd
+};
+
+struct Pairs {
+    index_t o, i, n;  // first window and tap; n pairs: (o - m * o_step, i + m * i_step)
+};
+
+__device__ __forceinline__ Axis make_axis(index_t kernel, index_t stride, index_t dilation,
+                                          index_t count)
+{
+    Axis axis = {kernel, stride, dilation, count, 1, stride, 1, 0};
+    if (dilation > 1) {
+        index_t a = stride, b = dilation;
+        while (b != 0) {
+            const index_t t = a % b;
+            a = b;
+            b = t;
+        }
+        axis.gcd = a;
+        axis.stride_step = stride / a;
+        axis.dilation_step = dilation / a;
+        // inverse of stride_step modulo dilation_step (coprime): a few steps, once
+        for (index_t k = 0; k < axis.dilation_step; ++k) {
+            if (k * axis.stride_step % axis.dilation_step == 1 % axis.dilation_step) {
+                axis.inverse = k;
+                break;
+            }
+        }
+    }
+    return axis;
+}
+
+__device__ __forceinline__ Pairs window_pairs(const Axis& axis, index_t q)
+{
+    const index_t o_first = first_window(q, (axis.kernel - 1) * axis.dilation + 1, axis.stride);
+    index_t o = last_window(q, axis.stride, axis.count);
+    Pairs pairs = {o, q - o * axis.stride, o - o_first + 1};
+    if (axis.dilation > 1) {
+        // o * stride = q (mod dilation): o = (q / g) * inverse (mod dilation / g)
+        const index_t step = axis.dilation_step;
+        if (q % axis.gcd != 0 || o < o_first) {
+            pairs.n = 0;
+            return pairs;
+        }
+        const index_t residue = (q / axis.gcd) % step * axis.inverse % step;
+        o -= ((o - residue) % step + step) % step;
+        pairs.o = o;
+        pairs.i = (q - o * axis.stride) / axis.dilation;
+        pairs.n = o < o_first ? 0 : (o - o_first) / step + 1;
+    }
+    if (pairs.n < 0) pairs.n = 0;
+    return pairs;
+}

@@ -12,51 +12,101 @@
 // arrive precomputed (in double, then rounded to scalar_t, as NumPy rounds them).
 //
 // THREAD MAPPING
-//   forward and backward: one thread per element (n, c, h, w), N * C * H * W in all; it
-//   sums over its window of n channels. Neighbouring threads take neighbouring pixels
-//   of the same channel, so every load of a warp is contiguous, and the n - 1 loads a
-//   thread shares with its channel neighbours come from cache.
-//   Grid: 1-D, any size (grid-stride loops).
+//   forward and backward: one thread per (image, run of `run` channels, pixel), pixel
+//   fastest: N * ceil(C / run) * H * W threads, grid-stride (1-D, any size); run = 16
+//   (minifcn/cuda.py's LRN_RUN).
+//   A thread sums the window of its run's first channel once, then walks the run's
+//   channels with a sliding window: one add (the channel entering) and one subtract
+//   (the channel leaving) per channel instead of n adds. The sums are kept in double
+//   (in float32 still far below the memory time: two adds and two conversions an
+//   element); a large value leaving the window leaves a residue of about 2^-52 of its
+//   square in the sums of the later channels of its run, and each run starts afresh
+//   (tests/cuda/test_emulated_crop_lrn.py bounds it). Neighbouring
+//   threads take neighbouring pixels of the same channel: every load and store of a
+//   warp is contiguous. Runs of channels rather than whole pixels keep enough
+//   threads in flight for few pixels (AlexNet's norm1: 173 x 173 pixels, 96 channels).
+//
+// WHAT BOUNDS ITS SPEED
+//   Bytes: forward reads x and writes y and scale: 3 * size(x); backward reads x, y,
+//   scale, gy and writes gx: 5 * size(x). Each value is fetched from DRAM once: the
+//   leaving channel and the output channel were read a few channels earlier by the
+//   same thread (L1). pow is the only costly arithmetic (once an element forward and
+//   backward), well under the memory time in float32. Prediction (benchmarks/
+//   gpu_cases.py, norm1 96 x 173 x 173: 34 MB forward, 57 MB backward a batch-1
+//   image): 55-65% of copy bandwidth at batch 1, 70-80% at batch 8.
 
 #include "common.cuh"
 
 extern "C" __global__ void lrn_forward(
     const scalar_t* __restrict__ x, index_t images, index_t channels,
-    index_t pixels_per_channel, index_t size, scalar_t alpha_over_size, scalar_t beta,
-    scalar_t k, scalar_t* __restrict__ y, scalar_t* __restrict__ scale)
+    index_t pixels_per_channel, index_t run, index_t size, scalar_t alpha_over_size,
+    scalar_t beta, scalar_t k, scalar_t* __restrict__ y, scalar_t* __restrict__ scale)
 {
-    GRID_STRIDE_LOOP(index, images * channels * pixels_per_channel) {
-        const index_t c = (index / pixels_per_channel) % channels;
-        const scalar_t* x_pixel = x + index - c * pixels_per_channel;  // x[n, 0, h, w]
-        scalar_t sum_of_squares = 0;
-        for (index_t other = c - (size - 1) / 2; other < c - (size - 1) / 2 + size; ++other) {
-            if (other < 0 || other >= channels) continue;
-            const scalar_t value = x_pixel[other * pixels_per_channel];
+    const index_t runs = (channels + run - 1) / run;
+    const index_t pre = (size - 1) / 2;
+    GRID_STRIDE_LOOP(thread, images * runs * pixels_per_channel) {
+        const index_t run_and_image = thread / pixels_per_channel;
+        const index_t pixel = thread - run_and_image * pixels_per_channel;
+        const index_t image = run_and_image / runs;
+        const index_t first = (run_and_image - image * runs) * run;
+        const index_t last = min_index(first + run, channels);
+        const index_t start = image * channels * pixels_per_channel + pixel;  // (n, 0, h, w)
+        const scalar_t* x_pixel = x + start;
+        double sum_of_squares = 0;  // the window of `first`: [first - pre, first - pre + n)
+        for (index_t c = max_index(first - pre, 0); c < min_index(first - pre + size, channels); ++c) {
+            const double value = x_pixel[c * pixels_per_channel];
             sum_of_squares += value * value;
         }
-        const scalar_t scale_here = k + alpha_over_size * sum_of_squares;
-        scale[index] = scale_here;
-        y[index] = x[index] * pow(scale_here, -beta);
+PRAGMA_UNROLL(4)
+        for (index_t c = first; c < last; ++c) {
+            const index_t at = start + c * pixels_per_channel;
+            const scalar_t scale_here = k + alpha_over_size * (scalar_t)sum_of_squares;
+            scale[at] = scale_here;
+            y[at] = x[at] * pow(scale_here, -beta);
+            const index_t entering = c - pre + size, leaving = c - pre;
+            if (entering < channels) {
+                const double value = x_pixel[entering * pixels_per_channel];
+                sum_of_squares += value * value;
+            }
+            if (leaving >= 0) {
+                const double value = x_pixel[leaving * pixels_per_channel];
+                sum_of_squares -= value * value;
+            }
+        }
     }
 }
 
 extern "C" __global__ void lrn_backward(
     const scalar_t* __restrict__ x, const scalar_t* __restrict__ y,
     const scalar_t* __restrict__ scale, const scalar_t* __restrict__ gy, index_t images,
-    index_t channels, index_t pixels_per_channel, index_t size,
+    index_t channels, index_t pixels_per_channel, index_t run, index_t size,
     scalar_t two_alpha_beta_over_size, scalar_t beta, scalar_t* __restrict__ gx)
 {
-    GRID_STRIDE_LOOP(index, images * channels * pixels_per_channel) {
-        const index_t c = (index / pixels_per_channel) % channels;
-        const index_t pixel_start = index - c * pixels_per_channel;  // (n, 0, h, w)
-        const index_t first = c - (size - 1 - (size - 1) / 2);
-        scalar_t spread = 0;
-        for (index_t other = first; other < first + size; ++other) {
-            if (other < 0 || other >= channels) continue;
-            const index_t at = pixel_start + other * pixels_per_channel;
-            spread += gy[at] * y[at] / scale[at];
+    const index_t runs = (channels + run - 1) / run;
+    const index_t pre = (size - 1) / 2, post = size - 1 - pre;
+    GRID_STRIDE_LOOP(thread, images * runs * pixels_per_channel) {
+        const index_t run_and_image = thread / pixels_per_channel;
+        const index_t pixel = thread - run_and_image * pixels_per_channel;
+        const index_t image = run_and_image / runs;
+        const index_t first = (run_and_image - image * runs) * run;
+        const index_t last = min_index(first + run, channels);
+        const index_t start = image * channels * pixels_per_channel + pixel;  // (n, 0, h, w)
+        // ratio(c') = gy y / scale at channel c'; the window of c is [c - post, c + pre]
+        const auto ratio = [=](index_t c) {
+            const index_t at = start + c * pixels_per_channel;
+            return (double)(gy[at] * y[at] / scale[at]);
+        };
+        double spread = 0;
+        for (index_t c = max_index(first - post, 0); c < min_index(first + pre + 1, channels); ++c) {
+            spread += ratio(c);
         }
-        gx[index] = gy[index] * pow(scale[index], -beta)
-                  - two_alpha_beta_over_size * x[index] * spread;
+PRAGMA_UNROLL(4)
+        for (index_t c = first; c < last; ++c) {
+            const index_t at = start + c * pixels_per_channel;
+            gx[at] = gy[at] * pow(scale[at], -beta)
+                   - two_alpha_beta_over_size * x[at] * (scalar_t)spread;
+            if (c + pre + 1 < channels) spread += ratio(c + pre + 1);
+            if (c - post >= 0) spread -= ratio(c - post);
+        }
     }
 }

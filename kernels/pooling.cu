@@ -1,10 +1,14 @@
 // Max and average pooling, forward and backward (the math, Caffe's window sizes and
 // the NumPy reference: minifcn/functions/pooling.py, minifcn/reference/pooling.py).
 //
-//     max  y[oy, ox] = max of xpad over the window (padding is -inf)
-//          argmax    = h * W + w of the FIRST maximum in scan order (rows, then
-//                      columns); a window of -inf only points at its first real pixel
-//          gx[h, w]  = sum of gy[oy, ox] over the windows whose argmax is (h, w)
+//     max  y[oy, ox] = max of xpad over the window (padding is -inf; NaN is above
+//                      everything: a NaN anywhere in the window gives NaN)
+//          argmax    = i * kw + j, the cell of the FIRST maximum in scan order (rows,
+//                      then columns: a cell is taken when strictly larger, or when it
+//                      is the first NaN); a window whose real pixels are all -inf
+//                      names its first real pixel. uint8 (max_pool_forward) for windows
+//                      of up to 255 cells, int32 (max_pool_forward_wide) beyond.
+//          gx[h, w]  = sum of gy[oy, ox] over the windows whose argmax cell is (h, w)
 //     avg  y[oy, ox] = (sum of x over the window) / pool_size(oy, ox)
 //          gx[h, w]  = sum of gy[oy, ox] / pool_size(oy, ox) over the windows
 //                      that cover (h, w)
@@ -15,92 +19,196 @@
 // (N, C, H, W), y, argmax and gy (N, C, out_h, out_w), all C-contiguous; "planes" is
 // N * C: every plane is pooled the same way.
 //
-// THREAD MAPPING
-//   forward:  one thread per output (plane, oy, ox), planes * out_h * out_w in all; it
-//             scans its kh x kw window.
-//   backward: one thread per input pixel (plane, h, w), planes * H * W in all; it
-//             GATHERS from the windows that cover its pixel (first_window..last_window,
-//             kernels/common.cuh): at most ceil(kh/sy) * ceil(kw/sx) of them. No
-//             atomics, no scatter: each gradient is written once, the same on every run.
-//             avg_pool_backward walks the windows from last to first so that the offsets
-//             inside the window rise, the order avg_pool_backward_numpy adds in.
-//   Grid: 1-D, any size (grid-stride loops), launched by minifcn/cuda.py.
+// THREAD MAPPING (grids built by minifcn/cuda.py, _plane_grid)
+//   forward:  grid z = plane, grid x = grid-stride over the plane's outputs, one output
+//             per thread and iteration: oy = p / out_w is its one division. A thread
+//             scans the real cells of its window (the clipped ranges computed once, no
+//             per-cell bounds test). Neighbouring threads take neighbouring ox: every
+//             tap's load of a warp spans 32 * sx elements, y's stores 128 bytes and
+//             argmax's 32 bytes (one sector). (Runs of consecutive outputs per thread,
+//             as in the backward pass, would spread each load of a warp over 4 times
+//             the cache lines; a window of 2x2 is already 4 independent loads.)
+//   backward: grid z = plane, grid x = grid-stride over the (h, run) pairs of the
+//             plane, a run `run` (1 or 4) consecutive pixels of row h. The thread
+//             GATHERS: the windows whose rows cover h (first_window..last_window, once
+//             per run) times those whose columns cover any pixel of the run (two
+//             divisions per run); each window's gy (and argmax) is loaded once and added
+//             to the pixels of the run it covers. No atomics, no scatter: each gradient
+//             is written once, the same on every run. max adds windows in scan order
+//             (max_pool_backward_numpy's bincount order); avg from last to first, so
+//             that the offsets inside the window rise, the order avg_pool_backward_numpy
+//             adds in (equal bit for bit). Stores as in im2col.cu (16-byte when
+//             W % 4 == 0, pairs when W is even).
+//
+// WHAT BOUNDS THE SPEED (bytes per call, s = sizeof(scalar_t), a = argmax's 1 or 4)
+//   max forward:  s*planes*H*W + (s + a)*planes*out_h*out_w. For pool1 (2x2, s2, on
+//                 64 x 698 x 698) that is 1 read of x and 1.25 outputs per 4 inputs:
+//                 DRAM bound: an estimated 60 instructions per output, where an H200
+//                 can issue about 200 per output at the copy bandwidth (132 SMs x 128
+//                 lanes x 1.98 GHz over 21 bytes an output). Predicted at batch 8:
+//                 75-80% of copy bandwidth.
+//   max backward: s*planes*H*W + (s + a)*planes*out_h*out_w (gx written, gy and
+//                 argmax read once, each by the run that covers it): DRAM-write bound.
+//                 Predicted 70-75%.
+//   avg forward / backward: the same without argmax; predicted 75-80% / 70-75%.
+//   Loads are scalar (4 or 8 bytes): a window starts at any column (stride, padding),
+//   and lane-neighbouring loads already use every line they touch; the 16-byte
+//   accesses are the gradient's stores, the larger side of the backward pass.
 
 #include "common.cuh"
 
-// x_plane[h, w], or -infinity in the padding.
-__device__ __forceinline__ scalar_t value_or_minus_infinity(
-    const scalar_t* x_plane, index_t h, index_t w, index_t height, index_t width)
+// Output (oy, ox)'s window along one axis: its first cell (may be padding), and its
+// real cells [lo, hi).
+struct Span {
+    index_t start, lo, hi;
+};
+
+__device__ __forceinline__ Span window_span(index_t o, index_t stride, index_t pad,
+                                            index_t kernel, index_t size)
 {
-    const scalar_t minus_infinity = -(scalar_t)(1.0 / 0.0);
-    const bool inside = h >= 0 && h < height && w >= 0 && w < width;
-    return inside ? x_plane[h * width + w] : minus_infinity;
+    const index_t start = o * stride - pad;
+    return {start, max_index(start, 0), min_index(start + kernel, size)};
 }
 
-// Caffe's pool_size along one axis: the window starting at `start`, clipped to
-// [-pad, size + pad).
-__device__ __forceinline__ index_t clipped_extent(index_t start, index_t kernel,
-                                                    index_t size, index_t pad)
+// Caffe's pool_size along one axis: the window clipped to [-pad, size + pad).
+__device__ __forceinline__ index_t clipped_extent(const Span& span, index_t kernel,
+                                                  index_t size, index_t pad)
 {
-    return min_index(start + kernel, size + pad) - start;
+    return min_index(span.start + kernel, size + pad) - span.start;
+}
+
+template <typename offset_t>
+__device__ __forceinline__ void max_pool_forward_body(
+    const scalar_t* __restrict__ x, index_t planes, index_t height, index_t width,
+    index_t kernel_h, index_t kernel_w, index_t stride_h, index_t stride_w,
+    index_t pad_h, index_t pad_w, index_t out_h, index_t out_w,
+    scalar_t* __restrict__ y, offset_t* __restrict__ argmax)
+{
+    const index_t out_size = out_h * out_w;
+    for (index_t plane = blockIdx.z; plane < planes; plane += gridDim.z) {
+        const scalar_t* x_plane = x + plane * height * width;
+        GRID_STRIDE_LOOP(p, out_size) {
+            const index_t oy = p / out_w, ox = p - oy * out_w;
+            const Span rows = window_span(oy, stride_h, pad_h, kernel_h, height);
+            const Span cols = window_span(ox, stride_w, pad_w, kernel_w, width);
+            // Nothing beats -inf strictly: then the first real pixel is named.
+            scalar_t best = -(scalar_t)(1.0 / 0.0);
+            index_t best_cell = (rows.lo - rows.start) * kernel_w + cols.lo - cols.start;
+            for (index_t h = rows.lo; h < rows.hi; ++h) {
+                const scalar_t* x_row = x_plane + h * width;
+                const index_t row_cell = (h - rows.start) * kernel_w - cols.start;
+                for (index_t w = cols.lo; w < cols.hi; ++w) {
+                    const scalar_t value = x_row[w];
+                    // a NaN, once taken, stays: NaN > value is false, and best is NaN
+                    if (value > best || (value != value && best == best)) {
+                        best = value;
+                        best_cell = row_cell + w;
+                    }
+                }
+            }
+            y[plane * out_size + p] = best;
+            argmax[plane * out_size + p] = (offset_t)best_cell;
+        }
+    }
 }
 
 extern "C" __global__ void max_pool_forward(
     const scalar_t* __restrict__ x, index_t planes, index_t height, index_t width,
     index_t kernel_h, index_t kernel_w, index_t stride_h, index_t stride_w,
     index_t pad_h, index_t pad_w, index_t out_h, index_t out_w,
+    scalar_t* __restrict__ y, unsigned char* __restrict__ argmax)
+{
+    max_pool_forward_body(x, planes, height, width, kernel_h, kernel_w, stride_h, stride_w,
+                          pad_h, pad_w, out_h, out_w, y, argmax);
+}
+
+extern "C" __global__ void max_pool_forward_wide(
+    const scalar_t* __restrict__ x, index_t planes, index_t height, index_t width,
+    index_t kernel_h, index_t kernel_w, index_t stride_h, index_t stride_w,
+    index_t pad_h, index_t pad_w, index_t out_h, index_t out_w,
     scalar_t* __restrict__ y, int* __restrict__ argmax)
 {
-    GRID_STRIDE_LOOP(index, planes * out_h * out_w) {
-        const index_t ox = index % out_w;
-        const index_t oy = (index / out_w) % out_h;
-        const index_t plane = index / (out_h * out_w);
-        const scalar_t* x_plane = x + plane * height * width;
-        const index_t h_start = oy * stride_h - pad_h, w_start = ox * stride_w - pad_w;
-        // Start from cell (0, 0), padding included, and take a cell only when it is
-        // strictly larger: ties keep the first maximum in scan order.
-        scalar_t best = value_or_minus_infinity(x_plane, h_start, w_start, height, width);
-        index_t best_h = h_start, best_w = w_start;
-        for (index_t h = h_start; h < h_start + kernel_h; ++h) {
-            for (index_t w = w_start; w < w_start + kernel_w; ++w) {
-                const scalar_t value = value_or_minus_infinity(x_plane, h, w, height, width);
-                if (value > best) {
-                    best = value;
-                    best_h = h;
-                    best_w = w;
+    max_pool_forward_body(x, planes, height, width, kernel_h, kernel_w, stride_h, stride_w,
+                          pad_h, pad_w, out_h, out_w, y, argmax);
+}
+
+// The windows that cover a run of pixels: rows [oy_lo, oy_hi] of the run's row h,
+// columns [ox_lo, ox_hi] of any of its pixels w_first .. w_first + n - 1.
+struct Cover {
+    index_t oy_lo, oy_hi, ox_lo, ox_hi;
+};
+
+__device__ __forceinline__ Cover covering_windows(
+    index_t h, index_t w_first, index_t n, index_t kernel_h, index_t kernel_w,
+    index_t stride_h, index_t stride_w, index_t pad_h, index_t pad_w,
+    index_t out_h, index_t out_w)
+{
+    return {first_window(h + pad_h, kernel_h, stride_h),
+            last_window(h + pad_h, stride_h, out_h),
+            first_window(w_first + pad_w, kernel_w, stride_w),
+            last_window(w_first + n - 1 + pad_w, stride_w, out_w)};
+}
+
+template <typename offset_t>
+__device__ __forceinline__ void max_pool_backward_body(
+    const scalar_t* __restrict__ gy, const offset_t* __restrict__ argmax, index_t planes,
+    index_t height, index_t width, index_t kernel_h, index_t kernel_w,
+    index_t stride_h, index_t stride_w, index_t pad_h, index_t pad_w,
+    index_t out_h, index_t out_w, index_t run, scalar_t* __restrict__ gx)
+{
+    const index_t runs_per_row = (width + run - 1) / run;
+    const int vector = vector_width(gx, width, run, (int)sizeof(scalar_t));
+    for (index_t plane = blockIdx.z; plane < planes; plane += gridDim.z) {
+        const scalar_t* gy_plane = gy + plane * out_h * out_w;
+        const offset_t* argmax_plane = argmax + plane * out_h * out_w;
+        GRID_STRIDE_LOOP(t, height * runs_per_row) {
+            const index_t h = t / runs_per_row;
+            const index_t w_first = (t - h * runs_per_row) * run;
+            const index_t n = min_index(run, width - w_first);
+            const Cover cover = covering_windows(h, w_first, n, kernel_h, kernel_w, stride_h,
+                                                 stride_w, pad_h, pad_w, out_h, out_w);
+            scalar_t total[RUN_MAX];
+            UNROLL
+            for (int e = 0; e < RUN_MAX; ++e) total[e] = 0;
+            for (index_t oy = cover.oy_lo; oy <= cover.oy_hi; ++oy) {
+                // cell index of (h, w_first) in window (oy, ox): row_cell - ox * stride_w
+                const index_t row_cell = (h + pad_h - oy * stride_h) * kernel_w + w_first + pad_w;
+                for (index_t ox = cover.ox_lo; ox <= cover.ox_hi; ++ox) {
+                    const index_t j_first = w_first + pad_w - ox * stride_w;
+                    const index_t cell = (index_t)argmax_plane[oy * out_w + ox];
+                    const scalar_t g = gy_plane[oy * out_w + ox];
+                    UNROLL
+                    for (int e = 0; e < RUN_MAX; ++e) {
+                        const index_t j = j_first + e;
+                        if (e < n && j >= 0 && j < kernel_w && cell == row_cell - ox * stride_w + e) {
+                            total[e] += g;
+                        }
+                    }
                 }
             }
+            store_run(gx + (plane * height + h) * width + w_first, total, n, vector);
         }
-        y[index] = best;
-        // Only cell (0, 0) can lie in the padding here (padding never wins a strict
-        // comparison); then no real pixel beat -inf and the first real one is named.
-        argmax[index] = (int)(max_index(best_h, 0) * width + max_index(best_w, 0));
     }
 }
 
 extern "C" __global__ void max_pool_backward(
+    const scalar_t* __restrict__ gy, const unsigned char* __restrict__ argmax, index_t planes,
+    index_t height, index_t width, index_t kernel_h, index_t kernel_w,
+    index_t stride_h, index_t stride_w, index_t pad_h, index_t pad_w,
+    index_t out_h, index_t out_w, index_t run, scalar_t* __restrict__ gx)
+{
+    max_pool_backward_body(gy, argmax, planes, height, width, kernel_h, kernel_w, stride_h,
+                           stride_w, pad_h, pad_w, out_h, out_w, run, gx);
+}
+
+extern "C" __global__ void max_pool_backward_wide(
     const scalar_t* __restrict__ gy, const int* __restrict__ argmax, index_t planes,
     index_t height, index_t width, index_t kernel_h, index_t kernel_w,
     index_t stride_h, index_t stride_w, index_t pad_h, index_t pad_w,
-    index_t out_h, index_t out_w, scalar_t* __restrict__ gx)
+    index_t out_h, index_t out_w, index_t run, scalar_t* __restrict__ gx)
 {
-    GRID_STRIDE_LOOP(index, planes * height * width) {
-        const index_t w = index % width;
-        const index_t h = (index / width) % height;
-        const index_t plane = index / (height * width);
-        const index_t pixel = h * width + w;
-        const scalar_t* gy_plane = gy + plane * out_h * out_w;
-        const int* argmax_plane = argmax + plane * out_h * out_w;
-        const index_t oy_last = last_window(h + pad_h, stride_h, out_h);
-        const index_t ox_last = last_window(w + pad_w, stride_w, out_w);
-        scalar_t total = 0;
-        for (index_t oy = first_window(h + pad_h, kernel_h, stride_h); oy <= oy_last; ++oy) {
-            for (index_t ox = first_window(w + pad_w, kernel_w, stride_w); ox <= ox_last; ++ox) {
-                if (argmax_plane[oy * out_w + ox] == pixel) total += gy_plane[oy * out_w + ox];
-            }
-        }
-        gx[index] = total;
-    }
+    max_pool_backward_body(gy, argmax, planes, height, width, kernel_h, kernel_w, stride_h,
+                           stride_w, pad_h, pad_w, out_h, out_w, run, gx);
 }
 
 extern "C" __global__ void avg_pool_forward(
@@ -109,47 +217,59 @@ extern "C" __global__ void avg_pool_forward(
     index_t pad_h, index_t pad_w, index_t out_h, index_t out_w,
     scalar_t* __restrict__ y)
 {
-    GRID_STRIDE_LOOP(index, planes * out_h * out_w) {
-        const index_t ox = index % out_w;
-        const index_t oy = (index / out_w) % out_h;
-        const index_t plane = index / (out_h * out_w);
+    const index_t out_size = out_h * out_w;
+    for (index_t plane = blockIdx.z; plane < planes; plane += gridDim.z) {
         const scalar_t* x_plane = x + plane * height * width;
-        const index_t h_start = oy * stride_h - pad_h, w_start = ox * stride_w - pad_w;
-        const index_t pool_size = clipped_extent(h_start, kernel_h, height, pad_h)
-                                  * clipped_extent(w_start, kernel_w, width, pad_w);
-        const index_t h_end = min_index(h_start + kernel_h, height);
-        const index_t w_end = min_index(w_start + kernel_w, width);
-        scalar_t total = 0;
-        for (index_t h = max_index(h_start, 0); h < h_end; ++h) {
-            for (index_t w = max_index(w_start, 0); w < w_end; ++w) {
-                total += x_plane[h * width + w];
+        GRID_STRIDE_LOOP(p, out_size) {
+            const index_t oy = p / out_w, ox = p - oy * out_w;
+            const Span rows = window_span(oy, stride_h, pad_h, kernel_h, height);
+            const Span cols = window_span(ox, stride_w, pad_w, kernel_w, width);
+            const index_t pool_size = clipped_extent(rows, kernel_h, height, pad_h)
+                                      * clipped_extent(cols, kernel_w, width, pad_w);
+            scalar_t total = 0;
+            for (index_t h = rows.lo; h < rows.hi; ++h) {
+                const scalar_t* x_row = x_plane + h * width;
+                for (index_t w = cols.lo; w < cols.hi; ++w) total += x_row[w];
             }
+            y[plane * out_size + p] = total / (scalar_t)pool_size;
         }
-        y[index] = total / (scalar_t)pool_size;
     }
 }
 
 extern "C" __global__ void avg_pool_backward(
     const scalar_t* __restrict__ gy, index_t planes, index_t height, index_t width,
     index_t kernel_h, index_t kernel_w, index_t stride_h, index_t stride_w,
-    index_t pad_h, index_t pad_w, index_t out_h, index_t out_w,
+    index_t pad_h, index_t pad_w, index_t out_h, index_t out_w, index_t run,
     scalar_t* __restrict__ gx)
 {
-    GRID_STRIDE_LOOP(index, planes * height * width) {
-        const index_t w = index % width;
-        const index_t h = (index / width) % height;
-        const index_t plane = index / (height * width);
+    const index_t runs_per_row = (width + run - 1) / run;
+    const int vector = vector_width(gx, width, run, (int)sizeof(scalar_t));
+    for (index_t plane = blockIdx.z; plane < planes; plane += gridDim.z) {
         const scalar_t* gy_plane = gy + plane * out_h * out_w;
-        const index_t oy_first = first_window(h + pad_h, kernel_h, stride_h);
-        const index_t ox_first = first_window(w + pad_w, kernel_w, stride_w);
-        scalar_t total = 0;
-        for (index_t oy = last_window(h + pad_h, stride_h, out_h); oy >= oy_first; --oy) {
-            const index_t pool_h = clipped_extent(oy * stride_h - pad_h, kernel_h, height, pad_h);
-            for (index_t ox = last_window(w + pad_w, stride_w, out_w); ox >= ox_first; --ox) {
-                const index_t pool_w = clipped_extent(ox * stride_w - pad_w, kernel_w, width, pad_w);
-                total += gy_plane[oy * out_w + ox] / (scalar_t)(pool_h * pool_w);
+        GRID_STRIDE_LOOP(t, height * runs_per_row) {
+            const index_t h = t / runs_per_row;
+            const index_t w_first = (t - h * runs_per_row) * run;
+            const index_t n = min_index(run, width - w_first);
+            const Cover cover = covering_windows(h, w_first, n, kernel_h, kernel_w, stride_h,
+                                                 stride_w, pad_h, pad_w, out_h, out_w);
+            scalar_t total[RUN_MAX];
+            UNROLL
+            for (int e = 0; e < RUN_MAX; ++e) total[e] = 0;
+            for (index_t oy = cover.oy_hi; oy >= cover.oy_lo; --oy) {
+                const Span rows = window_span(oy, stride_h, pad_h, kernel_h, height);
+                const index_t pool_h = clipped_extent(rows, kernel_h, height, pad_h);
+                for (index_t ox = cover.ox_hi; ox >= cover.ox_lo; --ox) {
+                    const Span cols = window_span(ox, stride_w, pad_w, kernel_w, width);
+                    const scalar_t share = gy_plane[oy * out_w + ox]
+                        / (scalar_t)(pool_h * clipped_extent(cols, kernel_w, width, pad_w));
+                    UNROLL
+                    for (int e = 0; e < RUN_MAX; ++e) {
+                        const index_t w = w_first + e;
+                        if (e < n && w >= cols.start && w < cols.start + kernel_w) total[e] += share;
+                    }
+                }
             }
+            store_run(gx + (plane * height + h) * width + w_first, total, n, vector);
         }
-        gx[index] = total;
     }
 }

@@ -164,6 +164,13 @@ def _parser():
                        help=f"steps between validations and checkpoints (default "
                             f"{BUILT_IN_RUN['val_interval']} on synthetic data, "
                             f"{REAL_DATA_RUN['val_interval']} otherwise)")
+    train.add_argument("--log-interval", type=positive_int,
+                       help=f"steps between reads of the loss for the progress bar and the "
+                            f"divergence check; on the GPU each read waits for the device "
+                            f"(default {TrainConfig.log_interval})")
+    train.add_argument("--cuda-graphs", choices=("on", "off", "auto"),
+                       help="capture the training step once as a CUDA graph and replay it while "
+                            "the batch shape repeats (default auto: on with --device cuda)")
     train.add_argument("--val-images", type=positive_int,
                        help=f"held-out images scored (default {TrainConfig.val_images})")
     train.add_argument("--out", help="run directory (default runs/<model>-<data>)")

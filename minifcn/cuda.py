@@ -49,6 +49,7 @@ setting at any time.
 """
 import contextlib
 import functools
+import math
 import numbers
 import re
 from pathlib import Path
@@ -57,6 +58,7 @@ import numpy
 
 from . import backend
 from .kernel_set import KernelSet
+from .reference.pooling import max_pool_offset_dtype
 
 # A checkout (or an editable install) reads kernels/ beside the package; an installed
 # wheel carries the same files inside the package as minifcn/_kernels (setup.py).
@@ -168,69 +170,87 @@ def _enqueue(filename, kernel_name, variant, blocks, threads, args):
     _kernel_function(filename, kernel_name, variant)(_dims(blocks), _dims(threads), args)
 
 
+class _Prepared:
+    """What `_launch` needs to know of one kernel at one dtype, worked out once: which
+    parameters are arrays, indices, reals of the dtype or fixed C types, so that a
+    launch is one pass over its arguments (the training step launches hundreds)."""
+
+    def __init__(self, filename, kernel_name, dtype):
+        self.dtype = numpy.dtype(dtype)
+        compile_options(self.dtype)  # rejects dtypes the kernels are not built for
+        try:
+            parameters = kernel_parameters(filename)[kernel_name]
+        except KeyError:
+            raise ValueError(f"kernels/{filename} defines no kernel {kernel_name!r}") from None
+        self.names = tuple(name for _, name in parameters)
+        self.arrays, self.indices, self.reals, self.fixed = [], [], [], []
+        for slot, (ctype, name) in enumerate(parameters):
+            if ctype.endswith("*"):
+                self.arrays.append(slot)
+            elif ctype == "index_t":
+                self.indices.append(slot)
+            elif ctype == "scalar_t":
+                self.reals.append(slot)
+            elif ctype in _FIXED_TYPES:
+                self.fixed.append((slot, _FIXED_TYPES[ctype]))
+            else:
+                raise TypeError(f"{kernel_name}: cannot pass a {ctype} ({name}) from Python")
+        self.variants = {bits: (self.dtype.name, bits) for bits in INDEX_TYPES}
+
+
 @functools.lru_cache(maxsize=None)
-def _converters(filename, kernel_name):
-    """Per parameter: its name and what `_launch` makes of a value for it ("array",
-    "index", "scalar", or a NumPy scalar type), prepared once per kernel."""
-    try:
-        parameters = kernel_parameters(filename)[kernel_name]
-    except KeyError:
-        raise ValueError(f"kernels/{filename} defines no kernel {kernel_name!r}") from None
-    kinds = []
-    for ctype, name in parameters:
-        if ctype.endswith("*"):
-            kinds.append((name, "array"))
-        elif ctype in ("index_t", "scalar_t"):
-            kinds.append((name, ctype[:-2]))
-        elif ctype in _FIXED_TYPES:
-            kinds.append((name, _FIXED_TYPES[ctype]))
-        else:
-            raise TypeError(f"{kernel_name}: cannot pass a {ctype} ({name}) from Python")
-    return tuple(kinds)
+def _prepared(filename, kernel_name, dtype):
+    return _Prepared(filename, kernel_name, dtype)
 
 
-def _convert(kernel_name, name, kind, value, dtype, index_type):
-    """`value` as the kernel's parameter `name` declares it."""
-    if kind == "array":
-        if not (isinstance(value, numpy.ndarray) or backend.is_cupy_array(value)):
-            raise TypeError(f"{kernel_name}: {name} must be an array, got {type(value).__name__}")
-        if not value.flags.c_contiguous:
-            raise ValueError(f"{kernel_name}: kernels take C-contiguous arrays, got strides "
-                             f"{value.strides} for shape {value.shape} ({name})")
+def _number(kernel_name, name, value, integral):
+    """`value` if it is a number the parameter takes (an integer where `integral`), else
+    a TypeError naming the kernel and the parameter."""
+    kind = type(value)
+    if kind is int or (kind is float and not integral):
         return value
     if isinstance(value, (bool, numpy.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{kernel_name}: {name} must be a number, got {value!r}")
-    if kind == "scalar":
-        return dtype.type(value)
-    if (kind == "index" or numpy.issubdtype(kind, numpy.integer)) and not isinstance(
-            value, numbers.Integral):
+    if integral and not isinstance(value, numbers.Integral):
         raise TypeError(f"{kernel_name}: {name} must be an integer, got {value!r}")
-    return index_type(value) if kind == "index" else kind(value)
+    return value
 
 
 def _launch(filename, kernel_name, dtype, work_items, *args, grid=None):
     """Run `kernel_name` from kernels/<filename> over `work_items` grid-stride indices
-    (or on `grid` = (blocks, threads), each an int or an (x, y, z) tuple)."""
-    dtype = numpy.dtype(dtype)
-    compile_options(dtype)  # rejects dtypes the kernels are not built for
-    kinds = _converters(filename, kernel_name)
-    if len(args) != len(kinds):
-        raise TypeError(f"{kernel_name} takes {len(kinds)} arguments "
-                        f"({', '.join(name for name, _ in kinds)}), got {len(args)}")
+    (or on `grid` = (blocks, threads), each an int or an (x, y, z) tuple). Every
+    argument is converted to the type the kernel declares (see the module docstring)."""
+    kernel = _prepared(filename, kernel_name, dtype)
+    if len(args) != len(kernel.names):
+        raise TypeError(f"{kernel_name} takes {len(kernel.names)} arguments "
+                        f"({', '.join(kernel.names)}), got {len(args)}")
+    blocks, threads = grid or launch_shape(work_items)
+    largest = work_items + math.prod(_dims(blocks)) * math.prod(_dims(threads))
+    converted = list(args)
+    for slot in kernel.arrays:
+        value = args[slot]
+        if not (isinstance(value, numpy.ndarray) or backend.is_cupy_array(value)):
+            raise TypeError(f"{kernel_name}: {kernel.names[slot]} must be an array, got "
+                            f"{type(value).__name__}")
+        if not value.flags.c_contiguous:
+            raise ValueError(f"{kernel_name}: kernels take C-contiguous arrays, got strides "
+                             f"{value.strides} for shape {value.shape} ({kernel.names[slot]})")
+        largest = max(largest, value.size)
+    for slot in kernel.indices:
+        largest = max(largest, abs(_number(kernel_name, kernel.names[slot], args[slot], True)))
     if work_items == 0:
         return
-    blocks, threads = grid or launch_shape(work_items)
-    threads_in_grid = numpy.prod(_dims(blocks)) * numpy.prod(_dims(threads))
-    largest = max([work_items + threads_in_grid] + [
-        value.size if kind == "array" else abs(value)
-        for (_, kind), value in zip(kinds, args)
-        if (kind == "array" and hasattr(value, "size"))
-        or (kind == "index" and isinstance(value, numbers.Real))])
     bits = index_bits(largest)
     index_type = numpy.int32 if bits == 32 else numpy.int64
-    _enqueue(filename, kernel_name, (dtype.name, bits), blocks, threads,
-             tuple(_convert(kernel_name, name, kind, value, dtype, index_type)
-                   for (name, kind), value in zip(kinds, args)))
+    for slot in kernel.indices:
+        converted[slot] = index_type(args[slot])
+    for slot in kernel.reals:
+        converted[slot] = kernel.dtype.type(_number(kernel_name, kernel.names[slot], args[slot],
+                                                    False))
+    for slot, ctype in kernel.fixed:
+        integral = numpy.issubdtype(ctype, numpy.integer)
+        converted[slot] = ctype(_number(kernel_name, kernel.names[slot], args[slot], integral))
+    _enqueue(filename, kernel_name, kernel.variants[bits], blocks, threads, tuple(converted))
 
 
 def _module_and_contiguous(*arrays):
@@ -240,13 +260,39 @@ def _module_and_contiguous(*arrays):
 
 
 # ------------------------------------------------------------------------ im2col/col2im
+# These kernels, and the pooling ones below, take a 3-D grid (kernels/im2col.cu,
+# pooling.cu): z over channels or planes, y over im2col's taps, x a grid-stride loop
+# over one plane's rows of runs.
+GRID_YZ_LIMIT = 65535  # CUDA's limit on gridDim.y and .z; the kernels loop past it
+RUN_THRESHOLD = 1 << 20  # outputs from which a thread computes runs of 4, not 1
+
+
+def _runs(rows, row_length, outputs):
+    """(run, rows * runs per row): outputs per thread along a row, 4 for launches of at
+    least RUN_THRESHOLD outputs (the index arithmetic paid once per 4, 16-byte stores),
+    1 for smaller ones, whose threads an H200 could hold 4 times over (132 SMs x 2048
+    threads; fc6's col2im: 512 x 22 x 22 pixels); and the grid-stride count per plane."""
+    run = 4 if outputs >= RUN_THRESHOLD else 1
+    return run, rows * -(-row_length // run)
+
+
+def _plane_grid(work_per_plane, y, z):
+    """(blocks, threads) for `work_per_plane` grid-stride items in x, times y and z: a
+    block of a multiple of 32 threads, no more than a small plane needs (fc6: 64)."""
+    threads = min(THREADS_PER_BLOCK, max(32, -(-work_per_plane // 32) * 32))
+    blocks_x = min(max(1, -(-work_per_plane // threads)), MAX_BLOCKS)
+    return (blocks_x, min(max(y, 1), GRID_YZ_LIMIT), min(max(z, 1), GRID_YZ_LIMIT)), threads
+
+
 def im2col(x, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w):
     """x (C, H, W) -> col (C, kh, kw, out_h, out_w); see reference/im2col.py."""
     xp, x = _module_and_contiguous(x)
     channels, height, width = x.shape
     col = xp.empty((channels, kh, kw, out_h, out_w), dtype=x.dtype)
-    _launch("im2col.cu", "im2col", x.dtype, channels * out_h * out_w,
-            x, channels, height, width, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w, col)
+    run, rows_of_runs = _runs(out_h, out_w, col.size)
+    _launch("im2col.cu", "im2col", x.dtype, rows_of_runs,
+            x, channels, height, width, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w, run, col,
+            grid=_plane_grid(rows_of_runs, kh * kw, channels))
     return col
 
 
@@ -255,32 +301,60 @@ def col2im(col, height, width, sy, sx, ph, pw, dy, dx):
     xp, col = _module_and_contiguous(col)
     channels, kh, kw, out_h, out_w = col.shape
     x = xp.empty((channels, height, width), dtype=col.dtype)
-    _launch("im2col.cu", "col2im", col.dtype, channels * height * width,
-            col, channels, height, width, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w, x)
+    run, rows_of_runs = _runs(height, width, x.size)
+    _launch("im2col.cu", "col2im", col.dtype, rows_of_runs,
+            col, channels, height, width, kh, kw, sy, sx, ph, pw, dy, dx, out_h, out_w, run, x,
+            grid=_plane_grid(rows_of_runs, 1, channels))
     return x
 
 
+def conv_implicit_gemm(x, weight, sy, sx, ph, pw, dy, dx, out_h, out_w):
+    """x (N, C_in, H, W) * weight (C_out, C_in, kh, kw) -> y, the columns never in memory
+    (kernels/implicit_gemm.cu: 64 x 64 tiles of 256 threads)."""
+    xp, x, weight = _module_and_contiguous(x, weight)
+    n, channels, height, width = x.shape
+    c_out, _, kh, kw = weight.shape
+    y = xp.empty((n, c_out, out_h, out_w), dtype=x.dtype)
+    tiles = (min(-(-n * out_h * out_w // 64), MAX_BLOCKS), min(-(-c_out // 64), MAX_BLOCKS))
+    _launch("implicit_gemm.cu", "conv_implicit_gemm", x.dtype, y.size,
+            x, weight, n, channels, height, width, c_out, kh, kw, sy, sx, ph, pw, dy, dx,
+            out_h, out_w, y, grid=(tiles, 256))
+    return y
+
+
 # ---------------------------------------------------------------------------- pooling
+def _wide(kh, kw):
+    """The kernel name suffix for an argmax of int32 offsets (windows over 255 cells)."""
+    return "" if max_pool_offset_dtype(kh, kw) == numpy.uint8 else "_wide"
+
+
 def max_pool_forward(x, kh, kw, sy, sx, ph, pw, out_h, out_w):
-    """x (N, C, H, W) -> (y, argmax int32: h * W + w of each window's first maximum)."""
+    """x (N, C, H, W) -> (y, argmax: each first maximum's offset i * kw + j in its window,
+    uint8 up to 255 cells, else int32)."""
     xp, x = _module_and_contiguous(x)
     n, c, height, width = x.shape
     y = xp.empty((n, c, out_h, out_w), dtype=x.dtype)
-    argmax = xp.empty((n, c, out_h, out_w), dtype=xp.int32)
-    _launch("pooling.cu", "max_pool_forward", x.dtype, y.size,
-            x, n * c, height, width, kh, kw, sy, sx, ph, pw, out_h, out_w, y, argmax)
+    argmax = xp.empty((n, c, out_h, out_w), dtype=max_pool_offset_dtype(kh, kw))
+    _launch("pooling.cu", "max_pool_forward" + _wide(kh, kw), x.dtype, out_h * out_w,
+            x, n * c, height, width, kh, kw, sy, sx, ph, pw, out_h, out_w, y, argmax,
+            grid=_plane_grid(out_h * out_w, 1, n * c))
     return y, argmax
 
 
 def max_pool_backward(gy, argmax, height, width, kh, kw, sy, sx, ph, pw):
     """gy (N, C, out_h, out_w) -> gx (N, C, height, width): each pixel sums the gy of the
-    windows whose argmax it is."""
+    windows whose argmax cell it is."""
     xp, gy, argmax = _module_and_contiguous(gy, argmax)
     n, c, out_h, out_w = gy.shape
+    offset_dtype = max_pool_offset_dtype(kh, kw)
+    if argmax.dtype != offset_dtype or argmax.shape != gy.shape:
+        raise ValueError(f"max_pool_backward: argmax must be {numpy.dtype(offset_dtype).name} "
+                         f"{gy.shape} for a {kh}x{kw} window, got {argmax.dtype} {argmax.shape}")
     gx = xp.empty((n, c, height, width), dtype=gy.dtype)
-    _launch("pooling.cu", "max_pool_backward", gy.dtype, gx.size,
-            gy, argmax.astype(xp.int32, copy=False), n * c, height, width,
-            kh, kw, sy, sx, ph, pw, out_h, out_w, gx)
+    run, rows_of_runs = _runs(height, width, gx.size)
+    _launch("pooling.cu", "max_pool_backward" + _wide(kh, kw), gy.dtype, rows_of_runs,
+            gy, argmax, n * c, height, width, kh, kw, sy, sx, ph, pw, out_h, out_w, run, gx,
+            grid=_plane_grid(rows_of_runs, 1, n * c))
     return gx
 
 
@@ -289,8 +363,9 @@ def avg_pool_forward(x, kh, kw, sy, sx, ph, pw, out_h, out_w):
     xp, x = _module_and_contiguous(x)
     n, c, height, width = x.shape
     y = xp.empty((n, c, out_h, out_w), dtype=x.dtype)
-    _launch("pooling.cu", "avg_pool_forward", x.dtype, y.size,
-            x, n * c, height, width, kh, kw, sy, sx, ph, pw, out_h, out_w, y)
+    _launch("pooling.cu", "avg_pool_forward", x.dtype, out_h * out_w,
+            x, n * c, height, width, kh, kw, sy, sx, ph, pw, out_h, out_w, y,
+            grid=_plane_grid(out_h * out_w, 1, n * c))
     return y
 
 
@@ -299,22 +374,43 @@ def avg_pool_backward(gy, height, width, kh, kw, sy, sx, ph, pw):
     xp, gy = _module_and_contiguous(gy)
     n, c, out_h, out_w = gy.shape
     gx = xp.empty((n, c, height, width), dtype=gy.dtype)
-    _launch("pooling.cu", "avg_pool_backward", gy.dtype, gx.size,
-            gy, n * c, height, width, kh, kw, sy, sx, ph, pw, out_h, out_w, gx)
+    run, rows_of_runs = _runs(height, width, gx.size)
+    _launch("pooling.cu", "avg_pool_backward", gy.dtype, rows_of_runs,
+            gy, n * c, height, width, kh, kw, sy, sx, ph, pw, out_h, out_w, run, gx,
+            grid=_plane_grid(rows_of_runs, 1, n * c))
     return gx
 
 
 # ------------------------------------------------------------------------------- loss
+LOSS_THREADS = 256    # a block of softmax_loss.cu's forward: its fixed reduction tree
+LOSS_PARTIALS = 4096  # about the most chunk partials the one-block total adds up
+LOSS_CHUNK = 256      # pixels a forward block takes at least: one a thread, so that a
+                      # batch-1 image still fills the GPU (977 blocks at 500 x 500)
+
+
 def softmax_cross_entropy_forward(score, target, ignore_index):
-    """(loss_sum, count): 0-d device arrays (of score's dtype, and an integer)."""
+    """(loss_sum, count): 0-d device arrays (of score's dtype, and int64). Two launches:
+    per-chunk partials, then their total, in a fixed order (bit-identical every run)."""
     xp, score = _module_and_contiguous(score)
     target = xp.ascontiguousarray(target, dtype=xp.int32)
     n, channels, height, width = score.shape
-    pixel_loss = xp.empty((n, height, width), dtype=score.dtype)
-    counted = xp.empty((n, height, width), dtype=xp.int32)
-    _launch("softmax_loss.cu", "softmax_cross_entropy_forward", score.dtype, pixel_loss.size,
-            score, target, n, channels, height * width, ignore_index, pixel_loss, counted)
-    return pixel_loss.sum(dtype=score.dtype), counted.sum()
+    pixels = height * width
+    if n * pixels == 0:
+        return xp.zeros((), dtype=score.dtype), xp.zeros((), dtype=xp.int64)
+    chunk = max(LOSS_CHUNK, -(-n * pixels // (LOSS_PARTIALS * LOSS_THREADS)) * LOSS_THREADS)
+    chunks = -(-pixels // chunk)
+    partial_loss = xp.empty(n * chunks, dtype=score.dtype)
+    partial_count = xp.empty(n * chunks, dtype=xp.int64)
+    grid = ((min(chunks, MAX_BLOCKS), min(n, MAX_BLOCKS)), LOSS_THREADS)
+    _launch("softmax_loss.cu", "softmax_cross_entropy_forward", score.dtype, n * pixels,
+            score, target, n, channels, pixels, ignore_index, chunk, partial_loss,
+            partial_count, grid=grid)
+    loss_sum = xp.empty((), dtype=score.dtype)
+    count = xp.empty((), dtype=xp.int64)
+    _launch("softmax_loss.cu", "softmax_cross_entropy_total", score.dtype, partial_loss.size,
+            partial_loss, partial_count, partial_loss.size, loss_sum, count,
+            grid=(1, LOSS_THREADS))
+    return loss_sum, count
 
 
 def softmax_cross_entropy_backward(score, target, ignore_index, coefficient):
@@ -324,19 +420,48 @@ def softmax_cross_entropy_backward(score, target, ignore_index, coefficient):
     coefficient = xp.asarray(coefficient, dtype=score.dtype)
     n, channels, height, width = score.shape
     gscore = xp.empty(score.shape, dtype=score.dtype)
-    _launch("softmax_loss.cu", "softmax_cross_entropy_backward", score.dtype, n * height * width,
-            score, target, n, channels, height * width, ignore_index, coefficient, gscore)
+    pixels = height * width
+    grid = ((min(-(-pixels // THREADS_PER_BLOCK), MAX_BLOCKS), min(n, MAX_BLOCKS)),
+            THREADS_PER_BLOCK)
+    _launch("softmax_loss.cu", "softmax_cross_entropy_backward", score.dtype, n * pixels,
+            score, target, n, channels, pixels, ignore_index, coefficient, gscore, grid=grid)
     return gscore
 
 
 # ------------------------------------------------------------------------------- crop
+CROP_ITEMS_PER_STEP = 4  # kernels/crop.cu's: items a thread moves per step along a row
+
+
+def _crop_rows_grid(rows, row_items, itemsize, vector):
+    """(largest index, grid) of crop.cu over `rows` rows of `row_items` elements:
+    blockDim.x covers a row in CROP_ITEMS_PER_STEP steps (of 16-byte vectors when the
+    kernel can take them), 32 to 256 threads, the rest of a 256-thread block in y."""
+    items = -(-row_items // (16 // itemsize)) if vector else row_items
+    along = min(THREADS_PER_BLOCK, max(32, -(-items // (CROP_ITEMS_PER_STEP * 32)) * 32))
+    across = THREADS_PER_BLOCK // along
+    blocks = (min(-(-items // (CROP_ITEMS_PER_STEP * along)), MAX_BLOCKS),
+              min(-(-rows // across), MAX_BLOCKS))
+    # the kernel forms indices up to a row's end plus CROP_ITEMS_PER_STEP grid widths
+    return rows * row_items + CROP_ITEMS_PER_STEP * blocks[0] * along, (blocks, (along, across))
+
+
+def _crop_vectors(width, ox, w, itemsize):
+    """Whether crop.cu can move 16-byte vectors (its pointers aside)."""
+    lanes = 16 // itemsize
+    return width % lanes == ox % lanes == w % lanes == 0
+
+
 def crop_forward(x, oy, ox, h, w):
     """x (N, C, H, W) -> x[:, :, oy:oy+h, ox:ox+w], contiguous."""
     xp, x = _module_and_contiguous(x)
     n, c, height, width = x.shape
     y = xp.empty((n, c, h, w), dtype=x.dtype)
-    _launch("crop.cu", "crop_forward", x.dtype, y.size,
-            x, n * c, height, width, oy, ox, h, w, y)
+    if y.size == 0:
+        return y
+    largest, grid = _crop_rows_grid(n * c * h, w, x.itemsize,
+                                    _crop_vectors(width, ox, w, x.itemsize))
+    _launch("crop.cu", "crop_forward", x.dtype, largest,
+            x, n * c, height, width, oy, ox, h, w, y, grid=grid)
     return y
 
 
@@ -345,20 +470,27 @@ def crop_backward(gy, height, width, oy, ox):
     xp, gy = _module_and_contiguous(gy)
     n, c, h, w = gy.shape
     gx = xp.empty((n, c, height, width), dtype=gy.dtype)
-    _launch("crop.cu", "crop_backward", gy.dtype, gx.size,
-            gy, n * c, height, width, oy, ox, h, w, gx)
+    if gx.size == 0:
+        return gx
+    largest, grid = _crop_rows_grid(n * c * height, width, gy.itemsize,
+                                    _crop_vectors(width, ox, w, gy.itemsize))
+    _launch("crop.cu", "crop_backward", gy.dtype, largest,
+            gy, n * c, height, width, oy, ox, h, w, gx, grid=grid)
     return gx
 
 
 # -------------------------------------------------------------------------------- LRN
+LRN_RUN = 16  # channels a thread of kernels/lrn.cu walks
+
+
 def lrn_forward(x, size, alpha, beta, k):
     """x (N, C, H, W) -> (y, scale), Caffe LRN across channels."""
     xp, x = _module_and_contiguous(x)
     n, c, height, width = x.shape
     y = xp.empty(x.shape, dtype=x.dtype)
     scale = xp.empty(x.shape, dtype=x.dtype)
-    _launch("lrn.cu", "lrn_forward", x.dtype, x.size,
-            x, n, c, height * width, size, alpha / size, beta, k, y, scale)
+    _launch("lrn.cu", "lrn_forward", x.dtype, n * -(-c // LRN_RUN) * height * width,
+            x, n, c, height * width, LRN_RUN, size, alpha / size, beta, k, y, scale)
     return y, scale
 
 
@@ -367,17 +499,26 @@ def lrn_backward(x, y, scale, gy, size, alpha, beta):
     xp, x, y, scale, gy = _module_and_contiguous(x, y, scale, gy)
     n, c, height, width = x.shape
     gx = xp.empty(x.shape, dtype=x.dtype)
-    _launch("lrn.cu", "lrn_backward", x.dtype, x.size,
-            x, y, scale, gy, n, c, height * width, size, 2.0 * alpha * beta / size, beta, gx)
+    _launch("lrn.cu", "lrn_backward", x.dtype, n * -(-c // LRN_RUN) * height * width,
+            x, y, scale, gy, n, c, height * width, LRN_RUN, size, 2.0 * alpha * beta / size,
+            beta, gx)
     return gx
 
 
 # ---------------------------------------------------------------------------- dropout
 def dropout(x, seed, threshold, scale):
-    """x * mask * scale, the mask a function of (seed, flat index); see activation.py."""
+    """x * mask * scale, the mask a function of (seed, flat index); see activation.py.
+    `seed` is an int, or a 1-element int64 device array (a captured step's, graph.py).
+    One thread per 16-byte vector (kernels/dropout.cu)."""
     xp, x = _module_and_contiguous(x)
     y = xp.empty(x.shape, dtype=x.dtype)
-    _launch("dropout.cu", "dropout", x.dtype, x.size, x, x.size, seed, threshold, scale, y)
+    grid = launch_shape(max(1, x.size // (16 // x.itemsize)))
+    if hasattr(seed, "shape"):
+        _launch("dropout.cu", "dropout_seed_on_device", x.dtype, x.size,
+                x, x.size, seed, threshold, scale, y, grid=grid)
+    else:
+        _launch("dropout.cu", "dropout", x.dtype, x.size, x, x.size, seed, threshold, scale, y,
+                grid=grid)
     return y
 
 
@@ -459,6 +600,7 @@ class CudaKernels(KernelSet):
     # of one image's), and Winograd's bands are host code: neither capability here.
     lacks = ("row_tiles", "winograd")
     im2col, col2im = im2col, col2im
+    conv_implicit_gemm = conv_implicit_gemm
     max_pool_forward, max_pool_backward = max_pool_forward, max_pool_backward
     avg_pool_forward, avg_pool_backward = avg_pool_forward, avg_pool_backward
     softmax_cross_entropy_forward = softmax_cross_entropy_forward

@@ -20,8 +20,10 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _active = None  # the StopRequest in force, if any
 
 
-class Abandoned(Exception):
-    """A second signal cut short work that had not changed the weights yet."""
+class Abandoned(BaseException):
+    """A second signal cut short work that had not changed the weights yet. A
+    BaseException, as KeyboardInterrupt is, so that no `except Exception` around file
+    reading (a checkpoint, an image) mistakes it for a damaged file."""
 
 
 class StopRequest:

@@ -42,6 +42,10 @@ class KernelSet:
     def col2im(col, height, width, sy, sx, ph, pw, dy, dx):
         """col (C, kh, kw, out_h, out_w) -> image (C, height, width), summing overlaps."""
 
+    def conv_implicit_gemm(x, weight, sy, sx, ph, pw, dy, dx, out_h, out_w):
+        """x (N, C_in, H, W) * weight (C_out, C_in, kh, kw) -> y (N, C_out, out_h, out_w),
+        groups 1, the columns never in memory (reference/implicit_gemm.py)."""
+
     def im2col_tile(x, kh, kw, sy, sx, ph, pw, dy, dx, first_row, col):
         """Write the columns of output rows [first_row, first_row + col.shape[3]) of x
         into col (C, kh, kw, rows, out_w); returns col. Capability row_tiles."""
@@ -61,10 +65,12 @@ class KernelSet:
 
     # -------------------------------------------------------------------- pooling
     def max_pool_forward(x, kh, kw, sy, sx, ph, pw, out_h, out_w):
-        """x (N, C, H, W) -> (y, argmax int32 flat indices into the H x W plane)."""
+        """x (N, C, H, W) -> (y, argmax): argmax the offset i * kw + j of each maximum
+        inside its window, uint8 for windows of up to 255 cells, else int32 (NaN wins,
+        ties keep the first in scan order: functions/pooling.py)."""
 
     def max_pool_backward(gy, argmax, height, width, kh, kw, sy, sx, ph, pw):
-        """gy scattered to each window's argmax: gx (N, C, height, width)."""
+        """gy sent to the cell of each window that argmax names: gx (N, C, height, width)."""
 
     def avg_pool_forward(x, kh, kw, sy, sx, ph, pw, out_h, out_w):
         """x (N, C, H, W) -> y, each window's sum over Caffe's pool size."""

@@ -31,8 +31,9 @@ why).
 The step's changing numbers (learning rate, Adam's bias corrections) go to a small
 array on the device before each launch, `arena.scalars`, and the kernels read them
 there: the tables and the launch's arguments never change, and nothing is read back.
-`step()` is `load_scalars()` (host side: those numbers) then `apply()` (the launches),
-so a captured CUDA graph of `apply` can be replayed after each `load_scalars`.
+`step()` is `update(step_scalars())`: the numbers computed on the host, then the
+launches; a captured step (graph.py) hands `update` 0-d device arrays it refills
+before each replay instead.
 Gradient zeroing costs nothing on the device: `zero_grad` sets `.grad` to None and the
 first gradient of the next step is copied over the old one (one pass where a memset
 and an add would make two).
@@ -111,7 +112,8 @@ class ParameterArena:
 class _Solver:
     """What SGD and Adam share: the learned parameters, their arenas, zero_grad and the
     per-parameter state as {name: array}. A subclass names its STATE arrays and SCALARS
-    and defines `_scalars()` and `_launch(kernels, param, grad, state, segments, scalars)`."""
+    and defines `_scalars(advance)` and `_launch(kernels, param, grad, state, segments,
+    scalars)`."""
 
     STATE = ()
     SCALARS = ()
@@ -168,20 +170,34 @@ class _Solver:
             param.grad = None
 
     def step(self):
-        """One update of every learned parameter: `load_scalars`, then `apply`."""
-        if self.params:
-            self.load_scalars()
-            self.apply()
+        """One update of every learned parameter: `update(step_scalars())`."""
+        self.update(self.step_scalars())
 
-    def load_scalars(self):
-        """Write this step's changing numbers (learning rate, bias corrections) to each
-        arena's `scalars` on the device: host work, a transfer and no read back."""
-        values = self._scalars()
+    def step_scalars(self, advance=True):
+        """This step's changing numbers, computed on the host, as graph.py takes them:
+        {"": (the values of SCALARS, ...)}. advance=False: the numbers only, without
+        counting the step (Adam)."""
+        return {"": tuple(self._scalars(advance))}
+
+    def update(self, scalars):
+        """The step with `scalars` (step_scalars' form): host numbers are written to
+        each arena's `scalars` (a transfer); the 0-d device arrays of a captured step
+        (graph.py) are copied there on the device, so a replay reads the refilled ones.
+        Then `apply`."""
+        if not self.params:
+            return
+        values = scalars[""]
         for arena in self._current_arenas():
-            arena.load_scalars(values)
+            if any(hasattr(value, "shape") for value in values):
+                xp = backend.get_array_module(arena.scalars)
+                arena.scalars[...] = xp.stack([xp.asarray(value, dtype=arena.scalars.dtype)
+                                               for value in values])
+            else:
+                arena.load_scalars(values)
+        self.apply()
 
     def apply(self):
-        """The update itself, reading the scalars `load_scalars` wrote. With a gradient
+        """The update itself, reading the scalars `update` wrote. With a gradient
         arena: gradients set by hand copied into it, then one kernel launch per arena;
         with the gradients where backward writes them that is the launch alone, the
         same every step (what a captured CUDA graph can replay). Without: one pass per
@@ -258,7 +274,7 @@ class SGD(_Solver):
         self._current_arenas()
         return self._state_arrays()["history"]
 
-    def _scalars(self):
+    def _scalars(self, advance):
         return (self.lr, self.momentum, 1.0 / self.iter_size)
 
     def _launch(self, kernels, param, grad, state, segments, scalars):
@@ -309,13 +325,10 @@ class Adam(_Solver):
         self._current_arenas()
         return self._state_arrays()["second"]
 
-    def load_scalars(self):
-        """As SGD's, for the next step t = steps + 1 (counted here)."""
-        self.steps += 1
-        super().load_scalars()
-
-    def _scalars(self):
-        t = self.steps
+    def _scalars(self, advance):
+        t = self.steps + 1
+        if advance:
+            self.steps = t
         return (self.lr / (1.0 - self.beta1 ** t), self.beta1, 1.0 - self.beta1, self.beta2,
                 1.0 - self.beta2, self.eps, 1.0 / self.iter_size, 1.0 - self.beta2 ** t)
 

@@ -30,13 +30,14 @@ A run lives in one directory (`config.out`) and never loses work:
   overwrite it, and the old run is removed only once the new one has a checkpoint.
 """
 import dataclasses
+import functools
 import math
 import os
 import time
 
 import numpy
 
-from . import backend, heads, models, runtime
+from . import backend, graph, heads, models, runtime
 from .autograd import Tensor, no_grad
 from .checkpoint import (OWN_META, RUN_FILES, CheckpointError, NoCheckpoint, NonFiniteState, RunWriteError, atomic_savez,
                          checkpoint_arrays, load_checkpoint, read_config, refuse_changes,
@@ -44,6 +45,7 @@ from .checkpoint import (OWN_META, RUN_FILES, CheckpointError, NoCheckpoint, Non
 from .data import DataError, open_dataset, shuffled_order
 from .errors import UserError
 from .data.scan import check_files
+from .data.prefetch import Prefetcher
 from .data.synthetic import DEFAULT_SIZE as SYNTHETIC_SIZE
 from .data.preprocess import Preprocess
 from .loss_sampling import probability, sample_step_labels
@@ -95,6 +97,8 @@ class TrainConfig:
     progress: bool = True
     loss_sampling: float = 1.0   # P: keep each final-layer cell in the loss (loss_sampling.py)
     data_check: bool = True      # check every data file before the first step
+    log_interval: int = 20       # steps between reads of the loss (each waits for the GPU)
+    cuda_graphs: str = "auto"    # capture the step as a CUDA graph: on, off, auto (on with cuda)
 
     def __post_init__(self):
         self.loss_sampling = probability(self.loss_sampling)
@@ -102,6 +106,9 @@ class TrainConfig:
         for key, value in run.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
+        graph.check_mode(self.cuda_graphs, self.device)
+        if self.log_interval < 1:
+            raise ValueError(f"log_interval must be a positive number of steps, not {self.log_interval!r}")
 
     def solver(self):
         """The solver settings: explicit options over the preset."""
@@ -361,6 +368,9 @@ def _loop(run, dataset, solver, stop):
     bar = _progress(range(run.position, config.iterations), config.progress, "train",
                     initial=run.position, total=config.iterations)
     began, first = time.perf_counter(), run.position
+    batches = Prefetcher(functools.partial(_step_batch, run.net, dataset, config),
+                         first * solver["iter_size"], config.iterations * solver["iter_size"],
+                         config.device)
     try:
         for iteration in bar:
             if stop.signal is not None:
@@ -369,7 +379,7 @@ def _loop(run, dataset, solver, stop):
             run.opt.lr = learning_rate(solver["lr"], solver["lr_policy"], iteration,
                                        config.iterations)
             try:
-                loss = _train_step(run.net, run.opt, dataset, config, solver, iteration)
+                step_loss = _train_step(run.net, run.opt, batches.get, config, solver, iteration)
             except Abandoned:  # no weight changed: the next run replays this step
                 backend.set_rng_state(rng_before)
                 return
@@ -377,18 +387,19 @@ def _loop(run, dataset, solver, stop):
                 backend.set_rng_state(rng_before)
                 run.save_on_failure()
                 raise
-            if not math.isfinite(loss):
-                raise TrainingDiverged(f"the loss became {loss} at iteration {iteration}; "
-                                       f"stopping. {run.last_good()}")
-            run.position, run.loss = iteration + 1, loss
+            run.position = iteration + 1
+            if _loss_due(run, run.position):
+                run.loss = _read_loss(step_loss, iteration, run.last_good())
             if config.progress:
                 rate = (run.position - first) * config.batch_size * solver["iter_size"] / (
                     time.perf_counter() - began)
-                bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:.1f}")
+                bar.set_postfix(loss=f"{math.nan if run.loss is None else run.loss:.4f}",
+                                img_s=f"{rate:.1f}")
             if run.is_validation_point(run.position):
                 run.save_checkpoint()
                 run.validate()
     finally:
+        batches.close()  # queued batches are dropped; a worker's error was raised by get()
         if config.progress:
             bar.close()
 
@@ -548,26 +559,44 @@ def save_prediction_pictures(net, dataset, path, device="cpu", count=PICTURES):
     return path
 
 
-def _train_step(net, opt, dataset, config, solver, iteration):
+def _train_step(net, opt, batch_of, config, solver, iteration):
     """Forward and backward over iter_size batches, then one solver step; the mean loss.
 
-    The passes may be abandoned (interrupts.py: a second Ctrl-C) since they change no
-    weight; the solver step may not. The losses are summed where they are (on the GPU:
-    on the device), so a step is read back, and the GPU waited for, once, at the end."""
-    opt.zero_grad()
-    total = 0.0
-    with abandonable():
-        for micro in range(solver["iter_size"]):
-            position = iteration * solver["iter_size"] + micro
-            images, labels = _batch(dataset, config, position)
-            labels = sample_step_labels(net, labels, config.loss_sampling, config.seed, position)
-            score = net(Tensor(backend.to_device(images, config.device)))
-            loss = heads.loss(score, backend.to_device(labels, config.device),
-                              normalize=solver["normalize"])
-            loss.backward()
-            total = total + loss.data
-    opt.step()
-    return float(total) / solver["iter_size"]
+    `batch_of(position)` is the batch (the prefetcher's, data/prefetch.py). The passes
+    may be abandoned (interrupts.py: a second Ctrl-C) since they change no weight; the
+    solver step may not (graph.TrainStep). The losses are summed where they are (on the
+    GPU: on the device) and the mean is returned there: a step never waits for the GPU;
+    `_read_loss` reads it every `log_interval` steps (`_loss_due`). On the GPU the step
+    is captured once as a CUDA graph and replayed (graph.py; `cuda_graphs`)."""
+    with abandonable():  # waiting for the batch is part of the passes
+        batches = [batch_of(iteration * solver["iter_size"] + micro)
+                   for micro in range(solver["iter_size"])]
+    return graph.train_step(net, opt, solver["normalize"], config.device, config.cuda_graphs)(batches)
+
+
+def _loss_due(run, position):
+    """Whether the loss of the step that makes `position` is read: every `log_interval`
+    steps, and at each validation point (its checkpoint and log row hold the loss)."""
+    return position % run.config.log_interval == 0 or run.is_validation_point(position)
+
+
+def _read_loss(step_loss, iteration, last_good):
+    """The step's loss on the host (on the GPU this waits for the step to finish);
+    TrainingDiverged if it is not finite. A NaN stays NaN through later steps (the
+    weights it reaches keep it), so reading every few steps still catches it, and a
+    checkpoint is only written after a read (and from finite weights, checkpoint.py)."""
+    loss = float(step_loss)
+    if not math.isfinite(loss):
+        raise TrainingDiverged(f"the loss became {loss} at iteration {iteration}; "
+                               f"stopping. {last_good}")
+    return loss
+
+
+def _step_batch(net, dataset, config, position):
+    """Batch `position` as a step trains on it: `_batch`, then the loss-sampling hook (a
+    pure function of the position too, so the prefetcher's workers run it)."""
+    images, labels = _batch(dataset, config, position)
+    return images, sample_step_labels(net, labels, config.loss_sampling, config.seed, position)
 
 
 def _batch(dataset, config, position):

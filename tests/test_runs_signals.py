@@ -17,7 +17,7 @@ from minifcn.train import load_checkpoint
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--widths", "3,4,4,6,6", "--fc-width", "6", "--image-size", "40", "--val-images", "2",
         "--no-progress"]
-RUN = ["--iterations", "16", "--val-interval", "5"]  # validations at 5, 10, 15 and 16
+RUN = ["--iterations", "40", "--val-interval", "15"]  # validations at 15, 30 and 40
 # what a stop may end with: 130/143 once train() has begun; before that (imports, the
 # command's options), Python's own KeyboardInterrupt (130 through the command, -2 during
 # imports) or death by SIGTERM (-15), with nothing written
@@ -37,9 +37,11 @@ def finish(process):
     return process.returncode, out, err
 
 
-def run_with_stops(out, stops, rng):
+def run_with_stops(out, stops, rng, loop_seconds=1.5):
     """Start the run, stop it `stops` times at random moments with SIGINT, SIGTERM or two
-    quick Ctrl-Cs, resuming after each; then let it finish. Returns the exit statuses,
+    quick Ctrl-Cs, resuming after each; then let it finish. A moment in the loop is drawn
+    from the first `loop_seconds` after the banner (the uninterrupted run's loop time, so
+    the stops land in the loop however fast this machine is). Returns the exit statuses,
     and how many stops saved a checkpoint on the way out."""
     statuses, saved = [], 0
     while True:
@@ -50,7 +52,7 @@ def run_with_stops(out, stops, rng):
                 time.sleep(rng.uniform(0.0, 1.0))
             else:                       # a moment in the training loop, mostly
                 process.stdout.readline()  # the banner, printed as training begins
-                time.sleep(rng.uniform(0.0, 1.5))
+                time.sleep(rng.uniform(0.0, loop_seconds))
             kind = rng.choice(["int", "term", "int-int", "term-int"])
             first = signal.SIGTERM if kind.startswith("term") else signal.SIGINT
             process.send_signal(first)
@@ -91,6 +93,19 @@ def uninterrupted(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def loop_seconds(tmp_path_factory):
+    """How long the run's steps take on this machine, now: its time from the banner to
+    its end, less a share for the last validation and the pictures (a stop that lands
+    after the last step rightly ends with status 0 and nothing to resume)."""
+    process = start(tmp_path_factory.mktemp("timed"))
+    process.stdout.readline()
+    began = time.monotonic()
+    status, _, error = finish(process)
+    assert status == 0, error
+    return 0.6 * (time.monotonic() - began)
+
+
 def test_sigterm_saves_the_steps_done_and_exits_143(tmp_path):
     # SIGTERM, which schedulers send before they kill, used to end the run with nothing
     # saved. Sent once the first checkpoint exists, so the loop is certainly running.
@@ -116,7 +131,8 @@ def test_random_stops_and_resumes_end_as_an_uninterrupted_run(tmp_path, uninterr
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_many_random_stops_and_resumes_end_as_an_uninterrupted_run(tmp_path, uninterrupted, seed):
-    statuses, saved = run_with_stops(tmp_path / "run", 10, random.Random(seed))
+def test_many_random_stops_and_resumes_end_as_an_uninterrupted_run(tmp_path, uninterrupted, seed,
+                                                                  loop_seconds):
+    statuses, saved = run_with_stops(tmp_path / "run", 10, random.Random(seed), loop_seconds)
     assert saved >= 1, statuses  # (how many stops land in the loop depends on the timing)
     assert_same_run(uninterrupted, tmp_path / "run")

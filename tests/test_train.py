@@ -15,6 +15,7 @@ from minifcn import checkpoint, functions as F, train as training
 from minifcn.data.synthetic import SyntheticShapes
 from minifcn.optim import SGD
 from minifcn.runlog import RunLog
+from minifcn.data.prefetch import Prefetcher
 from minifcn.train import TrainConfig, TrainingDiverged, load_checkpoint
 
 TINY = dict(widths=(3, 4, 4, 6, 6), fc_width=6, image_size=40, val_images=2, progress=False)
@@ -82,21 +83,22 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
 
 def signal_at(monkeypatch, iteration, signals, during="forward"):
     """Send this process `signals` from inside step `iteration`: as it reads its batch,
-    before the forward pass ("forward"), or as its solver update starts ("update")."""
-    real_batch, real_update = training._batch, mf.optim.Adam.step
+    before the forward pass ("forward"), or as its solver update starts ("update"). The
+    step takes its batch from the prefetcher (whose workers made it ahead of time)."""
+    real_get, real_update = Prefetcher.get, mf.optim.Adam.step
 
-    def batch(dataset, config, position):
+    def get(batches, position):
         if position == iteration and during == "forward":
             for number in signals:
                 os.kill(os.getpid(), number)
-        return real_batch(dataset, config, position)
+        return real_get(batches, position)
 
     def update(opt):
         if opt.steps == iteration and during == "update":
             for number in signals:
                 os.kill(os.getpid(), number)
         return real_update(opt)
-    monkeypatch.setattr(training, "_batch", batch)
+    monkeypatch.setattr(Prefetcher, "get", get)
     monkeypatch.setattr(mf.optim.Adam, "step", update)
 
 

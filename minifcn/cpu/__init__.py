@@ -35,7 +35,10 @@ from .winograd import winograd_gy, winograd_input, winograd_output
 
 class NumbaKernels(KernelSet):
     name = "numba"
-    fallbacks = ("crop_backward", "crop_forward", "lrn_backward", "lrn_forward")
+    # conv_implicit_gemm: the CPU convolution is the blocked im2col/Winograd path (conv.py),
+    # which never asks for it; the reference serves the contract
+    fallbacks = ("conv_implicit_gemm", "crop_backward", "crop_forward", "lrn_backward",
+                 "lrn_forward")
     im2col, col2im, im2col_tile, col2im_tile = im2col, col2im, im2col_tile, col2im_tile
     winograd_input, winograd_output, winograd_gy = winograd_input, winograd_output, winograd_gy
     max_pool_forward, max_pool_backward = max_pool_forward, max_pool_backward
@@ -46,6 +49,7 @@ class NumbaKernels(KernelSet):
     relu_backward, bias_grad, accumulate = relu_backward, bias_grad, accumulate
     sgd_step, adam_step = sgd_step, adam_step
     # intended: a crop is one strided copy (ascontiguousarray), nothing to fuse
+    conv_implicit_gemm = reference.conv_implicit_gemm_numpy
     crop_forward, crop_backward = reference.crop_forward_numpy, reference.crop_backward_numpy
     # intended: no numba LRN (yet); only FCN-AlexNet's first two layers use LRN
     lrn_forward, lrn_backward = reference.lrn_forward_numpy, reference.lrn_backward_numpy

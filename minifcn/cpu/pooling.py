@@ -4,11 +4,13 @@ the NumPy versions: reference/pooling.py).
 Output (oy, ox) of an image plane covers the window rows [oy s_y - p_y, + kh) and
 columns [ox s_x - p_x, + kw), clipped here to the real pixels [0, H) x [0, W):
 
-    max   y = max over the window, padding -inf; argmax = h * W + w of the first
-          maximum in scan order (rows, then columns), compared strictly (>), starting
-          from the window's top-left cell, as the NumPy version does; a window whose
+    max   y = max over the window, padding -inf, NaN above everything (a NaN anywhere
+          in the window gives NaN, as in PyTorch); argmax = the offset i * kw + j inside
+          the window of the first maximum in scan order (rows, then columns: a cell is
+          taken when strictly larger, or when it is the first NaN), uint8 for windows of
+          up to 255 cells (reference/pooling.py, max_pool_offset_dtype); a window whose
           real pixels are all -inf sends its gradient to its first real pixel
-          gx[argmax] += gy
+          gx[top + argmax // kw, left + argmax % kw] += gy
     avg   y = (sum over the window) / pool_size, pool_size = Caffe's: the window clipped
           to the padded input [-p, H + p), so padded cells count, the ceil overhang not
           gx[window] += gy / pool_size
@@ -18,6 +20,8 @@ write that plane, so the backward scatters need no atomics.
 """
 import numpy
 from numba import njit, prange
+
+from ..reference.pooling import max_pool_offset_dtype
 
 
 @njit(inline="always")
@@ -39,29 +43,27 @@ def _max_pool_forward(x, kh, kw, sy, sx, ph, pw, y, argmax):
             for ox in range(out_w):
                 top, left, row_lo, row_hi, col_lo, col_hi = _window(
                     oy, ox, kh, kw, sy, sx, ph, pw, height, width)
-                # The scan starts from the window's top-left cell, -inf when it is
-                # padding; if nothing beats that, the first real pixel takes the gradient.
-                inside = 0 <= top < height and 0 <= left < width
-                best = x[n, c, top, left] if inside else -numpy.inf
-                best_at = row_lo * width + col_lo
+                # Nothing beats -inf strictly: then the first real pixel takes the gradient.
+                best = -numpy.inf
+                best_at = (row_lo - top) * kw + col_lo - left
                 for h in range(row_lo, row_hi):
                     for w in range(col_lo, col_hi):
-                        if x[n, c, h, w] > best:
-                            best, best_at = x[n, c, h, w], h * width + w
+                        value = x[n, c, h, w]
+                        if value > best or (numpy.isnan(value) and not numpy.isnan(best)):
+                            best, best_at = value, (h - top) * kw + w - left
                 y[n, c, oy, ox] = best
                 argmax[n, c, oy, ox] = best_at
 
 
 @njit(parallel=True, cache=True)
-def _max_pool_backward(gy, argmax, gx):
+def _max_pool_backward(gy, argmax, kw, sy, sx, ph, pw, gx):
     n_images, channels, out_h, out_w = gy.shape
-    width = gx.shape[3]
     for plane in prange(n_images * channels):
         n, c = plane // channels, plane % channels
         for oy in range(out_h):
             for ox in range(out_w):
-                at = argmax[n, c, oy, ox]
-                gx[n, c, at // width, at % width] += gy[n, c, oy, ox]
+                at = numpy.int64(argmax[n, c, oy, ox])
+                gx[n, c, oy * sy - ph + at // kw, ox * sx - pw + at % kw] += gy[n, c, oy, ox]
 
 
 @njit(inline="always")
@@ -108,16 +110,17 @@ def _avg_pool_backward(gy, kh, kw, sy, sx, ph, pw, gx):
 
 
 def max_pool_forward(x, kh, kw, sy, sx, ph, pw, out_h, out_w):
-    """x (N, C, H, W) -> (y, argmax int32 flat indices into the H x W plane)."""
+    """x (N, C, H, W) -> (y, argmax: each maximum's offset inside its window)."""
     y = numpy.empty(x.shape[:2] + (out_h, out_w), dtype=x.dtype)
-    argmax = numpy.empty(y.shape, dtype=numpy.int32)
+    argmax = numpy.empty(y.shape, dtype=max_pool_offset_dtype(kh, kw))
     _max_pool_forward(numpy.ascontiguousarray(x), kh, kw, sy, sx, ph, pw, y, argmax)
     return y, argmax
 
 
 def max_pool_backward(gy, argmax, height, width, kh, kw, sy, sx, ph, pw):
     gx = numpy.zeros(gy.shape[:2] + (height, width), dtype=gy.dtype)
-    _max_pool_backward(numpy.ascontiguousarray(gy), numpy.ascontiguousarray(argmax), gx)
+    _max_pool_backward(numpy.ascontiguousarray(gy), numpy.ascontiguousarray(argmax),
+                       kw, sy, sx, ph, pw, gx)
     return gx
 
 

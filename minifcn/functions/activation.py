@@ -34,7 +34,7 @@ import math
 import numbers
 
 from ..autograd import Function
-from .. import backend
+from .. import backend, graph
 from .validate import float_tensor
 
 
@@ -85,4 +85,4 @@ def dropout(x, p=0.5, training=True):
         raise ValueError(f"dropout: p must be in [0, 1), got {p!r}")
     if not training or p == 0.0:
         return x
-    return Dropout(float(p), seed=int(backend.rng().integers(2**63)))(x)
+    return Dropout(float(p), seed=graph.draw_seed())(x)  # a device slot in a captured step

@@ -136,6 +136,8 @@ def _correlate(x, weight, geo, bias=None):
     kernels = backend.kernels_for(x)
     if winograd.applies(kernels, weight.shape, geo):
         return winograd.correlate(kernels, x, weight, geo.ph, geo.pw, bias, column_buffer_bytes)
+    if not kernels.row_tiles:
+        return _correlate_batched(kernels, x, weight, geo, bias)
     xp = backend.get_array_module(x)
     x = xp.ascontiguousarray(x)  # im2col reads whole rows; no copy unless x is a view
     n_images, c_in, height, width = x.shape
@@ -162,6 +164,8 @@ def _correlate_adjoint(y, weight, geo, height, width):
     if winograd.applies(kernels, weight.shape, geo):  # a correlation with the flipped weight
         return winograd.correlate(kernels, y, winograd.adjoint_weight(weight), 2 - geo.ph,
                                   2 - geo.pw, band_bytes=column_buffer_bytes)
+    if not kernels.row_tiles:
+        return _correlate_adjoint_batched(kernels, y, weight, geo, height, width)
     xp = backend.get_array_module(y)
     n_images, c_out, out_h, out_w = y.shape
     groups = geo.groups
@@ -194,6 +198,8 @@ def _weight_grad(x, gy, geo):
     kernels = backend.kernels_for(x)
     if winograd.applies(kernels, (gy.shape[1], x.shape[1], geo.kh, geo.kw), geo):
         return winograd.weight_grad(kernels, x, gy, geo.ph, geo.pw, column_buffer_bytes)
+    if not kernels.row_tiles:
+        return _weight_grad_batched(kernels, x, gy, geo)
     xp = backend.get_array_module(x)
     x = xp.ascontiguousarray(x)
     n_images, c_in = x.shape[:2]
@@ -224,6 +230,174 @@ def _weight_grad(x, gy, geo):
     if transposed:
         grad = xp.ascontiguousarray(grad.transpose(0, 2, 1))
     return grad.reshape(c_out, c_in // groups, geo.kh, geo.kw)
+
+
+# ------------------------------------------------------- whole batches (the CUDA set)
+# Without row tiles (the GPU) each primitive works on whole images, several at a time:
+# the columns of `images` images are built by ONE im2col launch (the batch's channels
+# taken as one long channel axis: x (n, C, H, W) is (n*C, H, W) to the kernel, and its
+# columns (n*C, kh, kw, oh, ow) are (n, G, k, P) matrices), and each group's GEMM runs
+# over all those images as ONE strided-batched cuBLAS call (`_gemm`; the weight's batch
+# stride is 0). A 1x1 stride-1 unpadded convolution (fc7, the score layers) needs no
+# im2col at all: the input already is its column matrix, and the adjoint's columns are
+# the input gradient itself (no col2im). The host then issues a handful of calls per
+# layer instead of a few per image and group, which is what bounds the default small
+# net's GPU step (the host time of ../shared/gpu-results/2026-11-30/cprofile.txt).
+# `batch_column_bytes` caps the columns built at once: FCN-32s' conv1_2 at 500x500
+# already needs 1.1 GB for one image, which then runs alone, as before.
+batch_column_bytes = 256 * 2**20
+# Implicit GEMM (kernels/implicit_gemm.cu): the forward pass in one kernel that builds
+# each column tile in shared memory, never in memory. It saves the columns' write and
+# read but runs its multiply-adds on CUDA cores, not cuBLAS's (TF32) tensor cores, so it
+# is taken only for the layer shapes a GPU measured it faster on
+# (benchmarks/gpu_cases.py, "conv_implicit_gemm" rows): (C_in, C_out, kh, kw, sy, sx,
+# ph, pw, dy, dx) keys, none until a GPU run has measured them.
+implicit_gemm_layers = frozenset()
+
+
+def _pointwise(geo):
+    """A 1x1, stride-1, unpadded convolution: its input is its own column matrix."""
+    return (geo.kh, geo.kw, geo.sy, geo.sx, geo.ph, geo.pw) == (1, 1, 1, 1, 0, 0)
+
+
+def _image_chunks(n_images, image_column_bytes):
+    """(first, count) of the runs of images whose columns are built at once."""
+    per_chunk = max(1, batch_column_bytes // max(1, image_column_bytes))
+    return [(first, min(per_chunk, n_images - first)) for first in range(0, n_images, per_chunk)]
+
+
+def _batch_columns(kernels, x, geo, out_h, out_w):
+    """The column matrices of the images x (n, C, H, W): (n, G, C/G*kh*kw, out_h*out_w)."""
+    n, channels = x.shape[:2]
+    if _pointwise(geo):
+        return x.reshape(n, geo.groups, channels // geo.groups, out_h * out_w)
+    col = kernels.im2col(x.reshape(n * channels, *x.shape[2:]), geo.kh, geo.kw, geo.sy, geo.sx,
+                         geo.ph, geo.pw, geo.dy, geo.dx, out_h, out_w)
+    return col.reshape(n, geo.groups, -1, out_h * out_w)
+
+
+def _correlate_batched(kernels, x, weight, geo, bias):
+    xp = backend.get_array_module(x)
+    x = xp.ascontiguousarray(x)
+    n_images, c_in, height, width = x.shape
+    c_out, groups = weight.shape[0], geo.groups
+    out_h = conv_output_size(height, geo.kh, geo.sy, geo.ph, geo.dy)
+    out_w = conv_output_size(width, geo.kw, geo.sx, geo.pw, geo.dx)
+    if groups == 1 and (c_in, c_out, *geo[:-1]) in implicit_gemm_layers:
+        return _add_bias(kernels.conv_implicit_gemm(
+            x, weight, geo.sy, geo.sx, geo.ph, geo.pw, geo.dy, geo.dx, out_h, out_w), bias)
+    w_mat = weight.reshape(groups, c_out // groups, -1)
+    y = xp.empty((n_images, c_out, out_h, out_w), dtype=x.dtype)
+    y_mat = y.reshape(n_images, groups, c_out // groups, out_h * out_w)
+    column_bytes = c_in * geo.kh * geo.kw * out_h * out_w * x.itemsize
+    for first, count in _image_chunks(n_images, column_bytes):
+        col = _batch_columns(kernels, x[first:first + count], geo, out_h, out_w)
+        for g in range(groups):
+            _gemm(w_mat[g][None], col[:, g], y_mat[first:first + count, g])
+    return _add_bias(y, bias)
+
+
+def _correlate_adjoint_batched(kernels, y, weight, geo, height, width):
+    xp = backend.get_array_module(y)
+    y = xp.ascontiguousarray(y)
+    n_images, c_out, out_h, out_w = y.shape
+    groups = geo.groups
+    c_in = weight.shape[1] * groups
+    w_mat_t = weight.reshape(groups, c_out // groups, -1).transpose(0, 2, 1)
+    y_mat = y.reshape(n_images, groups, c_out // groups, out_h * out_w)
+    if _pointwise(geo):  # the columns are the input gradient itself
+        x = xp.empty((n_images, c_in, height, width), dtype=y.dtype)
+        x_mat = x.reshape(n_images, groups, c_in // groups, height * width)
+        for g in range(groups):
+            _gemm(w_mat_t[g][None], y_mat[:, g], x_mat[:, g])
+        return x
+    column_bytes = c_in * geo.kh * geo.kw * out_h * out_w * y.itemsize
+    chunks = _image_chunks(n_images, column_bytes)
+    x = None if len(chunks) == 1 else xp.empty((n_images, c_in, height, width), dtype=y.dtype)
+    for first, count in chunks:
+        col = xp.empty((count, groups, w_mat_t.shape[1], out_h * out_w), dtype=y.dtype)
+        for g in range(groups):
+            _gemm(w_mat_t[g][None], y_mat[first:first + count, g], col[:, g])
+        images = kernels.col2im(col.reshape(count * c_in, geo.kh, geo.kw, out_h, out_w), height,
+                                width, geo.sy, geo.sx, geo.ph, geo.pw, geo.dy, geo.dx)
+        images = images.reshape(count, c_in, height, width)
+        if x is None:
+            return images
+        x[first:first + count] = images
+    return x
+
+
+def _weight_grad_batched(kernels, x, gy, geo):
+    """sum over images of gy_n @ col_n^T, each image's GEMM accumulating into the one
+    weight-sized result (cuBLAS's beta = 1): no per-image product, no separate sum."""
+    xp = backend.get_array_module(x)
+    x, gy = xp.ascontiguousarray(x), xp.ascontiguousarray(gy)
+    n_images, c_in = x.shape[:2]
+    _, c_out, out_h, out_w = gy.shape
+    groups = geo.groups
+    m, k = c_out // groups, c_in // groups * geo.kh * geo.kw
+    gy_mat = gy.reshape(n_images, groups, m, out_h * out_w)
+    grad = xp.empty((groups, m, k), dtype=x.dtype)
+    column_bytes = c_in * geo.kh * geo.kw * out_h * out_w * x.itemsize
+    for first, count in _image_chunks(n_images, column_bytes):
+        col = _batch_columns(kernels, x[first:first + count], geo, out_h, out_w)
+        for image in range(count):
+            for g in range(groups):
+                _gemm(gy_mat[first + image, g][None], col[image, g].T[None], grad[g][None],
+                      accumulate=first + image > 0)
+    return grad.reshape(c_out, c_in // groups, geo.kh, geo.kw)
+
+
+def _gemm(a, b, out, accumulate=False):
+    """out (B, M, N) = a (B, M, K) @ b (B, K, N) (+= with accumulate): ONE strided-batched
+    GEMM. A batch of 1 in a is broadcast (batch stride 0); a, b may be transposed views
+    (their last two axes swapped), which cuBLAS reads as they lie, with no copy.
+
+    CuPy's own batched matmul ignores its float32 compute type (only its 2-D products
+    honour CUPY_TF32 / cuda.allow_tf32), so this calls cuBLAS's gemmStridedBatchedEx
+    itself, with CUBLAS_COMPUTE_32F_FAST_TF32 exactly when `cuda.tf32_allowed()`."""
+    from .. import cuda
+    cupy = backend.cupy_or_none()
+    cublas, runtime = cupy.cuda.cublas, cupy.cuda.runtime
+    batch, m, n = out.shape
+    k = a.shape[2]
+    if a.shape[1:] != (m, k) or b.shape[1:] != (k, n) or b.shape[0] != batch or \
+            a.shape[0] not in (1, batch):
+        raise ValueError(f"_gemm: shapes {a.shape} @ {b.shape} -> {out.shape} do not match")
+    if out.strides[2] != out.itemsize:
+        raise ValueError(f"_gemm: the output's rows must be contiguous, strides {out.strides}")
+    if out.dtype == numpy.float64:
+        data_type, compute, scalar = runtime.CUDA_R_64F, cublas.CUBLAS_COMPUTE_64F, numpy.float64
+    else:
+        data_type, scalar = runtime.CUDA_R_32F, numpy.float32
+        compute = (cublas.CUBLAS_COMPUTE_32F_FAST_TF32 if cuda.tf32_allowed()
+                   else cublas.CUBLAS_COMPUTE_32F)
+    # Row-major out = a @ b is column-major out^T = b^T a^T: cuBLAS's first operand is b.
+    b, op_b, ld_b = _column_major(b)
+    a, op_a, ld_a = _column_major(a)
+    one, beta = numpy.ones((), scalar), numpy.array(1 if accumulate else 0, scalar)
+    item = out.itemsize
+    cublas.gemmStridedBatchedEx(
+        cupy.cuda.device.get_cublas_handle(), op_b, op_a, n, m, k, one.ctypes.data,
+        b.data.ptr, data_type, ld_b, b.strides[0] // item,
+        a.data.ptr, data_type, ld_a, 0 if a.shape[0] == 1 else a.strides[0] // item,
+        beta.ctypes.data, out.data.ptr, data_type, max(out.strides[1] // item, n), out.strides[0] // item,
+        batch, compute, cublas.CUBLAS_GEMM_DEFAULT)
+    return out
+
+
+def _column_major(matrices):
+    """A stack of row-major (R, S) matrices as cuBLAS reads it: the stack (copied only if
+    neither axis is contiguous), the operation (0: none, 1: transpose) that makes the
+    column-major matrix in memory the (S, R) transpose, and its leading dimension."""
+    item = matrices.itemsize
+    rows, cols = matrices.shape[1:]
+    row_stride, col_stride = matrices.strides[1] // item, matrices.strides[2] // item
+    if col_stride == 1 or cols == 1:  # contiguous rows: in memory, column-major (S, R)
+        return matrices, 0, max(row_stride if rows > 1 else 1, cols)
+    if row_stride == 1 or rows == 1:  # a transposed view: in memory, column-major (R, S)
+        return matrices, 1, max(col_stride if cols > 1 else 1, rows)
+    return _column_major(backend.get_array_module(matrices).ascontiguousarray(matrices))
 
 
 def _add_bias(y, bias):

@@ -1,8 +1,9 @@
 """Max and average pooling over kh x kw windows with stride s and padding p.
 
-    max   y[oy, ox] = max over the window of xpad (padding is -inf)
+    max   y[oy, ox] = max over the window of xpad (padding is -inf); a NaN anywhere in
+                      the window gives NaN (PyTorch's rule: a NaN is never hidden)
           gx[h, w]  = sum of gy over the windows whose *first* maximum (scan order:
-                      rows, then columns) is at (h, w)
+                      rows, then columns; the first NaN if there is one) is at (h, w)
     avg   y[oy, ox] = (sum over the window of xpad, padding 0) / pool_size
           gx[h, w]  = sum of gy / pool_size over the windows that contain (h, w)
 
@@ -13,9 +14,13 @@ Output size, rows (columns alike): floor mode (H + 2p - k) // s + 1; ceil mode (
 pooling) ceil((H + 2p - k) / s) + 1, minus one when the last window would start in the
 bottom padding, i.e. at row >= H (so every window holds at least one real pixel).
 
-Max pooling saves, per output, the flat index h * W + w of its maximum in the input
-plane ("argmax"): backward scatters gy there. Every kernel set shares that contract
-(kernel_set.py); the NumPy versions are in reference/pooling.py.
+Max pooling saves, per output, the offset i * kw + j of its maximum inside its window
+("argmax"; cell (i, j) is input pixel (oy*sy - ph + i, ox*sx - pw + j)): one byte
+(uint8) for windows of up to 255 cells, int32 for larger ones
+(reference/pooling.py, max_pool_offset_dtype), a quarter of what a flat index costs.
+Backward sends gy there; the CUDA kernel gathers, each input pixel reading the argmax
+of the windows that cover it. Every kernel set shares that contract (kernel_set.py);
+the NumPy versions are in reference/pooling.py.
 """
 import math
 

@@ -6,6 +6,7 @@ kernel is tested against, and the CPU kernels when numba is off
 never the autograd, so the numba and CUDA sets can import them. One module per family:
 
     im2col.py    im2col, col2im and their row-band versions (conv_output_size)
+    implicit_gemm.py  a whole convolution in one call (the implicit-GEMM kernel's contract)
     winograd.py  F(2x2, 3x3)'s input, output and gradient transforms
     pooling.py   max and average pooling, forward and backward
     loss.py      softmax cross-entropy, forward and backward
@@ -19,6 +20,7 @@ from ..kernel_set import KernelSet
 from .crop import crop_backward_numpy, crop_forward_numpy
 from .dropout import dropout_numpy
 from .im2col import col2im_numpy, col2im_tile_numpy, im2col_numpy, im2col_tile_numpy
+from .implicit_gemm import conv_implicit_gemm_numpy
 from .loss import softmax_cross_entropy_backward_numpy, softmax_cross_entropy_forward_numpy
 from .norm import lrn_backward_numpy, lrn_forward_numpy
 from .pooling import (avg_pool_backward_numpy, avg_pool_forward_numpy, max_pool_backward_numpy,
@@ -32,6 +34,7 @@ class NumpyKernels(KernelSet):
     name = "numpy"
     im2col, col2im = im2col_numpy, col2im_numpy
     im2col_tile, col2im_tile = im2col_tile_numpy, col2im_tile_numpy
+    conv_implicit_gemm = conv_implicit_gemm_numpy
     winograd_input, winograd_output, winograd_gy = (winograd_input_numpy, winograd_output_numpy,
                                                     winograd_gy_numpy)
     max_pool_forward, max_pool_backward = max_pool_forward_numpy, max_pool_backward_numpy

@@ -94,10 +94,31 @@ def test_max_pool_matches_numpy_with_ties(seed, dtype):
     y, argmax = numba_kernels.max_pool_forward(x, *window)
     expected_y, expected_argmax = numpy_pooling.max_pool_forward_numpy(x, *window)
     numpy.testing.assert_array_equal(y, expected_y)
-    assert argmax.dtype == numpy.int32
+    assert argmax.dtype == numpy.uint8 == expected_argmax.dtype  # windows here: <= 25 cells
     numpy.testing.assert_array_equal(argmax, expected_argmax)
     gy = rng.standard_normal(y.shape).astype(dtype)
     args = (gy, argmax, *shape[2:], *window[:6])
+    numpy.testing.assert_allclose(numba_kernels.max_pool_backward(*args),
+                                  numpy_pooling.max_pool_backward_numpy(*args), **TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("window, argmax_dtype", [
+    ((15, 17, 1, 1, 0, 0, 3, 2), numpy.uint8),   # 255 cells: the largest uint8 window
+    ((16, 16, 1, 2, 1, 0, 5, 1), numpy.int32),   # 256 cells: int32 offsets
+])
+def test_max_pool_large_windows_and_nan_match_numpy(dtype, window, argmax_dtype):
+    rng = numpy.random.default_rng(7)
+    x = rng.standard_normal((2, 2, 17, 18)).astype(dtype)
+    x[0, 0, 16, 5] = x[1, 1, 0, 0] = x[1, 1, 0, 1] = numpy.nan  # in some windows, not all
+    y, argmax = numba_kernels.max_pool_forward(x, *window)
+    expected_y, expected_argmax = numpy_pooling.max_pool_forward_numpy(x, *window)
+    assert argmax.dtype == expected_argmax.dtype == argmax_dtype
+    assert numpy.isnan(y).any() and not numpy.isnan(y).all()
+    numpy.testing.assert_array_equal(y, expected_y)
+    numpy.testing.assert_array_equal(argmax, expected_argmax)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    args = (gy, argmax, *x.shape[2:], *window[:6])
     numpy.testing.assert_allclose(numba_kernels.max_pool_backward(*args),
                                   numpy_pooling.max_pool_backward_numpy(*args), **TOLERANCE[dtype])
 

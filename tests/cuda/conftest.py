@@ -58,4 +58,5 @@ def emulated_cupy(emulated_gpu, monkeypatch):
     cupy = emulated_cupy_module.EmulatedCupy()
     monkeypatch.setattr(backend, "_cupy", cupy)
     monkeypatch.setattr(cuda, "_enqueue", emulated_cupy_module.kernel_launcher(emulated_gpu.enqueuer()))
+    monkeypatch.setattr(cuda, "_cupy_linalg", lambda: cupy.cuda.routines_linalg)
     return cupy

@@ -27,6 +27,8 @@ What it cannot catch: anything about the device itself (speed, memory, races bet
 threads, CuPy functions NumPy has and CuPy lacks). tests/cuda/test_gpu.py runs the
 same tests on a real GPU when there is one.
 """
+import contextlib
+import ctypes
 import numbers
 import time
 import types
@@ -91,7 +93,7 @@ class ndarray(NDArrayOperatorsMixin):
         out = kwargs.get("out")
         if out is not None:
             kwargs["out"] = _to_host(out, where)
-        result = getattr(ufunc, method)(*_to_host(inputs, where), **kwargs)
+        result = _run(getattr(ufunc, method), _to_host(inputs, where), kwargs, where)
         if out is not None:  # the output arrays themselves, as NumPy and CuPy return them
             return out[0] if len(out) == 1 else out
         return _to_device(result)
@@ -117,16 +119,28 @@ class ndarray(NDArrayOperatorsMixin):
         return _MemoryPointer(self._host)
 
     def __getitem__(self, key):
-        return _to_device(self._host[_index_to_host(key)])
+        return _to_device(_run(self._host.__getitem__, (_index_to_host(key),), {}, "ndarray.__getitem__"))
 
     def __setitem__(self, key, value):
-        self._host[_index_to_host(key)] = _to_host(value, "ndarray.__setitem__")
+        _run(self._host.__setitem__, (_index_to_host(key), _to_host(value, "ndarray.__setitem__")),
+             {}, "ndarray.__setitem__")
+
+    def set(self, array, stream=None):
+        """A copy from host memory (CuPy's ndarray.set); none while a stream captures."""
+        _refuse_during_capture("ndarray.set (a copy from host memory)")
+        if not isinstance(array, numpy.ndarray):
+            raise TypeError(f"ndarray.set takes a numpy.ndarray, not {type(array).__name__}")
+        if array.shape != self._host.shape or array.dtype != self._host.dtype:
+            raise ValueError(f"ndarray.set: {array.dtype} {array.shape} into {self._host.dtype} "
+                             f"{self._host.shape}")
+        self._host[...] = array
 
 
 host_reads = [0]  # how many times a device array was read on the host
 
 
 def _read(host):
+    _refuse_during_capture("a read of a device value on the host")
     host_reads[0] += 1
     return host
 
@@ -164,7 +178,7 @@ def _index_to_host(key):
 
 def _on_device(function, where):
     def call(*args, **kwargs):
-        return _to_device(function(*_to_host(args, where), **_to_host(kwargs, where)))
+        return _to_device(_run(function, _to_host(args, where), _to_host(kwargs, where), where))
     return call
 
 
@@ -173,9 +187,16 @@ class _MemoryPointer:
     def __init__(self, host):
         self._host = host
 
-    def copy_from_device_async(self, source, nbytes):
-        target = self._host.reshape(-1).view(numpy.uint8)
-        target[:nbytes] = source._host.reshape(-1).view(numpy.uint8)[:nbytes]
+    @property
+    def ptr(self):  # the address of the array's first element, as CuPy's is (emulated cuBLAS reads it)
+        if _capture[0] is not None:  # a captured cuBLAS call will read it at every replay
+            _capture[0].keep.append(self._host)
+        return self._host.__array_interface__["data"][0]
+
+    def copy_from_device_async(self, source, nbytes, stream=None):
+        def copy(target, source):
+            target.reshape(-1).view(numpy.uint8)[:nbytes] = source.reshape(-1).view(numpy.uint8)[:nbytes]
+        _run(copy, (self._host, source._host), {}, "MemoryPointer.copy_from_device_async")
 
 
 class _Event:
@@ -208,7 +229,8 @@ def _transfer(function):
     from the host copied, as a transfer to the device does."""
     def to_device(obj, *args, **kwargs):
         if isinstance(obj, ndarray):
-            return ndarray(function(obj._host, *args, **kwargs))
+            return ndarray(_run(function, (obj._host, *args), kwargs, f"cupy.{function.__name__}"))
+        _refuse_during_capture(f"cupy.{function.__name__} of host data (a copy from the host)")
         return ndarray(numpy.array(obj, *args, **kwargs))
     return to_device
 
@@ -227,6 +249,8 @@ class EmulatedCupy(types.SimpleNamespace):
             getDeviceProperties=lambda device: {"name": b"emulated GPU"})
         cuda = types.SimpleNamespace(runtime=runtime, Event=_Event, get_elapsed_time=_elapsed_ms,
                                      Device=lambda device=0: types.SimpleNamespace(id=device))
+        _add_gemm_api(cuda)
+        _add_stream_api(cuda)
         pool = types.SimpleNamespace(free_all_blocks=lambda: None)
         super().__init__(
             __name__="cupy", __version__="emulated", ndarray=ndarray, asnumpy=_asnumpy, cuda=cuda,
@@ -243,14 +267,259 @@ class EmulatedCupy(types.SimpleNamespace):
         return _on_device(value, f"cupy.{name}")
 
 
-_numpy_functions = EmulatedCupy()
-
-
 def kernel_launcher(enqueue):
     """A `minifcn.cuda._enqueue` that launches `enqueue` (the CPU emulation of the
     kernels, which works on NumPy arrays) with device arrays unwrapped; a host array
     among the arguments is an error, as in a real launch."""
     def launch(filename, kernel_name, dtype_name, blocks, threads, args):
-        enqueue(filename, kernel_name, dtype_name, blocks, threads,
-                _to_host(tuple(args), f"{kernel_name} launch"))
+        _run(enqueue, (filename, kernel_name, dtype_name, blocks, threads,
+                       _to_host(tuple(args), f"{kernel_name} launch")), {}, f"{kernel_name} launch")
     return launch
+
+
+# --------------------------------------- cuBLAS's strided-batched GEMM and CuPy's TF32 switch
+# functions/conv.py calls cuBLAS's gemmStridedBatchedEx itself (CuPy's batched matmul
+# ignores the TF32 setting). The stand-in below does what cuBLAS does, from the same
+# arguments: raw addresses, column-major leading dimensions and batch strides, the
+# transpose flags, alpha and beta read from host pointers; so a wrong stride or flag in
+# conv.py gives wrong numbers here too. A TF32 compute type rounds the inputs to TF32's
+# 10 mantissa bits first. `gemm_calls` records each call's compute type.
+CUDA_R_32F, CUDA_R_64F = 0, 1
+CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_COMPUTE_64F = 68, 77, 70
+COMPUTE_TYPE_DEFAULT, COMPUTE_TYPE_TF32 = 1, 7
+gemm_calls = []
+
+
+def _host_view(address, dtype, batch, stride, rows, cols, ld):
+    """The (batch, rows, cols) column-major matrices at `address`, as a writable view."""
+    item = numpy.dtype(dtype).itemsize
+    extent = ((batch - 1) * stride + (cols - 1) * ld + rows) * item
+    buffer = (ctypes.c_byte * extent).from_address(address)
+    flat = numpy.frombuffer(buffer, dtype=numpy.uint8)
+    return numpy.lib.stride_tricks.as_strided(
+        flat.view(dtype), shape=(batch, rows, cols), strides=(stride * item, item, ld * item))
+
+
+def _tf32(values):
+    """float32 values rounded to TF32 (10 mantissa bits, round to nearest)."""
+    bits = numpy.ascontiguousarray(values, numpy.float32).view(numpy.uint32)
+    return ((bits + numpy.uint32(0x1000)) & numpy.uint32(0xFFFFE000)).view(numpy.float32)
+
+
+def _gemm_strided_batched_ex(handle, transa, transb, m, n, k, alpha, a, a_type, lda, stride_a,
+                             b, b_type, ldb, stride_b, beta, c, c_type, ldc, stride_c, batch,
+                             compute_type, algo):
+    if not a_type == b_type == c_type or c_type not in (CUDA_R_32F, CUDA_R_64F):
+        raise ValueError(f"emulated gemmStridedBatchedEx: data types {a_type, b_type, c_type}")
+    dtype = numpy.float32 if c_type == CUDA_R_32F else numpy.float64
+    if (compute_type == CUBLAS_COMPUTE_64F) != (dtype == numpy.float64):
+        raise ValueError(f"emulated gemmStridedBatchedEx: compute type {compute_type} for {dtype}")
+    for name, ld, rows in (("lda", lda, k if transa else m), ("ldb", ldb, n if transb else k),
+                           ("ldc", ldc, m)):
+        if ld < max(1, rows):
+            raise ValueError(f"emulated gemmStridedBatchedEx: {name}={ld} < {rows} rows")
+    gemm_calls.append(compute_type)
+    # alpha and beta are read at the call, from host memory (a captured call keeps them)
+    alpha_value, beta_value = (numpy.frombuffer((ctypes.c_byte * 8).from_address(p), dtype, 1)[0]
+                               for p in (alpha, beta))
+    out = _host_view(c, dtype, batch, stride_c, m, n, ldc)
+
+    def run():
+        op_a = _host_view(a, dtype, batch, stride_a, *((k, m) if transa else (m, k)), lda)
+        op_b = _host_view(b, dtype, batch, stride_b, *((n, k) if transb else (k, n)), ldb)
+        op_a = op_a.transpose(0, 2, 1) if transa else op_a
+        op_b = op_b.transpose(0, 2, 1) if transb else op_b
+        if compute_type == CUBLAS_COMPUTE_32F_FAST_TF32:
+            op_a, op_b = _tf32(op_a), _tf32(op_b)
+        product = alpha_value * numpy.matmul(op_a, op_b)
+        # beta = 0 never reads C (which may hold garbage, or the emulator's NaN sentinels)
+        out[...] = product if beta_value == 0 else product + beta_value * out
+    _run(lambda _: run(), (out,), {}, "gemmStridedBatchedEx")
+
+
+def _add_gemm_api(cuda):
+    """cupy.cuda.cublas, .runtime's data types, .device.get_cublas_handle and the
+    compute-type switch of cupy._core._routines_linalg (minifcn.cuda._cupy_linalg)."""
+    cuda.cublas = types.SimpleNamespace(
+        CUBLAS_COMPUTE_32F=CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_64F=CUBLAS_COMPUTE_64F,
+        CUBLAS_COMPUTE_32F_FAST_TF32=CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT=-1,
+        gemmStridedBatchedEx=_gemm_strided_batched_ex)
+    cuda.runtime.CUDA_R_32F, cuda.runtime.CUDA_R_64F = CUDA_R_32F, CUDA_R_64F
+    cuda.device = types.SimpleNamespace(get_cublas_handle=lambda: 1)
+    compute_types = {}
+    cuda.routines_linalg = types.SimpleNamespace(
+        COMPUTE_TYPE_DEFAULT=COMPUTE_TYPE_DEFAULT, COMPUTE_TYPE_TF32=COMPUTE_TYPE_TF32,
+        set_compute_type=lambda dtype, kind: compute_types.__setitem__(numpy.dtype(dtype), kind),
+        get_compute_type=lambda dtype: compute_types.get(numpy.dtype(dtype), COMPUTE_TYPE_DEFAULT))
+
+
+# ------------------------------------- streams, stream capture (CUDA graphs), pinned memory
+# minifcn/graph.py captures a training step (cupy.cuda.Stream.begin_capture/end_capture)
+# and replays it (Graph.launch); data/prefetch.py copies batches on a stream of its own
+# from pinned memory. Emulated kernels finish as they launch, so streams order nothing
+# here, but a capture is emulated faithfully enough to fail where CUDA would:
+# - while a stream captures, every kernel launch, cuBLAS call and array operation is
+#   recorded and replayed by Graph.launch() against the SAME buffers (the arrays a
+#   capture creates keep their memory with the graph, as the graph's memory pool does);
+# - work still runs during the capture (NumPy needs it for the shapes), but end_capture
+#   puts back what the capture wrote into arrays it did not create and fills the float
+#   arrays it created with NaN: on a GPU nothing runs before the first launch;
+# - a read of a device value on the host, a copy from host memory (cupy.asarray of host
+#   data, ndarray.set), Stream.synchronize and work issued on another stream are errors
+#   during a capture, as on a GPU; and allocating is no operation (not replayed).
+_capture = [None]  # the _Recording in progress
+_ALLOCATIONS = ("cupy.empty", "cupy.empty_like")
+
+
+def _refuse_during_capture(what):
+    if _capture[0] is not None:
+        raise RuntimeError(f"{what} while a stream is capturing: operation not permitted "
+                           "when stream is capturing (emulated CuPy)")
+
+
+def _arrays(value):
+    """The NumPy arrays in an argument or result (nested tuples, lists and dicts)."""
+    if isinstance(value, numpy.ndarray):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _arrays(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _arrays(item)
+
+
+def _run(function, args, kwargs, where):
+    """function(*args, **kwargs) on host buffers: an operation on the device, recorded
+    when a stream captures."""
+    if _capture[0] is None:
+        return function(*args, **kwargs)
+    return _capture[0].run(function, args, kwargs, where)
+
+
+class _Recording:
+    def __init__(self, stream):
+        self.stream, self.ops, self.keep = stream, [], []
+        self.seen, self.snapshots, self.created = set(), [], []
+
+    def touch(self, array):
+        """Remember `array`'s contents before the capture's first operation on it."""
+        if id(array) not in self.seen:
+            self.seen.add(id(array))
+            self.keep.append(array)
+            self.snapshots.append((array, array.copy()))
+
+    def run(self, function, args, kwargs, where):
+        if _streams[-1] is not self.stream:
+            raise RuntimeError(f"{where} issued on another stream while a stream is capturing "
+                               "(emulated CuPy)")
+        for array in _arrays((args, kwargs)):
+            self.touch(array)
+        result = function(*args, **kwargs)
+        if where in _ALLOCATIONS:
+            return result
+        if isinstance(result, numpy.generic):  # a device 0-d array, which replays refill
+            result = numpy.asarray(result)
+        results = list(_arrays(result))
+        for array in results:
+            if id(array) not in self.seen:
+                self.seen.add(id(array))
+                self.keep.append(array)
+                if array.flags.owndata:
+                    self.created.append(array)
+
+        def replay():
+            again = function(*args, **kwargs)
+            for target, value in zip(results, _arrays(numpy.asarray(again) if isinstance(
+                    again, numpy.generic) else again)):
+                if target is not value:
+                    numpy.copyto(target, value)
+        self.ops.append(replay)
+        return result
+
+    def finish(self):
+        """Undo what ran during the capture (it had not run, on a GPU)."""
+        for array, before in reversed(self.snapshots):
+            array[...] = before
+        for array in self.created:
+            if array.dtype.kind == "f":
+                array.fill(numpy.nan)
+
+
+class _Graph:
+    """cupy.cuda.Graph: the operations of a capture, replayed on the same buffers."""
+
+    def __init__(self, recording):
+        self._ops, self._keep = recording.ops, recording.keep
+
+    def launch(self, stream=None):
+        _refuse_during_capture("Graph.launch")
+        for op in self._ops:
+            op()
+
+
+class _Stream:
+    """cupy.cuda.Stream: `with stream:` makes it current; it can capture."""
+
+    def __init__(self, null=False, non_blocking=False, ptds=False):
+        self.null = null
+
+    def __enter__(self):
+        _streams.append(self)
+        return self
+
+    def __exit__(self, *error):
+        _streams.remove(self)
+
+    def begin_capture(self, mode=None):
+        if self.null:
+            raise RuntimeError("cannot capture on the default (legacy) stream")
+        if _capture[0] is not None:
+            raise RuntimeError("a stream is capturing already (emulated CuPy)")
+        _capture[0] = _Recording(self)
+
+    def end_capture(self):
+        recording = _capture[0]
+        if recording is None or recording.stream is not self:
+            raise RuntimeError("end_capture on a stream that is not capturing")
+        _capture[0] = None
+        recording.finish()
+        return _Graph(recording)
+
+    def is_capturing(self):
+        return _capture[0] is not None and _capture[0].stream is self
+
+    def synchronize(self):
+        _refuse_during_capture("Stream.synchronize")
+
+    def record(self, event=None):
+        event = event or _Event()
+        event.record(self)
+        return event
+
+    def wait_event(self, event):
+        pass
+
+
+_streams = [_Stream(null=True)]
+
+
+class _MemoryPool:
+    def malloc(self, nbytes):
+        raise NotImplementedError("the emulated CuPy allocates with NumPy")
+
+    def free_all_blocks(self):
+        pass
+
+    def used_bytes(self):
+        return 0
+
+
+def _add_stream_api(cuda):
+    cuda.Stream, cuda.MemoryPool = _Stream, _MemoryPool
+    cuda.get_current_stream = lambda: _streams[-1]
+    cuda.using_allocator = lambda allocator=None: contextlib.nullcontext()
+    cuda.alloc_pinned_memory = bytearray  # page-locked host memory: a buffer of nbytes
+
+
+_numpy_functions = EmulatedCupy()  # NumPy functions called on device arrays land here

@@ -218,7 +218,8 @@ def _emulated_benchmarks(monkeypatch, emulated_cupy):
 KERNELS = ["im2col conv1_2", "col2im conv1_2", "im2col fc6", "col2im fc6", "col2im upscore",
            "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
            "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "crop_forward",
-           "crop_backward", "lrn_forward", "lrn_backward", "dropout", "relu_backward", "bias_grad"]
+           "crop_backward", "lrn_forward", "lrn_backward", "dropout", "dropout_seed_on_device", "relu_backward",
+           "bias_grad"]
 PER_PARAMETER = ["sgd_update", "adam_update", "grad_accumulate"]
 
 

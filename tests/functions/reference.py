@@ -132,7 +132,8 @@ def linear_ref(x, weight, bias=None):
 def max_pool2d_ref(x, kernel, stride=None, padding=0, ceil_mode=False):
     """(y, argmax): y the max over each window's real pixels (padding never wins), argmax
     (N, C, out_h, out_w, 2) the (row, col) of the FIRST maximum in scan order (Caffe's
-    strict `>`), which is where the window's gradient goes."""
+    strict `>`), which is where the window's gradient goes. NaN counts as the largest
+    value (PyTorch's rule: a NaN is never hidden; the first NaN takes the gradient)."""
     x = numpy.asarray(x, numpy.float64)
     kh, kw = as_pair(kernel)
     stride = kernel if stride is None else stride
@@ -151,8 +152,10 @@ def max_pool2d_ref(x, kernel, stride=None, padding=0, ceil_mode=False):
                     best, where = -math.inf, None
                     for row in range(max(row0, 0), min(row0 + kh, height)):
                         for col in range(max(col0, 0), min(col0 + kw, width)):
-                            if where is None or x[n, ch, row, col] > best:
-                                best, where = x[n, ch, row, col], (row, col)
+                            value = x[n, ch, row, col]
+                            if (where is None or value > best
+                                    or (math.isnan(value) and not math.isnan(best))):
+                                best, where = value, (row, col)
                     y[n, ch, r, c] = best
                     argmax[n, ch, r, c] = where
     return y, argmax

@@ -134,6 +134,35 @@ def test_max_pool2d_ties_by_hand():
     numpy.testing.assert_array_equal(x.grad[0, 0], expected)
 
 
+@pytest.mark.parametrize("ceil_mode", [False, True])
+@pytest.mark.parametrize("x_shape, kernel, stride, padding", POOL_CASES, ids=IDS)
+def test_max_pool2d_propagates_nan_like_pytorch(rng, x_shape, kernel, stride, padding, ceil_mode):
+    """NaNs (some windows hold two, some next to +-inf): y is NaN wherever a window holds
+    one, and its gradient goes to the window's first NaN (issue 14)."""
+    x = rng.standard_normal(x_shape)
+    for value, share in ((numpy.nan, 0.2), (numpy.inf, 0.05), (-numpy.inf, 0.05)):
+        x[rng.random(x_shape) < share] = value
+    x.reshape(-1)[0] = numpy.nan
+    xt = mf.Tensor(x, requires_grad=True)
+    y = F.max_pool2d(xt, kernel, stride, padding, ceil_mode)
+    expected, argmax = max_pool2d_ref(x, kernel, stride, padding, ceil_mode)
+    numpy.testing.assert_array_equal(y.data, expected)
+    assert numpy.isnan(y.data).any()
+    gy = numpy.arange(1.0, y.size + 1).reshape(y.shape)  # distinct: a wrong routing shows
+    y.backward(gy)
+    numpy.testing.assert_array_equal(xt.grad, max_pool2d_backward_ref(gy, argmax, x_shape))
+
+
+def test_max_pool2d_nan_by_hand():
+    """Issue 14: [1, nan, 0, 0] pooled by 2 gave [1, 0]; PyTorch gives [nan, 0]."""
+    x = mf.Tensor(numpy.array([[[[1.0, numpy.nan, 0, 0, numpy.nan, numpy.nan]]]]),
+                  requires_grad=True)
+    y = F.max_pool2d(x, (1, 2))
+    numpy.testing.assert_array_equal(y.data, [[[[numpy.nan, 0, numpy.nan]]]])
+    y.backward(numpy.array([[[[1.0, 2, 3]]]]))
+    numpy.testing.assert_array_equal(x.grad, [[[[0, 1, 2, 0, 3, 0]]]])
+
+
 def test_max_pool2d_padding_never_wins_over_negative_values():
     x = numpy.full((1, 1, 3, 3), -5.0)
     x[0, 0, 1, 1] = -7.0
