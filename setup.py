@@ -18,9 +18,13 @@ setup(
     extras_require={
         # NVRTC, the compiler cupy.RawModule uses, so the tests check that kernels/*.cu
         # compile with it on machines with no GPU (tests/cuda/test_nvrtc.py).
-        "test": ["pytest>=7", "hypothesis>=6",
+        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4",
                  "nvidia-cuda-nvrtc; sys_platform == 'linux' and platform_machine == 'x86_64'"],
         "cuda": ["cupy-cuda12x>=13"],
+        # `minifcn train --distributed` under mpiexec (minifcn/distributed.py): mpi4py and
+        # the MPICH wheel, which brings mpiexec and libmpi, so no system MPI is needed (its
+        # wheels are for Linux x86-64 and aarch64; elsewhere install an MPI yourself).
+        "mpi": ["mpi4py>=4", "mpich; sys_platform == 'linux' and platform_machine in 'x86_64 aarch64'"],
         "bench": ["torch"],
     },
     entry_points={"console_scripts": ["minifcn=minifcn.cli:main"]},

@@ -98,7 +98,7 @@ def convolution_cases(torch):
             xg = tx.detach().requires_grad_(name != "conv1_1")
             wg = tw.detach().requires_grad_(True)
             ty = torch.nn.functional.conv2d(xg, wg, tb, padding=pad)
-            torch_backward = lambda ty=ty, tgy=torch.from_numpy(gy): ty.backward(  # noqa: E731
+            torch_backward = lambda ty=ty, tgy=torch.from_numpy(gy): ty.backward(  # noqa: E731, B008
                 tgy, retain_graph=True)
         backward_flops = flops * (1 if name == "conv1_1" else 2)
         cases += [Case(f"{name} forward", shape, forward, flops=flops,

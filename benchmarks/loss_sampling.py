@@ -97,8 +97,9 @@ def line_chart(path, panels, size=(560, 380)):
         x_max = max(xs) or 1.0
         y_low, y_high = min(0.0, min(ys)), max(ys) * 1.05 or 1.0
 
-        def at(x, y):
-            return (x0 + (x1 - x0) * x / x_max, y1 - (y1 - y0) * (y - y_low) / (y_high - y_low))
+        def at(x, y):  # this panel's coordinates; used within this iteration only
+            return (x0 + (x1 - x0) * x / x_max,  # noqa: B023
+                    y1 - (y1 - y0) * (y - y_low) / (y_high - y_low))  # noqa: B023
 
         draw.rectangle([x0, y0, x1, y1], outline="black")
         for k in range(5):

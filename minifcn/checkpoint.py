@@ -161,7 +161,8 @@ def load_checkpoint(path):
         raise CheckpointError(f"{path}: not a readable minifcn checkpoint ({error})") from None
     if "meta.config" not in entries:
         raise CheckpointError(f"{path}: not a minifcn checkpoint (no meta.config entry)")
-    section = lambda prefix: {k[len(prefix):]: v for k, v in entries.items() if k.startswith(prefix)}
+    def section(prefix):
+        return {k[len(prefix):]: v for k, v in entries.items() if k.startswith(prefix)}
     bad = non_finite({k: v for k, v in entries.items() if k.startswith(("param.", "solver."))})
     if bad:
         raise CheckpointError(f"{path}: NaN or inf in {bad}: the checkpoint of a diverged "
@@ -202,7 +203,8 @@ def option_name(field):
 def settings_changed(saved, wanted):
     """The fields of the config dict `wanted` that differ from the run's `saved` one and
     may not change on resume, as [(field, saved value, wanted value)]."""
-    plain = lambda value: json.loads(json.dumps(value))  # tuples as lists, as saved
+    def plain(value):  # tuples as lists, as saved
+        return json.loads(json.dumps(value))
     return [(field, saved.get(field), value) for field, value in wanted.items()
             if field not in (*MAY_CHANGE_ON_RESUME, "out")  # the run may have been moved
             and plain(value) != plain(saved.get(field))]

@@ -25,6 +25,7 @@ BENCHMARKS = {"cpu_ops": "each op at FCN-32s's shapes, numba and NumPy kernels (
               "cpu_nets": "whole FCN-32s and FCN-8s at 500x500 (and PyTorch)",
               "conv_tiles": "the blocked convolution's tile size",
               "contention": "the default run alone and beside a busy process",
+              "distributed": "steps/s of 1 rank against 2 MPI ranks on the CPU (needs .[mpi])",
               "gpu_kernels": "each CUDA kernel, and FCN-32s, on the GPU (and PyTorch)",
               "kernel_resources": "registers and occupancy of the CUDA kernels (nvcc)"}
 USES_TORCH = ("cpu_ops", "cpu_nets", "gpu_kernels")
@@ -189,6 +190,11 @@ def _parser():
                        help="skip checking every image and label file before the first step "
                             "(for huge datasets already known good)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel over the ranks of `mpiexec -n N`: each takes "
+                            "--batch-size images of a global batch of N x that, gradients "
+                            "summed every step (MPI; NCCL with --device cuda); needs "
+                            "pip install -e \".[mpi]\" (docs/scaling.md)")
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser(
@@ -351,11 +357,24 @@ def _train(args):
         from .inference import check_checkpoint
         check_checkpoint(args.init_from)
     given.update(progress=not args.no_progress, data_check=not args.no_data_check)
+    if args.distributed:  # rank 0 speaks for the job (distributed.py)
+        from .distributed import launched_rank, launched_size
+        given["ranks"] = launched_size()
+        if launched_rank() > 0:
+            given.update(progress=False, data_check=False)  # rank 0 checks the data
+            sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the process
     config = TrainConfig(**given)
     if args.out is None:
         config.out = os.path.join("runs", f"{config.model}-{config.data.split(':')[0]}")
     if args.resume:  # the run's own settings, from its checkpoint
-        config = resumed_config(config.out, **{k: v for k, v in given.items() if k != "out"})
+        config = resumed_config(config.out, **{k: v for k, v in given.items()
+                                               if k not in ("out", "ranks")})
+        if config.ranks != given.get("ranks", 1):
+            from .distributed import DistributedError
+            raise DistributedError(f"the run in {config.out} was trained on {config.ranks} "
+                                   f"rank(s); resume it with the same: "
+                                   + ("minifcn train --resume" if config.ranks == 1 else
+                                      f"mpiexec -n {config.ranks} minifcn train --distributed --resume"))
     else:
         _solver_for_random_weights(config, given, print)
     _prepare(config.device, config.is_small())

@@ -638,7 +638,8 @@ def _cupy_linalg():
     backend.require_cupy()
     try:
         from cupy._core import _routines_linalg as linalg
-        linalg.set_compute_type, linalg.get_compute_type, linalg.COMPUTE_TYPE_TF32
+        for name in ("set_compute_type", "get_compute_type", "COMPUTE_TYPE_TF32"):
+            getattr(linalg, name)
     except (ImportError, AttributeError) as error:
         raise RuntimeError("this CuPy version has no set_compute_type; set CUPY_TF32=1 in "
                            f"the environment before the first float32 matmul instead ({error})"

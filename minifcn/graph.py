@@ -86,7 +86,9 @@ class TrainStep:
 
     def __init__(self, net, opt, normalize, device="cpu", mode="auto"):
         self.net, self.opt, self.normalize, self.device = net, opt, normalize, device
-        self.graphs = check_mode(mode, device)
+        from . import distributed  # (here: distributed imports the ops, which import us)
+        # a distributed step holds collectives between the passes and the update: plain
+        self.graphs = check_mode(mode, device) and distributed.current().size == 1
         self.captured, self.seen = None, {}  # seen: batch shape -> dropout draws of a step
 
     def __call__(self, batches):
@@ -97,22 +99,25 @@ class TrainStep:
             self.captured = _CapturedStep(self, batches, key, self.seen[key])
         if self.captured is not None and self.captured.key == key:
             return self.captured.run(batches)
-        drawn = _draws[0]
-        with abandonable():  # the passes change no weight; the solver step must not be cut
+        from . import distributed
+        drawn, world = _draws[0], distributed.current()
+        with world.abandonable():  # the passes change no weight; the solver step must not be cut
             loss = self.forward_backward([(backend.to_device(images, self.device),
                                            backend.to_device(labels, self.device))
                                           for images, labels in batches])
+        loss = world.sum_gradients(self.opt, loss * len(batches)) / len(batches)
         self.opt.step()
         self.seen[key] = _draws[0] - drawn
         return loss
 
     def forward_backward(self, batches):
-        from . import heads
         from .autograd import Tensor
         self.opt.zero_grad()
         total = 0.0
+        from . import distributed
+        world = distributed.current()  # a rank's term of the global batch's loss
         for images, labels in batches:
-            loss = heads.loss(self.net(Tensor(images)), labels, normalize=self.normalize)
+            loss = world.loss(self.net(Tensor(images)), labels, self.device, self.normalize)
             loss.backward()
             total = total + loss.data
         return total / len(batches)

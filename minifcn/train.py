@@ -28,6 +28,8 @@ A run lives in one directory (`config.out`) and never loses work:
   TrainingDiverged naming the step; the last good checkpoint stays.
 - A fresh run into a directory that holds a run is refused (RunExists) unless told to
   overwrite it, and the old run is removed only once the new one has a checkpoint.
+- Under `mpiexec -n N minifcn train --distributed` N ranks share each step, rank 0
+  writing the run (distributed.py: the hooks are its `current()` world's methods).
 """
 import dataclasses
 import functools
@@ -37,7 +39,7 @@ import time
 
 import numpy
 
-from . import backend, graph, heads, models, runtime
+from . import backend, distributed, graph, heads, models, runtime
 from .autograd import Tensor, no_grad
 from .checkpoint import (OWN_META, RUN_FILES, CheckpointError, NoCheckpoint, NonFiniteState, RunWriteError, atomic_savez,
                          checkpoint_arrays, load_checkpoint, read_config, refuse_changes,
@@ -48,9 +50,9 @@ from .data.scan import check_files
 from .data.prefetch import Prefetcher
 from .data.synthetic import DEFAULT_SIZE as SYNTHETIC_SIZE
 from .data.preprocess import Preprocess
-from .loss_sampling import probability, sample_step_labels
+from .loss_sampling import probability
 from .inference import training_meta
-from .interrupts import Abandoned, StopRequest, abandonable
+from .interrupts import Abandoned, StopRequest
 from .metrics import ConfusionMeter
 from .optim import PRESETS, learning_rate, make_optimizer
 from .runlog import RunLog
@@ -99,6 +101,7 @@ class TrainConfig:
     data_check: bool = True      # check every data file before the first step
     log_interval: int = 20       # steps between reads of the loss (each waits for the GPU)
     cuda_graphs: str = "auto"    # capture the step as a CUDA graph: on, off, auto (on with cuda)
+    ranks: int = 1               # processes sharing each step (mpiexec -n; distributed.py)
 
     def __post_init__(self):
         self.loss_sampling = probability(self.loss_sampling)
@@ -246,19 +249,23 @@ def predict(net, image, device="cpu"):
 
 
 def evaluate(net, dataset, device="cpu", limit=None, progress=False):
-    """The four metrics (and per-class IU) of `net` on the first `limit` images."""
+    """The four metrics (and per-class IU) of `net` on the first `limit` images. In a
+    distributed run each rank scores every ranks-th image and the confusion matrices
+    are summed (distributed.py); a multi-headed net is scored by rank 0 alone."""
     count = len(dataset) if limit is None else min(limit, len(dataset))
     if isinstance(dataset.n_class, tuple):  # a multi-headed net (heads.py)
         return heads.evaluate(net, dataset, device, count)
+    world = distributed.current()
     meter = ConfusionMeter(dataset.n_class)
     was_training = net.training
     net.eval()
     try:
-        for index in _progress(range(count), progress, "eval", leave=False):
+        for index in _progress(range(world.rank, count, world.size), progress, "eval", leave=False):
             image, label = dataset[index]
             meter.update(label, predict(net, image, device))
     finally:
         net.train(was_training)
+    meter.hist = world.sum_counts(meter.hist)
     return meter.scores()
 
 
@@ -282,17 +289,18 @@ def train(config, resume=False, overwrite=False, log=print):
     message names it; nothing half-written is left). Sets the process's threads and
     memory for training first (runtime.configure_process)."""
     runtime.configure_process(blas_threads=runtime.blas_threads_for(config.is_small()))
-    with StopRequest() as stop:
+    with StopRequest() as stop, distributed.world_for(config) as world:
         try:
             with stop.abandonable(eager=True):  # nothing to save yet: any signal stops it
-                run, checkpoint, train_set, solver = _set_up(config, resume, overwrite, log)
+                run, checkpoint, train_set, solver = world.set_up(
+                    lambda: _set_up(config, resume, overwrite, log), log)
         except Abandoned:
             message = f"stopped by {stop.name} before training began: nothing to save"
             log(message)
             raise Interrupted(message, stop.signal) from None
         if run.row_pending:  # a kill or Ctrl-C came between the checkpoint and its row
             run.validate()
-        if run.position < config.iterations and stop.signal is None:
+        if run.position < config.iterations and not world.stopping(stop):
             _loop(run, train_set, solver, stop)
         if not run.finished():  # only Ctrl-C or SIGTERM gets here
             run.stop(stop)
@@ -318,7 +326,8 @@ def _set_up(config, resume, overwrite, log):
     solver = config.solver()
     opt = make_optimizer(net, solver["optimizer"], solver["lr"], solver["momentum"],
                          solver["weight_decay"], solver["iter_size"])
-    run = _Run(config, net, opt, val_set, log, replaces=overwrite and _holds_run(config.out))
+    run = distributed.current().make_run(_Run, config, net, opt, val_set, log,
+                                         replaces=overwrite and _holds_run(config.out))
     run.prepare_directory()
     if resume:
         run.restore(checkpoint)
@@ -373,7 +382,7 @@ def _loop(run, dataset, solver, stop):
                          config.device)
     try:
         for iteration in bar:
-            if stop.signal is not None:
+            if distributed.current().stopping(stop):  # all ranks agree (distributed.py)
                 return
             rng_before = backend.rng_state()
             run.opt.lr = learning_rate(solver["lr"], solver["lr_policy"], iteration,
@@ -391,7 +400,7 @@ def _loop(run, dataset, solver, stop):
             if _loss_due(run, run.position):
                 run.loss = _read_loss(step_loss, iteration, run.last_good())
             if config.progress:
-                rate = (run.position - first) * config.batch_size * solver["iter_size"] / (
+                rate = (run.position - first) * config.batch_size * config.ranks * solver["iter_size"] / (
                     time.perf_counter() - began)
                 bar.set_postfix(loss=f"{math.nan if run.loss is None else run.loss:.4f}",
                                 img_s=f"{rate:.1f}")
@@ -468,7 +477,7 @@ class _Run:
         if self.position > 0 and self.saved != self.position:
             self.save_checkpoint()
             self.log(f"\nsaved the {self.saved} steps done to {self.path}; once the data is "
-                     f"fixed, `minifcn train --out {self.config.out} --resume` goes on")
+                     f"fixed, `{distributed.current().resume_command(self.config.out)}` goes on")
 
     def _remove_old_run(self):
         """--overwrite: the new checkpoint is whole; the old run's other files go."""
@@ -486,7 +495,7 @@ class _Run:
         """Score the checkpoint's weights and log the row (unless a second signal cuts
         the scoring short: then the row stays pending for the next run)."""
         try:
-            with abandonable():
+            with distributed.current().abandonable():
                 scores = evaluate(self.net, self.val_set, self.config.device, self.config.val_images)
         except Abandoned:
             return
@@ -506,7 +515,7 @@ class _Run:
             said = "no step was finished, so nothing was saved"
         else:
             said = (f"the checkpoint {self.path} holds {self.saved} steps; continue with "
-                    f"`minifcn train --out {self.config.out} --resume`")
+                    f"`{distributed.current().resume_command(self.config.out)}`")
         message = f"stopped by {stop.name} at iteration {self.position}: {said}"
         self.log("\n" + message)
         raise Interrupted(message, stop.signal)
@@ -567,8 +576,11 @@ def _train_step(net, opt, batch_of, config, solver, iteration):
     solver step may not (graph.TrainStep). The losses are summed where they are (on the
     GPU: on the device) and the mean is returned there: a step never waits for the GPU;
     `_read_loss` reads it every `log_interval` steps (`_loss_due`). On the GPU the step
-    is captured once as a CUDA graph and replayed (graph.py; `cuda_graphs`)."""
-    with abandonable():  # waiting for the batch is part of the passes
+    is captured once as a CUDA graph and replayed (graph.py; `cuda_graphs`). In a
+    distributed run (distributed.py) the rank takes its share of the batch and of the
+    loss, and the gradients are summed over the ranks before the update (graph.TrainStep
+    asks distributed.current()); such a step is not captured."""
+    with distributed.current().abandonable():  # waiting for the batch is part of the passes
         batches = [batch_of(iteration * solver["iter_size"] + micro)
                    for micro in range(solver["iter_size"])]
     return graph.train_step(net, opt, solver["normalize"], config.device, config.cuda_graphs)(batches)
@@ -596,15 +608,18 @@ def _step_batch(net, dataset, config, position):
     """Batch `position` as a step trains on it: `_batch`, then the loss-sampling hook (a
     pure function of the position too, so the prefetcher's workers run it)."""
     images, labels = _batch(dataset, config, position)
-    return images, sample_step_labels(net, labels, config.loss_sampling, config.seed, position)
+    return images, distributed.current().sample_labels(net, labels, config.loss_sampling,
+                                                        config.seed, position)
 
 
 def _batch(dataset, config, position):
-    """Images and labels of batch number `position` in the seeded, per-epoch order."""
+    """Images and labels of batch number `position` in the seeded, per-epoch order (in a
+    distributed run, the rank's share of the global batch of ranks * batch_size)."""
+    world = distributed.current()
     n = len(dataset)
     items = []
-    for k in range(config.batch_size):
-        flat = position * config.batch_size + k
+    for k in range(world.rank * config.batch_size, (world.rank + 1) * config.batch_size):
+        flat = position * config.batch_size * world.size + k
         order = shuffled_order(n, config.seed, flat // n)
         items.append(dataset[int(order[flat % n])])
     images = numpy.stack([image for image, _ in items])

@@ -115,8 +115,8 @@ def key_entries(class_names, labels=(), palette=VOC_PALETTE):
 def _names(class_names, labels):
     if class_names is not None:
         return list(class_names)
-    largest = max((int(numpy.max(numpy.where(numpy.asarray(l) == VOID, 0, l))) for l in labels),
-                  default=0)
+    largest = max((int(numpy.max(numpy.where(numpy.asarray(label) == VOID, 0, label)))
+                   for label in labels), default=0)
     return [f"class {i}" for i in range(largest + 1)]
 
 

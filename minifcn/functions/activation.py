@@ -29,12 +29,21 @@ forward applied to gy. The NumPy, numba and CUDA kernels (reference/dropout.py,
 cpu/dropout.py, kernels/dropout.cu) compute the same bits, the last two in one pass, so
 a seed gives the same masks on the CPU and the GPU, and no mask is stored between the
 passes.
+
+`dropout(x)` draws its masks per image: image n of the batch x (N, ...) gets the mask
+of seed_n = SplitMix64(seed, first + n) >> 1 over its own flat index, `first` being
+the index in the global batch of this process's first image (0 but in a distributed run,
+where distributed.py sets it with `images_from`). So an image's mask depends on (seed,
+its place in the global batch) only, and N processes sharing a batch draw the masks one
+process would. `Dropout(p, seed)` alone masks x as one flat array.
 """
+import contextlib
 import math
 import numbers
 
 from ..autograd import Function
 from .. import backend, graph
+from ..reference.dropout import GOLDEN_GAMMA, MIX1, MIX2
 from .validate import float_tensor
 
 
@@ -63,10 +72,47 @@ def relu(x, inplace=False):
     return ReLU(inplace)(x)
 
 
+_first_image = 0  # index in the global batch of this process's first image
+
+
+@contextlib.contextmanager
+def images_from(first):
+    """Inside the block, dropout() takes x's image 0 for image `first` of the global batch."""
+    global _first_image
+    previous, _first_image = _first_image, int(first)
+    try:
+        yield
+    finally:
+        _first_image = previous
+
+
+def image_seed(seed, index):
+    """seed_n of the docstring: SplitMix64 output `index` of the generator at `seed`,
+    less its lowest bit (kept below 2^63 like the seeds dropout() draws)."""
+    if not isinstance(seed, int):  # a 1-element device slot (a captured step): on the device
+        xp = backend.get_array_module(seed)
+        u64 = xp.uint64
+        z = seed.view(u64) + u64((index + 1) * GOLDEN_GAMMA & _U64)
+        z = (z ^ (z >> u64(30))) * u64(MIX1)
+        z = (z ^ (z >> u64(27))) * u64(MIX2)
+        return ((z ^ (z >> u64(31))) >> u64(1)).view(xp.int64)
+    z = (seed + (index + 1) * GOLDEN_GAMMA) & _U64
+    z = ((z ^ (z >> 30)) * MIX1) & _U64
+    z = ((z ^ (z >> 27)) * MIX2) & _U64
+    return (z ^ (z >> 31)) >> 1
+
+
+_U64 = 2**64 - 1
+
+
 class Dropout(Function):
-    def __init__(self, p, seed):
+    """first_image None: one mask over x's flat index; an int: a mask per image (axis 0),
+    image n seeded by image_seed(seed, first_image + n)."""
+
+    def __init__(self, p, seed, first_image=None):
         self.seed, self.threshold = seed, math.ceil(p * 2**53)  # p 2^53 is exact
         self.scale = 1.0 / (1.0 - p)
+        self.first_image = first_image
 
     def forward(self, x):
         return self._apply_mask(x)
@@ -75,8 +121,12 @@ class Dropout(Function):
         return self._apply_mask(gy)
 
     def _apply_mask(self, array):
-        return backend.kernels_for(array).dropout(
-            array, self.seed, self.threshold, self.scale)
+        kernels = backend.kernels_for(array)
+        if self.first_image is None or array.ndim == 0 or len(array) == 0:
+            return kernels.dropout(array, self.seed, self.threshold, self.scale)
+        images = [kernels.dropout(array[n], image_seed(self.seed, self.first_image + n),
+                                  self.threshold, self.scale) for n in range(len(array))]
+        return images[0][None] if len(images) == 1 else backend.get_array_module(array).stack(images)
 
 
 def dropout(x, p=0.5, training=True):
@@ -85,4 +135,5 @@ def dropout(x, p=0.5, training=True):
         raise ValueError(f"dropout: p must be in [0, 1), got {p!r}")
     if not training or p == 0.0:
         return x
-    return Dropout(float(p), seed=graph.draw_seed())(x)  # a device slot in a captured step
+    # the seed: an int, or in a captured step the device slot graph.py refills per replay
+    return Dropout(float(p), seed=graph.draw_seed(), first_image=_first_image)(x)

@@ -70,7 +70,7 @@ def test_tile_kernels_match_numpy_and_assemble_the_whole_image(seed, dtype):
     image = {"numba": numpy.zeros(shape, dtype), "numpy": numpy.zeros(shape, dtype)}
     for first in range(0, out_h, tile):
         rows = min(tile, out_h - first)
-        for name, im2col_tile in (("numba", numba_kernels.im2col_tile),
+        for _name, im2col_tile in (("numba", numba_kernels.im2col_tile),
                                   ("numpy", numpy_im2col.im2col_tile_numpy)):
             col = numpy.full((shape[0], kh, kw, rows, out_w), numpy.nan, dtype)
             im2col_tile(x, kh, kw, sy, sx, ph, pw, dy, dx, first, col)

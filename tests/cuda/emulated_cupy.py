@@ -523,3 +523,57 @@ def _add_stream_api(cuda):
 
 
 _numpy_functions = EmulatedCupy()  # NumPy functions called on device arrays land here
+# ------------------------------------------------ NCCL, as minifcn/distributed.py uses it
+# `with_nccl(cupy)` adds cupy.cuda.nccl to an EmulatedCupy: a communicator whose
+# allReduce sums over the ranks of MPI's COMM_WORLD, the buffers found from their device
+# pointers (`array.data.ptr`, here the host address) as NCCL finds them. It checks what
+# a real NCCL needs: every rank built its communicator from the same unique id (the one
+# rank 0 drew and broadcast), with its own rank and the same number of ranks.
+NCCL_SUM, NCCL_FLOAT32, NCCL_FLOAT64 = 0, 7, 8  # ncclRedOp_t and ncclDataType_t values
+_NCCL_TYPES = {NCCL_FLOAT32: numpy.float32, NCCL_FLOAT64: numpy.float64}
+
+
+def _host_at(address, count, dtype):
+    """The `count` elements of `dtype` at host `address`, as a NumPy array (no copy)."""
+    import ctypes
+    nbytes = count * numpy.dtype(dtype).itemsize
+    return numpy.frombuffer((ctypes.c_char * nbytes).from_address(address), dtype=dtype)
+
+
+class _NcclCommunicator:
+    def __init__(self, ndev, commId, rank):
+        from mpi4py import MPI
+        self.comm, self.MPI = MPI.COMM_WORLD, MPI
+        ids = self.comm.allgather((tuple(commId), rank, ndev))
+        if len({entry[0] for entry in ids}) != 1:
+            raise RuntimeError("emulated NCCL: the ranks were given different unique ids")
+        if [entry[1] for entry in ids] != list(range(ndev)) or {entry[2] for entry in ids} != {ndev}:
+            raise RuntimeError(f"emulated NCCL: ranks and sizes {[e[1:] for e in ids]} do not "
+                               f"make a communicator of {ndev}")
+        self.calls = 0
+
+    def allReduce(self, sendbuf, recvbuf, count, datatype, op, stream):
+        if op != NCCL_SUM or datatype not in _NCCL_TYPES or not isinstance(stream, int):
+            raise TypeError(f"emulated NCCL: allReduce of op {op}, type {datatype}, stream {stream!r}")
+        received = _host_at(recvbuf, count, _NCCL_TYPES[datatype])
+        sent = self.MPI.IN_PLACE if sendbuf == recvbuf else _host_at(sendbuf, count, _NCCL_TYPES[datatype])
+        self.comm.Allreduce(sent, received, op=self.MPI.SUM)
+        self.calls += 1
+
+
+def _unique_id():
+    return tuple(int(b) for b in numpy.random.default_rng().integers(-128, 128, 128))
+
+
+_MemoryPointer.ptr = property(lambda self: self._host.__array_interface__["data"][0])
+_Event.done = property(lambda self: True)  # emulated work has finished when it returns
+
+
+def with_nccl(cupy):
+    """`cupy` (an EmulatedCupy) with cuda.nccl, the current stream and Device.use()."""
+    cupy.cuda.nccl = types.SimpleNamespace(
+        get_unique_id=_unique_id, NcclCommunicator=_NcclCommunicator, NCCL_SUM=NCCL_SUM,
+        NCCL_FLOAT32=NCCL_FLOAT32, NCCL_FLOAT64=NCCL_FLOAT64)
+    cupy.cuda.get_current_stream = lambda: types.SimpleNamespace(ptr=0)
+    cupy.cuda.Device = lambda device=0: types.SimpleNamespace(id=device, use=lambda: None)
+    return cupy
