@@ -27,7 +27,7 @@
 //     of two <= BIAS_GRAD_THREADS.
 //   bias_grad_finish: one thread per channel. Grid: 1-D, any size.
 //
-// WHAT BOUNDS THEIR SPEED: memory, bytes moved per element (s = sizeof(scalar_t)):
+// WHAT BOUNDS ITS SPEED, each kernel's: memory. Bytes moved per element (s = sizeof(scalar_t)):
 //   relu_backward  3 s   (read y, gy; write gx) where CuPy's greater + multiply moved
 //                        s + 1 (read x, write mask) in forward and 1 + 3 s in backward
 //   accumulate     3 s   (read g, read and write total) where `total + g` moved 3 s and
