@@ -174,11 +174,14 @@ def weight_grad_gemm_cases():
 
 def sgd_cases(torch):
     """Caffe's SGD step on fc6's weight: reads w, g and the history v, writes v and w."""
+    from minifcn.reference.solver import Segments
     param, grad = _normal(4096, 25088), _normal(4096, 25088)
     history = numpy.zeros_like(param)
+    segments, scalars = Segments([param.size], [1.0], [5e-4]), numpy.array([1e-10, 0.99, 1.0], numpy.float32)
     case = Case("SGD update", "fc6 weight 4096x25088",
-                lambda: backend.kernels_for(param).sgd_update(
-                    param, grad, history, 0.99, 1e-10, 1.0, 5e-4), bytes_moved=5 * param.nbytes)
+                lambda: backend.kernels_for(param).sgd_step(
+                    param.reshape(-1), grad.reshape(-1), history.reshape(-1), segments, scalars),
+                bytes_moved=5 * param.nbytes)
     if torch:
         weight = torch.nn.Parameter(torch.from_numpy(param.copy()))
         weight.grad = torch.from_numpy(grad)

@@ -315,8 +315,9 @@ def _(batch, shapes, make, torch):
 
 @case("relu_backward", "conv1_2 ({batch}, 64, {conv1}, {conv1})")
 def _(batch, shapes, make, torch):
-    """FUSED: ReLU backward in one pass with no mask array (today: a bool mask kept by
-    forward, then gy * mask)."""
+    """FUSED: ReLU backward in one pass from the saved output, no mask array
+    (kernels/elementwise.cu relu_backward; it was a bool mask kept by forward, then
+    gy * mask)."""
     import minifcn as mf
     from minifcn import functions as F
     side = shapes["conv1"]
@@ -330,7 +331,8 @@ def _(batch, shapes, make, torch):
 
 @case("bias_grad", "conv1_2 ({batch}, 64, {conv1}, {conv1}) -> 64")
 def _(batch, shapes, make, torch):
-    """FUSED: the bias gradient as one reduction (today: CuPy's sum over N, H, W)."""
+    """FUSED: the bias gradient as one deterministic reduction (kernels/elementwise.cu
+    bias_grad_partial + bias_grad_finish; it was CuPy's sum over N, H, W)."""
     from minifcn.functions import conv
     side = shapes["conv1"]
     gy = make.normal(batch, 64, side, side)
@@ -358,7 +360,10 @@ def _fcn32s_parameters(make):
 def _solver_case(solver_name, state_arrays):
     @case(f"{solver_name}_update", "all FCN-32s parameters", batched=False)
     def _(batch, shapes, make, torch):
-        """FUSED: one multi-tensor launch for all parameters (today: tensor by tensor)."""
+        """FUSED: one multi-tensor launch for all parameters (kernels/solver.cu over
+        optim's flat arena; it was several CuPy passes per tensor). The gradients are
+        put where backward writes them (each parameter's grad_buffer), so a step times
+        the scalars' upload and the one launch, as in training."""
         from minifcn import optim
         net, params = _fcn32s_parameters(make)
         if solver_name == "sgd":
@@ -366,6 +371,9 @@ def _solver_case(solver_name, state_arrays):
         else:
             ours = optim.Adam(net, lr=1e-10, weight_decay=5e-4)
         ours.step()  # the solver's state exists from the first step on
+        for _, param in net.named_parameters():  # as backward leaves them
+            param.grad_buffer[...] = param.grad
+            param.grad = param.grad_buffer
         data, grads = [p.data for p in params], [p.grad for p in params]
         theirs = None
         if torch:
@@ -388,7 +396,8 @@ _solver_case("adam", 2)  # first and second moments
 @case("grad_accumulate", "all FCN-32s parameters", batched=False)
 def _(batch, shapes, make, torch):
     """FUSED: gradient accumulation (iter_size > 1: each backward pass adds into the
-    leaves' gradients; today one CuPy add and a new array per parameter)."""
+    leaves' gradients: kernels/elementwise.cu accumulate, in place, per parameter; it
+    was one CuPy add and a new array per parameter)."""
     from minifcn import autograd
     _, params = _fcn32s_parameters(make)
     more = [make.normal(*p.shape) for p in params]

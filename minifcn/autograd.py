@@ -13,7 +13,14 @@ Function as the result's `creator`. `Tensor.backward` then:
      require a gradient keep theirs in `.grad`.
 
 Gradients are treated as read-only: they may be shared between tensors (the gradient of
-`x + y` is handed to both), so nothing downstream may modify one in place.
+`x + y` is handed to both), so nothing downstream may modify one in place, except a
+buffer autograd owns. A tensor reached twice gets the sum of its gradients: the first
+sum is a new array, which autograd then owns and adds every later gradient into in
+place (kernels_for(g).accumulate: one pass, no temporary). A leaf may also come with
+a `grad_buffer`, an array of its shape that its owner (the optimizer's gradient arena,
+optim.py) lends it: the leaf's first gradient is copied into it, later ones added in
+place, and `.grad` is that buffer, so a solver finds every gradient where it expects
+it with no gather pass. Setting `.grad` to None starts the next accumulation afresh.
 """
 import contextlib
 
@@ -47,6 +54,8 @@ class Tensor:
             raise TypeError("Tensor(data): data is already a Tensor; use it directly")
         self.data = backend.as_array(data)
         self.grad = None
+        self.grad_buffer = None  # an array lent for the gradient (see the module docstring)
+        self._owned_grad = None  # the array in .grad that autograd may add into in place
         self.requires_grad = bool(requires_grad)
         self.creator = None  # the Function that made this tensor, None for a leaf
 
@@ -143,8 +152,10 @@ def _run_backward(root, grad):
         _accumulate_leaf(root, grad)
         return
     pending = {id(root): grad}  # gradients of intermediate tensors not yet consumed
+    owned = {}  # id -> the pending gradient autograd allocated, so may add into in place
     for tensor in reversed(_topological_order(root)):
         grad_out = pending.pop(id(tensor), None)
+        owned.pop(id(tensor), None)
         function = tensor.creator
         if function.inputs is None:
             raise RuntimeError("backward: this part of the graph was already walked and its "
@@ -163,16 +174,35 @@ def _run_backward(root, grad):
             if parent.creator is None:
                 _accumulate_leaf(parent, g)
             elif id(parent) in pending:
-                pending[id(parent)] = pending[id(parent)] + g
+                pending[id(parent)] = _add(pending[id(parent)], g, owned, id(parent))
             else:
                 pending[id(parent)] = g
         function.release()
 
 
+def _add(total, g, owned, key):
+    """total + g: in place when `owned[key]` is `total` (an array autograd made), else
+    into a new array, which is then recorded as owned."""
+    if owned.get(key) is total:
+        return backend.kernels_for(total).accumulate(total, g)
+    owned[key] = total = total + g
+    return total
+
+
 def _accumulate_leaf(tensor, grad):
     if grad.dtype != tensor.dtype:
         grad = grad.astype(tensor.dtype)
-    tensor.grad = grad if tensor.grad is None else tensor.grad + grad
+    current, buffer = tensor.grad, tensor.grad_buffer
+    if current is None:
+        if (buffer is not None and buffer.shape == grad.shape and buffer.dtype == grad.dtype
+                and type(buffer) is type(grad)):
+            buffer[...] = grad  # the one copy into the lent buffer
+            tensor.grad = tensor._owned_grad = buffer
+        else:
+            tensor.grad = grad  # shared with whoever else holds it: never written
+        return
+    owned = {0: tensor._owned_grad if tensor._owned_grad is not None else buffer}
+    tensor.grad = tensor._owned_grad = _add(current, grad, owned, 0)
 
 
 class Function:

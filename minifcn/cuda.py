@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy
 
-from . import backend, reference
+from . import backend
 from .kernel_set import KernelSet
 from .reference.pooling import max_pool_offset_dtype
 
@@ -522,13 +522,83 @@ def dropout(x, seed, threshold, scale):
     return y
 
 
+# ---------------------------------------------- fused elementwise passes and solver steps
+# kernels/elementwise.cu and kernels/solver.cu; the references: reference/elementwise.py,
+# reference/solver.py.
+BIAS_GRAD_THREADS = 256  # kernels/elementwise.cu's shared array size
+BIAS_GRAD_BLOCKS = 1024  # enough (channel, split) blocks to fill a GPU
+BIAS_GRAD_MIN_SPLIT = 4 * BIAS_GRAD_THREADS  # at least 4 elements per thread per split
+
+
+def relu_backward(y, gy):
+    """gx = gy where y > 0, else 0: one pass over ReLU's saved output, no mask."""
+    xp, y, gy = _module_and_contiguous(y, gy)
+    gx = xp.empty(gy.shape, dtype=gy.dtype)
+    _launch("elementwise.cu", "relu_backward", gy.dtype, gy.size, y, gy, gy.size, gx)
+    return gx
+
+
+def bias_split_count(images, channels, pixels):
+    """How many ranges each channel's N * H * W elements are cut into for bias_grad: a
+    function of the sizes only (never of the grid), so the sums are reproducible."""
+    count = images * pixels
+    wanted = -(-BIAS_GRAD_BLOCKS // channels)
+    return max(1, min(wanted, -(-count // BIAS_GRAD_MIN_SPLIT)))
+
+
+def bias_grad(gy):
+    """gy (N, C, H, W) -> gb (C,): per channel, a block-per-range sum then a fixed-order
+    sum of the ranges (deterministic, no atomics)."""
+    xp, gy = _module_and_contiguous(gy)
+    n, c, h, w = gy.shape
+    if gy.size == 0:
+        return xp.zeros(c, dtype=gy.dtype)
+    splits = bias_split_count(n, c, h * w)
+    partial = xp.empty(c * splits, dtype=gy.dtype)
+    _launch("elementwise.cu", "bias_grad_partial", gy.dtype, gy.size,
+            gy, n, c, h * w, splits, partial,
+            grid=(min(c * splits, MAX_BLOCKS), BIAS_GRAD_THREADS))
+    gb = xp.empty(c, dtype=gy.dtype)
+    _launch("elementwise.cu", "bias_grad_finish", gy.dtype, c, partial, c, splits, gb)
+    return gb
+
+
+def accumulate(total, g):
+    """total += g in place (total C-contiguous, g of its shape and dtype); returns total."""
+    xp = backend.get_array_module(total)
+    g = xp.ascontiguousarray(g, dtype=total.dtype)
+    _launch("elementwise.cu", "accumulate", total.dtype, total.size, g, total.size, total)
+    return total
+
+
+def _solver_table(param, segments):
+    """(grid, chunk count, the chunk table on param's device) for solver.cu's kernels."""
+    table = segments.on_device(param)
+    chunks = len(table[0])
+    return (min(chunks, MAX_BLOCKS), THREADS_PER_BLOCK), chunks, table
+
+
+def sgd_step(param, grad, history, segments, scalars):
+    """One SGD step for every parameter in the flat arenas, one launch (solver.cu);
+    `scalars` is a device array, read by the kernel."""
+    grid, chunks, table = _solver_table(param, segments)
+    _launch("solver.cu", "sgd_step", param.dtype, param.size,
+            param, grad, history, chunks, *table, scalars, grid=grid)
+
+
+def adam_step(param, grad, first, second, segments, scalars):
+    """One Adam step for every parameter in the flat arenas, one launch."""
+    grid, chunks, table = _solver_table(param, segments)
+    _launch("solver.cu", "adam_step", param.dtype, param.size,
+            param, grad, first, second, chunks, *table, scalars, grid=grid)
+
+
 # ------------------------------------------------------------------------- the kernel set
 class CudaKernels(KernelSet):
     name = "cuda"
     # conv.py runs whole images on the GPU (its column matrix is a GPU buffer the size
     # of one image's), and Winograd's bands are host code: neither capability here.
     lacks = ("row_tiles", "winograd")
-    fallbacks = ("sgd_update",)
     im2col, col2im = im2col, col2im
     conv_implicit_gemm = conv_implicit_gemm
     max_pool_forward, max_pool_backward = max_pool_forward, max_pool_backward
@@ -538,8 +608,8 @@ class CudaKernels(KernelSet):
     crop_forward, crop_backward = crop_forward, crop_backward
     lrn_forward, lrn_backward = lrn_forward, lrn_backward
     dropout = dropout
-    # intended: the reference's five in-place array expressions run on CuPy as they are
-    sgd_update = reference.sgd_update
+    relu_backward, bias_grad, accumulate = relu_backward, bias_grad, accumulate
+    sgd_step, adam_step = sgd_step, adam_step
 
 
 KERNELS = CudaKernels()

@@ -85,7 +85,7 @@ class KernelSet:
     def softmax_cross_entropy_backward(score, target, ignore_index, coefficient):
         """-> gscore (N, C, H, W); coefficient is a 0-d array on the device."""
 
-    # ----------------------------------------------------- crop, LRN, dropout, SGD
+    # --------------------------------------------------------- crop, LRN, dropout
     def crop_forward(x, oy, ox, h, w):
         """x[:, :, oy:oy+h, ox:ox+w] as a contiguous array."""
 
@@ -102,8 +102,24 @@ class KernelSet:
         """x * m * scale, m[i] = [SplitMix64(seed, i) >> 11 >= threshold]
         (functions/activation.py)."""
 
-    def sgd_update(param, grad, history, momentum, rate, grad_scale, decay):
-        """One SGD step in place on param and history (optim.py's equations)."""
+    # ------------------------------------------- the fused passes of a training step
+    def relu_backward(y, gy):
+        """-> gx: gy where ReLU's output y > 0, else 0 (reference/elementwise.py)."""
+
+    def bias_grad(gy):
+        """gy (N, C, H, W) -> (C,): the sum over N, H, W, deterministic."""
+
+    def accumulate(total, g):
+        """total += g in place (total C-contiguous); returns total (autograd.py)."""
+
+    # -------------------------------------------------------------------- solvers
+    def sgd_step(param, grad, history, segments, scalars):
+        """One SGD step for every parameter at once, in place on the flat arenas param
+        and history; segments a reference.solver.Segments, scalars a small array on
+        the arenas' device (reference/solver.py, optim.py)."""
+
+    def adam_step(param, grad, first, second, segments, scalars):
+        """One Adam step for every parameter at once, in place on param, first, second."""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

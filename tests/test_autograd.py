@@ -69,6 +69,39 @@ def test_accumulating_one_leaf_leaves_a_leaf_sharing_its_gradient_alone(rng):
     numpy.testing.assert_array_equal(b.grad, numpy.ones(4))
 
 
+
+def test_sums_autograd_made_are_added_into_in_place_shared_gradients_never(rng):
+    """x used four times: the first gradient is shared (Add hands gy to both inputs),
+    the first sum is a new array, the later ones go into that array in place."""
+    x, b = leaf(rng, 4), leaf(rng, 4)
+    y = ((x + x) + (x + b)) + x
+    gy = numpy.ones(4)
+    y.backward(gy)
+    numpy.testing.assert_array_equal(x.grad, numpy.full(4, 4.0))
+    numpy.testing.assert_array_equal(b.grad, numpy.ones(4))
+    numpy.testing.assert_array_equal(gy, numpy.ones(4))  # the caller's gradient untouched
+    kept = x.grad
+    (x * 2.0).backward(gy)  # x.grad is autograd's own sum now: added into in place
+    assert x.grad is kept
+    numpy.testing.assert_array_equal(x.grad, numpy.full(4, 6.0))
+
+
+def test_a_lent_grad_buffer_receives_the_gradient(rng):
+    x, b = leaf(rng, 2, 3), leaf(rng, 2, 3)
+    x.grad_buffer = buffer = numpy.full((2, 3), numpy.nan)
+    (x + b).backward(numpy.ones((2, 3)))  # the gradient shared with b is copied in
+    assert x.grad is buffer and b.grad is not buffer
+    (x * 3.0).backward(numpy.ones((2, 3)))
+    numpy.testing.assert_array_equal(buffer, numpy.full((2, 3), 4.0))
+    numpy.testing.assert_array_equal(b.grad, numpy.ones((2, 3)))
+    x.grad = None  # zero_grad: the next gradient overwrites the buffer
+    (x * 2.0).backward(numpy.ones((2, 3)))
+    assert x.grad is buffer
+    numpy.testing.assert_array_equal(buffer, numpy.full((2, 3), 2.0))
+    x.grad, x.grad_buffer = None, numpy.zeros((3, 2))  # a buffer of another shape: not used
+    (x * 2.0).backward(numpy.ones((2, 3)))
+    assert x.grad.shape == (2, 3)
+
 def test_backward_on_a_leaf(rng):
     x = leaf(rng, 2, 2)
     x.backward(numpy.full((2, 2), 7.0))

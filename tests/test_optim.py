@@ -141,3 +141,139 @@ def test_learning_rate_policies_match_caffe():
     assert learning_rate(0.1, "poly", 150, 100) == 0.0  # past the end: stays at zero
     with pytest.raises(ValueError, match="lr_policy 'step'"):
         learning_rate(0.1, "step", 0, 100)
+
+
+# ------------------------------------------------- one arena, one launch per step
+def _conv_net(rng):
+    net = mf.nn.Conv2d(2, 3, 3, padding=1, dtype=numpy.float64)
+    x = mf.Tensor(rng.standard_normal((2, 2, 5, 4)))
+    return net, x
+
+
+def _loss(net, x):
+    return (mf.functions.relu(net(x)) * 0.5).sum()
+
+
+def test_parameters_gradients_and_state_live_in_one_arena(rng):
+    net, x = _conv_net(rng)
+    before = net.state_dict()
+    opt = SGD(net, 0.1)
+    opt.lend_gradients = True  # the GPU's layout (the default on the CPU: test below)
+    opt.zero_grad()
+    (arena,) = opt.arenas
+    assert arena.data.size == 3 * 2 * 9 + 3 and arena.names == ["weight", "bias"]
+    for k, (name, p) in enumerate(net.named_parameters()):
+        assert numpy.shares_memory(p.data, arena.data) and numpy.shares_memory(p.grad_buffer, arena.grad)
+        numpy.testing.assert_array_equal(p.data, before[name])  # the values moved in unchanged
+        numpy.testing.assert_array_equal(arena.view(arena.data, k), p.data)
+    assert net.state_dict().keys() == before.keys()
+
+
+def test_backward_writes_into_the_arena_and_accumulates_there(rng):
+    net, x = _conv_net(rng)
+    _loss(net, x).backward()
+    expected = {name: 2 * p.grad for name, p in net.named_parameters()}  # two passes' sum
+    for p in net.parameters():
+        p.grad = None
+    opt = SGD(net, 0.1)
+    opt.lend_gradients = True
+    opt.zero_grad()
+    _loss(net, x).backward()
+    _loss(net, x).backward()
+    for name, p in net.named_parameters():
+        assert p.grad is p.grad_buffer, name  # no copy left for the step to make
+        numpy.testing.assert_allclose(p.grad, expected[name], rtol=1e-14)
+
+
+@pytest.mark.parametrize("lend", [False, True])
+def test_both_layouts_step_alike(rng, lend, kernel_set):
+    net, x = _conv_net(rng)
+    reference_net, _ = _conv_net(numpy.random.default_rng(0))
+    reference_net.load_state_dict(net.state_dict())
+    opt = SGD(net, 0.1, momentum=0.9, weight_decay=0.01, iter_size=2)
+    opt.lend_gradients = lend
+    history = {name: numpy.zeros(p.shape) for name, p in reference_net.named_parameters()}
+    for _ in range(2):
+        opt.zero_grad()
+        _loss(net, x).backward()
+        _loss(net, x).backward()
+        assert (net.weight.grad is net.weight.grad_buffer) == lend
+        opt.step()
+        for p in reference_net.parameters():
+            p.grad = None
+        _loss(reference_net, x).backward()
+        for name, p in reference_net.named_parameters():  # Caffe's rule, by hand
+            g = p.grad + p.grad  # two passes
+            h = history[name] = 0.9 * history[name] + 0.1 * p.lr_mult * (
+                g / 2 + 0.01 * p.decay_mult * p.data)
+            p.data = p.data - h
+    for name, p in net.named_parameters():
+        numpy.testing.assert_allclose(p.data, dict(reference_net.named_parameters())[name].data,
+                                      rtol=1e-12, err_msg=name)
+    assert numpy.shares_memory(net.weight.data, opt.arenas[0].data)
+    assert (opt.arenas[0].grad is None) == (not lend)  # the CPU keeps no gradient arena
+
+
+def test_every_parameter_is_stepped_a_missing_gradient_counting_as_zero(rng, kernel_set):
+    net = TwoParams(rng)
+    opt = SGD(net, 0.1, momentum=0.5, weight_decay=0.1)
+    w, b = net.weight.data.copy(), net.bias.data.copy()
+    net.weight.grad = gw = rng.standard_normal((3, 2))
+    opt.step()  # bias: no gradient, so only its (zero) decay and momentum act: unchanged
+    numpy.testing.assert_allclose(net.weight.data, w - 0.1 * (gw + 0.1 * w), rtol=1e-12)
+    numpy.testing.assert_array_equal(net.bias.data, b)
+    opt.zero_grad()
+    net.weight.grad = None
+    opt.step()  # the weight keeps moving on its momentum and decay (Caffe)
+    v = 0.5 * 0.1 * (gw + 0.1 * w) + 0.1 * 0.1 * (w - 0.1 * (gw + 0.1 * w))
+    numpy.testing.assert_allclose(net.weight.data, w - 0.1 * (gw + 0.1 * w) - v, rtol=1e-12)
+
+
+def test_a_replaced_parameter_array_gets_a_new_arena_with_the_state(rng):
+    grads = [rng.standard_normal((3, 2)) for _ in range(3)]
+    nets = [TwoParams(numpy.random.default_rng(1)) for _ in range(2)]
+    opts = [SGD(net, 0.1, 0.9) for net in nets]
+    for step, g in enumerate(grads):
+        if step == 1:  # as net.to(device) does: a new array for every parameter
+            for p in (nets[1].weight, nets[1].bias):
+                p.data = p.data.copy()
+        for net, opt in zip(nets, opts):
+            net.weight.grad = g
+            opt.step()
+    assert numpy.shares_memory(nets[1].weight.data, opts[1].arenas[0].data)
+    numpy.testing.assert_array_equal(nets[1].weight.data, nets[0].weight.data)
+    numpy.testing.assert_array_equal(opts[1].history["w"], opts[0].history["w"])
+
+
+def test_adam_has_its_own_names_and_loads_checkpoints_of_before(rng):
+    from minifcn.optim import Adam
+    net = TwoParams(rng)
+    opt = Adam(net, 0.01, betas=(0.8, 0.99))
+    assert (opt.beta1, opt.beta2) == (0.8, 0.99)
+    assert not hasattr(opt, "momentum") and not hasattr(opt, "history")
+    net.weight.grad = g = rng.standard_normal((3, 2))
+    opt.step()
+    numpy.testing.assert_allclose(opt.first_moment["w"], 0.2 * g, rtol=1e-12)
+    numpy.testing.assert_allclose(opt.second_moment["w"], 0.01 * g * g, rtol=1e-12)
+    # The keys checkpoints have had (train.py saves them as solver.<key>).
+    assert sorted(opt.state_dict()) == ["m.b", "m.w", "steps", "v.b", "v.w"]
+    old = {"m.w": numpy.full((3, 2), 0.5), "v.w": numpy.full((3, 2), 0.25), "steps": numpy.array(7)}
+    opt.load_state_dict(old)
+    assert opt.steps == 7
+    numpy.testing.assert_array_equal(opt.first_moment["w"], old["m.w"])
+    numpy.testing.assert_array_equal(opt.second_moment["b"], numpy.zeros(3))  # absent: zero
+    with pytest.raises(ValueError, match="not Adam state"):
+        opt.load_state_dict({"w": numpy.zeros((3, 2))})  # an SGD checkpoint's solver.*
+    with pytest.raises(ValueError, match="betas"):
+        Adam(net, 0.01, betas=(1.0, 0.9))
+
+
+def test_a_tensor_listed_twice_is_stepped_once(rng):
+    net = TwoParams(rng)
+    listed = net.named_parameters() + [("w again", net.weight)]
+    opt = SGD(type("Tied", (), {"named_parameters": lambda self: listed})(), 0.1, momentum=0.0)
+    w = net.weight.data.copy()
+    net.weight.grad = g = rng.standard_normal((3, 2))
+    opt.step()
+    numpy.testing.assert_allclose(net.weight.data, w - 0.1 * g, rtol=1e-12)
+    assert [name for name, _ in opt.params] == ["w", "b"]

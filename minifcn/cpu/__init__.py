@@ -9,7 +9,8 @@ module per family, each opening with its math and how its loops map onto threads
                  output rows, for the blocked convolution in functions/conv.py)
     pooling.py   max_pool_forward, max_pool_backward, avg_pool_forward, avg_pool_backward
     loss.py      softmax_cross_entropy_forward, softmax_cross_entropy_backward
-    solver.py    sgd_update (the SGD step in one pass over memory)
+    solver.py    sgd_step, adam_step (every parameter's step in one pass over memory)
+    elementwise.py  relu_backward, bias_grad, accumulate
     dropout.py   dropout (mask hashed and applied in one pass)
     winograd.py  winograd_input, winograd_output, winograd_gy (F(2x2, 3x3)'s transforms)
 
@@ -27,7 +28,8 @@ from .dropout import dropout
 from .im2col import col2im, col2im_tile, im2col, im2col_tile
 from .loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from .pooling import avg_pool_backward, avg_pool_forward, max_pool_backward, max_pool_forward
-from .solver import sgd_update
+from .elementwise import accumulate, bias_grad, relu_backward
+from .solver import adam_step, sgd_step
 from .winograd import winograd_gy, winograd_input, winograd_output
 
 
@@ -43,7 +45,9 @@ class NumbaKernels(KernelSet):
     avg_pool_forward, avg_pool_backward = avg_pool_forward, avg_pool_backward
     softmax_cross_entropy_forward = softmax_cross_entropy_forward
     softmax_cross_entropy_backward = softmax_cross_entropy_backward
-    dropout, sgd_update = dropout, sgd_update
+    dropout = dropout
+    relu_backward, bias_grad, accumulate = relu_backward, bias_grad, accumulate
+    sgd_step, adam_step = sgd_step, adam_step
     # intended: a crop is one strided copy (ascontiguousarray), nothing to fuse
     conv_implicit_gemm = reference.conv_implicit_gemm_numpy
     crop_forward, crop_backward = reference.crop_forward_numpy, reference.crop_backward_numpy

@@ -1,10 +1,18 @@
 """Activations.
 
-    relu      y = max(x, 0)                    gx = gy * [x > 0]
+    relu      y = max(x, 0)                    gx = gy * [y > 0]   ([y > 0] = [x > 0])
     dropout   y = x * m / (1 - p),  m ~ Bernoulli(1 - p)   gx = gy * m / (1 - p)
               (inverted dropout: at test time, or training=False, y = x)
 
-ReLU keeps only the sign mask for backward (one byte per element, not the input).
+ReLU keeps its output y for backward (an in-place ReLU's y is what it wrote over x),
+so forward makes no mask and backward is one pass (kernels_for(y).relu_backward:
+gx = gy where y > 0) where a bool mask took a compare pass and a multiply pass. Memory,
+by count: where a convolution follows, y is alive anyway (the convolution keeps its
+input), and the mask's byte per element is saved; where a max pooling or dropout
+follows (they keep no input), y is kept for ReLU alone, 4 bytes per float32 element
+where the mask took 1. For FCN-32s at 500x500 (relu1_2, 2_2, 3_3, 4_3, 5_3, 6, 7 are
+the second kind) that is about 247 MB of kept outputs per image against 134 MB of
+masks before; benchmarks/results/inplace-relu/ is the measurement to repeat.
 `relu(x, inplace=True)` writes y over x, as Caffe's in-place ReLU layers do (the FCNs'
 relu1_1 has top conv1_1): a convolution's output, which nothing but the ReLU reads,
 then needs no second buffer of its size (FCN-32s at 500x500 trains in 2.82 GiB instead
@@ -45,12 +53,13 @@ class ReLU(Function):
 
     def forward(self, x):
         xp = backend.get_array_module(x)
+        y = xp.maximum(x, 0, out=x if self.inplace else None)
         if self.needs_input_grad[0]:
-            self.positive = x > 0
-        return xp.maximum(x, 0, out=x if self.inplace else None)
+            self.y = y
+        return y
 
     def backward(self, gy):
-        return gy * self.positive
+        return backend.kernels_for(gy).relu_backward(self.y, gy)
 
 
 def relu(x, inplace=False):

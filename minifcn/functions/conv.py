@@ -407,7 +407,8 @@ def _add_bias(y, bias):
 
 
 def _bias_grad(gy, has_bias, needed):
-    return gy.sum(axis=(0, 2, 3)) if has_bias and needed else None
+    """One deterministic reduction per channel (kernels_for(gy).bias_grad)."""
+    return backend.kernels_for(gy).bias_grad(gy) if has_bias and needed else None
 
 
 class Convolution2D(Function):

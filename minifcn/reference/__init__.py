@@ -13,7 +13,8 @@ never the autograd, so the numba and CUDA sets can import them. One module per f
     crop.py      Caffe's Crop, forward and backward
     norm.py      local response normalization, forward and backward
     dropout.py   dropout's hashed mask (SplitMix64)
-    solver.py    the SGD step
+    elementwise.py  ReLU's backward, the bias gradient, in-place accumulation
+    solver.py    the SGD and Adam steps over every parameter at once (Segments)
 """
 from ..kernel_set import KernelSet
 from .crop import crop_backward_numpy, crop_forward_numpy
@@ -24,7 +25,8 @@ from .loss import softmax_cross_entropy_backward_numpy, softmax_cross_entropy_fo
 from .norm import lrn_backward_numpy, lrn_forward_numpy
 from .pooling import (avg_pool_backward_numpy, avg_pool_forward_numpy, max_pool_backward_numpy,
                       max_pool_forward_numpy)
-from .solver import sgd_update
+from .elementwise import accumulate_numpy, bias_grad_numpy, relu_backward_numpy
+from .solver import adam_step_numpy, sgd_step_numpy
 from .winograd import winograd_gy_numpy, winograd_input_numpy, winograd_output_numpy
 
 
@@ -42,7 +44,8 @@ class NumpyKernels(KernelSet):
     crop_forward, crop_backward = crop_forward_numpy, crop_backward_numpy
     lrn_forward, lrn_backward = lrn_forward_numpy, lrn_backward_numpy
     dropout = dropout_numpy
-    sgd_update = sgd_update
+    relu_backward, bias_grad, accumulate = relu_backward_numpy, bias_grad_numpy, accumulate_numpy
+    sgd_step, adam_step = sgd_step_numpy, adam_step_numpy
 
 
 KERNELS = NumpyKernels()

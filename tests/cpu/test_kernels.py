@@ -174,17 +174,19 @@ def test_softmax_cross_entropy_matches_numpy(shape, ignored, dtype):
 @pytest.mark.parametrize("shape, decay, grad_scale", [((7, 3, 3, 3), 5e-4, 1.0),
                                                       ((13,), 0.0, 0.5),
                                                       ((1001, 3), 1e-2, 1 / 3)])
-def test_sgd_update_matches_numpy_over_steps(shape, decay, grad_scale, dtype):
-    from minifcn.reference.solver import sgd_update as numpy_sgd_update
+def test_sgd_step_matches_numpy_over_steps(shape, decay, grad_scale, dtype):
+    from minifcn.reference.solver import Segments, sgd_step_numpy
     rng = numpy.random.default_rng(3)
-    param = rng.standard_normal(shape).astype(dtype)
-    history = numpy.zeros(shape, dtype)
+    size = int(numpy.prod(shape))
+    segments, scalars = Segments([size], [1.0], [decay]), numpy.array([0.1, 0.9, grad_scale])
+    param = rng.standard_normal(size).astype(dtype)
+    history = numpy.zeros(size, dtype)
     expected_param, expected_history = param.copy(), history.copy()
     for _ in range(3):
-        grad = rng.standard_normal(shape).astype(dtype)
+        grad = rng.standard_normal(size).astype(dtype)
         kept = grad.copy()
-        numba_kernels.sgd_update(param, grad, history, 0.9, 0.1, grad_scale, decay)
-        numpy_sgd_update(expected_param, grad, expected_history, 0.9, 0.1, grad_scale, decay)
+        numba_kernels.sgd_step(param, grad, history, segments, scalars)
+        sgd_step_numpy(expected_param, grad, expected_history, segments, scalars)
         numpy.testing.assert_array_equal(grad, kept)  # the gradient is left alone
     numpy.testing.assert_allclose(history, expected_history, **TOLERANCE[dtype])
     numpy.testing.assert_allclose(param, expected_param, **TOLERANCE[dtype])

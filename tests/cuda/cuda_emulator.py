@@ -98,9 +98,7 @@ def build(directory):
             lambda job: compile_library(cuda.KERNEL_DIR / job[0], job[1], directory, job[2]), jobs))
     libraries = {job: library for job, (library, _) in zip(jobs, built)}
     warnings = {job: text for job, (_, text) in zip(jobs, built) if text.strip()}
-    names = {filename: parameter_names(cuda.kernel_source(filename))
-             for filename in cuda.kernel_files()}
-    return EmulatedGpu(libraries, warnings, names)
+    return EmulatedGpu(libraries, warnings)
 
 
 def tolerance(dtype):
@@ -147,10 +145,13 @@ class _GuardedCopy:
 
 
 class EmulatedGpu:
-    def __init__(self, libraries, warnings, parameter_names=None):
+    def __init__(self, libraries, warnings, names=None):
         self.libraries = libraries  # (filename, dtype name, index bits) -> ctypes.CDLL
         self.warnings = warnings    # the same keys -> g++'s warnings, if any
-        self.parameter_names = parameter_names or {}  # filename -> {kernel: [names]}
+        # filename -> {kernel: [names]}: read from the sources unless given, so that no
+        # launch misses an `_inout` name (it would start from sentinels, not its contents)
+        self.parameter_names = names or {filename: parameter_names(cuda.kernel_source(filename))
+                                         for filename in cuda.kernel_files()}
         self.cooperative = set()    # (filename, kernel) found to need cooperative threads
 
     def library(self, filename, variant):

@@ -14,10 +14,11 @@ from minifcn import cuda, kernel_set, reference
 import cuda_emulator
 
 # The kernels of the contract (kernel_set.py) that the CUDA set runs from kernels/*.cu.
-OWN_KERNELS = ["avg_pool_backward", "avg_pool_forward", "col2im", "conv_implicit_gemm",
-               "crop_backward", "crop_forward",
-               "dropout", "im2col", "lrn_backward", "lrn_forward", "max_pool_backward",
-               "max_pool_forward", "softmax_cross_entropy_backward", "softmax_cross_entropy_forward"]
+OWN_KERNELS = ["accumulate", "adam_step", "avg_pool_backward", "avg_pool_forward", "bias_grad",
+               "col2im", "conv_implicit_gemm", "crop_backward", "crop_forward", "dropout", "im2col",
+               "lrn_backward", "lrn_forward", "max_pool_backward", "max_pool_forward",
+               "relu_backward", "sgd_step", "softmax_cross_entropy_backward",
+               "softmax_cross_entropy_forward"]
 
 
 def test_the_cuda_set_runs_its_own_kernel_for_exactly_these():
@@ -36,10 +37,12 @@ def test_every_kernel_cuda_py_launches_is_defined():
     launched = set(re.findall(r'_launch\("(\w+\.cu)", "(\w+)"', open(cuda.__file__).read()))
     defined = {(filename, name) for filename in cuda.kernel_files()
                for name in cuda_emulator.defined_kernels(cuda.kernel_source(filename))}
-    # each kernel of the contract, dropout's variant for captured steps (graph.py) and
-    # the second pass of the loss's forward (its partials' total)
+    # each kernel of the contract, dropout's variant for captured steps (graph.py),
+    # the second pass of the loss's forward (its partials' total) and bias_grad's two
+    # passes (its per-range sums, then their total per channel)
     assert {name for _, name in launched} == {*OWN_KERNELS, "dropout_seed_on_device",
-                                              "softmax_cross_entropy_total"}
+                                              "softmax_cross_entropy_total", "bias_grad_partial",
+                                              "bias_grad_finish"} - {"bias_grad"}
     assert launched <= defined, launched - defined
 
 
