@@ -14,7 +14,8 @@ import sys
 from . import models
 from .checkpoint import MAY_CHANGE_ON_RESUME, option_name
 from .errors import UserError
-from .train import BUILT_IN_RUN, REAL_DATA_RUN, SMALL_SOLVER, TrainConfig
+from .presets import BUILT_IN_RUN, REAL_DATA_RUN, SMALL_SOLVER
+from .train import TrainConfig
 
 MODELS = tuple(models.MODELS)
 DATA_HELP = ("synthetic (built in, generated on the fly), voc:DIR (PASCAL VOC), sbd:DIR (SBD), "

@@ -383,25 +383,3 @@ def make_optimizer(net, optimizer, lr, momentum, weight_decay, iter_size):
         return Adam(net, lr, betas=(momentum, 0.999), weight_decay=weight_decay,
                     iter_size=iter_size)
     raise ValueError(f"unknown optimizer {optimizer!r}: choose sgd or adam")
-
-
-def _caffe_solver(lr, momentum=0.99, iter_size=1, normalize=False):
-    return dict(lr=lr, momentum=momentum, weight_decay=5e-4, iter_size=iter_size,
-                normalize=normalize, optimizer="sgd", lr_policy="fixed")
-
-
-# The paper's solvers (Caffe, fixed lr, batch 1); `normalize` is the loss normalization.
-PRESETS = {
-    "fcn32s": _caffe_solver(1e-10),
-    "fcn16s": _caffe_solver(1e-12),
-    "fcn8s": _caffe_solver(1e-14),
-    "fcn8s-atonce": _caffe_solver(1e-10),
-    "fcn-alexnet": _caffe_solver(1e-4, momentum=0.9, iter_size=20, normalize=True),
-    # the paper's section 4.3: batch 20, fixed lr 5e-5 for FCN-GoogLeNet, normalized loss
-    "fcn-googlenet": _caffe_solver(5e-5, momentum=0.9, iter_size=20, normalize=True),
-    # the reference's nyud-fcn32s-* solvers (one stream 1e-10, two streams 1e-12)
-    "fcn32s-rgbd": _caffe_solver(1e-10),
-    "fcn32s-early-hha": _caffe_solver(1e-10),
-    "fcn32s-late-hha": _caffe_solver(1e-12),
-    "fcn16s-siftflow": _caffe_solver(1e-12),  # the reference's siftflow-fcn16s solver
-}

@@ -54,18 +54,10 @@ from .loss_sampling import probability
 from .inference import training_meta
 from .interrupts import Abandoned, StopRequest
 from .metrics import ConfusionMeter
-from .optim import PRESETS, learning_rate, make_optimizer
+from .optim import learning_rate, make_optimizer
+from .presets import BUILT_IN_RUN, PRESETS, REAL_DATA_RUN, SMALL_NET, SMALL_SOLVER
 from .runlog import RunLog
 
-# The default run: a VGG-shaped FCN-8s narrow enough to train from scratch on a CPU.
-SMALL_NET = dict(widths=(8, 16, 32, 64, 64), fc_width=128)
-# Trained from random weights, with no normalization layers: Adam gets it going, and the
-# "poly" decay settles it at the end (optim.py).
-SMALL_SOLVER = dict(lr=1e-3, momentum=0.9, weight_decay=0.0, iter_size=1, normalize=True,
-                    optimizer="adam", lr_policy="poly")
-# Defaults that depend on the data: the built-in dataset trains in minutes, real ones in days.
-BUILT_IN_RUN = dict(iterations=4500, val_interval=1500)
-REAL_DATA_RUN = dict(iterations=100000, val_interval=4000)
 # Held-out images drawn in predictions.png at the end of a run.
 PICTURES = 4
 
