@@ -6,6 +6,7 @@ import pytest
 
 import minifcn as mf
 from minifcn import models
+from .gradients import check_net_gradient, lively_weights
 
 TINY = dict(widths=(2, 2, 2, 2, 2), fc_width=3)
 VGG_CONVS = {"conv1_1": (64, 3), "conv1_2": (64, 64), "conv2_1": (128, 64), "conv2_2": (128, 128),
@@ -195,42 +196,6 @@ def test_gradient_of_a_whole_tiny_fcn8s(rng):
     mf.seed(2)
     net = models.FCN8s(2, widths=(2, 2, 2, 2, 2), fc_width=3, learn_upsampling=True,
                        dtype=numpy.float64).eval()
-    # Weights of mean 1/fan_in (mostly positive) and positive biases keep a two-channel
-    # net alive to the end (random signs kill whole layers) yet leave units both sides of
-    # ReLU's kink. Zero biases would also put the zero-padded margin exactly on the kink
-    # (relu(0 + 0)), where the two one-sided differences disagree. Score layers start
-    # at zero, which would hide the trunk.
-    for name, param in net.named_parameters():
-        if name.endswith(".bias"):
-            param.data[...] = rng.uniform(0.1, 0.5, param.shape)
-        elif not name.startswith("upscore"):
-            param.data[...] = (1.0 + rng.standard_normal(param.shape)) / param.data[0].size
-    x = mf.Tensor(rng.standard_normal((1, 3, 5, 7)), requires_grad=True)
-    projection = rng.standard_normal((1, 2, 5, 7))
-    net(x).backward(projection)
-
-    def objective():
-        with mf.no_grad():
-            return float((net(x).numpy() * projection).sum())
-
-    learned = {}  # layer -> its learned tensors
-    for name, param in net.named_parameters():
-        if param.requires_grad:
-            learned.setdefault(name.split(".")[0], []).append(param)
-    assert len(learned) == 20  # 18 convolutions, two learned upsamplings
-    eps = 1e-6
-    for name, tensors in [("input", [x])] + list(learned.items()):
-        directions = [rng.standard_normal(t.shape) for t in tensors]
-        originals = [t.data.copy() for t in tensors]
-        values = []
-        for step in (eps, -eps):
-            for tensor, original, direction in zip(tensors, originals, directions):
-                tensor.data[...] = original + step * direction
-            values.append(objective())
-        for tensor, original in zip(tensors, originals):
-            tensor.data[...] = original
-        numeric = (values[0] - values[1]) / (2 * eps)
-        analytic = sum(float((t.grad * d).sum()) for t, d in zip(tensors, directions))
-        assert all(numpy.abs(t.grad).max() > 1e-3 for t in tensors), name  # nothing dead
-        assert abs(analytic - numeric) <= 1e-7 + 1e-6 * abs(numeric), (name, analytic, numeric)
+    lively_weights(net, rng)  # score layers start at zero, which would hide the trunk
+    assert check_net_gradient(net, rng.standard_normal((1, 3, 5, 7)), rng) == 20  # 18 convs, 2 upsamplings
     assert net.upscore8.weight.grad is None  # fixed: no gradient is kept
