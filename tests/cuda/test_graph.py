@@ -53,6 +53,7 @@ def _run_steps(mode, solver_class, shapes, iter_size=1):
     return {k: v.copy() for k, v in net.state_dict().items()}, backend.rng_state(), step, losses
 
 
+@pytest.mark.slow  # emulated, whole FCN steps: tens of seconds each (CI runs -m slow too)
 @pytest.mark.parametrize("solver_class, iter_size", [(Adam, 1), (SGD, 2)])
 def test_a_replayed_step_gives_the_parameters_of_a_plain_one(device, solver_class, iter_size):
     shapes = [(29, 35)] * 5
@@ -69,6 +70,7 @@ def test_a_replayed_step_gives_the_parameters_of_a_plain_one(device, solver_clas
     assert replayed_rng == plain_rng  # the same dropout draws: resume stays exact
 
 
+@pytest.mark.slow  # emulated, whole FCN steps: tens of seconds each (CI runs -m slow too)
 def test_a_shape_change_falls_back_to_plain_launches(device):
     shapes = [(29, 35), (29, 35), (21, 24), (29, 35), (29, 35), (21, 24)]
     plain, _, _, plain_losses = _run_steps("off", Adam, shapes)
@@ -80,6 +82,7 @@ def test_a_shape_change_falls_back_to_plain_launches(device):
         _same(replayed[name], plain[name], device, name)
 
 
+@pytest.mark.slow  # emulated, whole FCN steps: tens of seconds each (CI runs -m slow too)
 def test_training_with_graphs_writes_the_checkpoint_of_a_run_without(device, tmp_path):
     tiny = dict(widths=(3, 4, 4, 6, 6), fc_width=6, image_size=40, val_images=1, progress=False,
                 device="cuda", iterations=5, val_interval=5, log_interval=2)
