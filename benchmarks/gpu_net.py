@@ -5,12 +5,11 @@ PyTorch at three precisions with their peak device memory, and the default run.
 Precisions, each set on both sides before a pass is timed:
     fp32 (TF32 off)   minifcn: cuda.allow_tf32(False); PyTorch: matmul and cuDNN TF32 off
     TF32 on           minifcn: cuda.allow_tf32(True);  PyTorch: both on
-    bf16              minifcn: none yet (the row says why); PyTorch: torch.autocast(bfloat16),
-                      TF32 off, float32 weights
+    bf16              minifcn: precision.autocast() (`--precision bf16`), TF32 off;
+                      PyTorch: torch.autocast(bfloat16), TF32 off; float32 weights on both
 
-Marked places for work in progress: `BF16` (minifcn_precision: how minifcn runs in
-bf16), `CUDA GRAPHS` (benchmark_net: a train step captured once and replayed, when the
-engine offers it as an option).
+Marked place for work in progress: `CUDA GRAPHS` (benchmark_net: a train step captured
+once and replayed, when the engine offers it as an option).
 """
 import re
 import time
@@ -88,13 +87,10 @@ def benchmark_gemms(cupy, repeat, size=500):
 
 # ------------------------------------------------------------------------- whole nets
 def minifcn_precision(precision):
-    """Set minifcn up for `precision`; NotImplementedError says why it cannot."""
+    """Set minifcn up for `precision`; whether its passes run under autocast (bf16)."""
     from minifcn import cuda
-    if precision == "bf16":
-        # BF16 (issue 13 item 5): switch minifcn to bf16 here, as `--precision bf16`
-        # does, once the engine has it; until then the row is recorded as not run.
-        raise NotImplementedError("minifcn has no bf16 yet (issue 13 item 5: --precision bf16)")
     cuda.allow_tf32(precision == "TF32 on")
+    return precision == "bf16"
 
 
 def torch_precision(torch, precision):
@@ -130,18 +126,16 @@ def benchmark_net(torch, repeat, failures, size=500):
     cupy = backend.require_cupy()
     rows, memory, notes = [], [], []
     for model, title in MODELS.items():
-        ours, theirs = None, {}
+        ours, ours_bf16, theirs = None, None, {}
         for precision in PRECISIONS:
             what = f"{title} {precision}"
-            try:
-                minifcn_precision(precision)
+            bf16 = minifcn_precision(precision)
+            if ours is None or ours_bf16 != bf16:  # a net per autocast setting, one at a time
+                ours = None
                 # CUDA GRAPHS (issue 13 item 2): build the passes with the engine's capture
                 # option here once it has one (on by default where it applies, it needs nothing).
-                ours = ours or dict(zip(PASSES, nets.minifcn_passes(model, size, "cuda")))
-                ours_now = ours
-            except NotImplementedError as reason:
-                ours_now = dict.fromkeys(PASSES)
-                notes.append(f"Not run: minifcn {what}: {reason}.")
+                ours = dict(zip(PASSES, nets.minifcn_passes(model, size, "cuda", autocast=bf16)))
+                ours_bf16 = bf16
             autocast = torch and torch_precision(torch, precision)
             if torch and autocast not in theirs:
                 theirs[autocast] = dict(zip(PASSES, nets.torch_passes(model, size, "cuda",
@@ -150,8 +144,8 @@ def benchmark_net(torch, repeat, failures, size=500):
             for pass_name in PASSES:
                 rows.append({"model": f"{title} {size}x{size}", "pass": pass_name,
                              "precision": precision,
-                             "minifcn_s": ours_now[pass_name] and time_or_record_failure(
-                                 f"{what} {pass_name} (minifcn)", ours_now[pass_name], cupy_events,
+                             "minifcn_s": time_or_record_failure(
+                                 f"{what} {pass_name} (minifcn)", ours[pass_name], cupy_events,
                                  repeat, failures, warmup=2),
                              "torch_s": theirs_now[pass_name] and time_or_record_failure(
                                  f"{what} {pass_name} (PyTorch)", theirs_now[pass_name],
@@ -160,7 +154,7 @@ def benchmark_net(torch, repeat, failures, size=500):
                       flush=True)
             memory.append({"model": f"{title} {size}x{size}", "precision": precision,
                            "minifcn_bytes": _peak(f"{what} peak memory (minifcn)", failures,
-                                                  minifcn_peak_bytes, cupy, ours_now["train step"]),
+                                                  minifcn_peak_bytes, cupy, ours["train step"]),
                            "torch_bytes": _peak(f"{what} peak memory (PyTorch)", failures,
                                                 torch_peak_bytes, torch, theirs_now["train step"])})
         del ours, theirs
@@ -169,6 +163,8 @@ def benchmark_net(torch, repeat, failures, size=500):
             torch.cuda.empty_cache()
     from minifcn import cuda
     cuda.allow_tf32(False)
+    notes.append("minifcn's bf16 rows run under minifcn.precision.autocast() (`--precision bf16`): "
+                 "bf16 activations and GEMMs, float32 weights, loss and accumulation.")
     notes.append("PyTorch runs with torch.backends.cudnn.benchmark = True (its fastest algorithms); "
                  "its bf16 rows use torch.autocast(bfloat16) with float32 weights. Peak memory: "
                  "minifcn's is what CuPy's pool holds after one train step (freed blocks included), "

@@ -17,8 +17,10 @@ NETS = ("fcn32s", "fcn8s")
 MINIFCN_OPTIONS = {}  # model options every minifcn net here is built with (tests narrow it)
 
 
-def minifcn_passes(net_name, size, device="cpu", seed=0, **model_options):
-    """minifcn's net on "cpu" or "cuda"; `model_options` (widths, fc_width) go to the model."""
+def minifcn_passes(net_name, size, device="cpu", seed=0, autocast=False, **model_options):
+    """minifcn's net on "cpu" or "cuda"; `model_options` (widths, fc_width) go to the model.
+    `autocast` (the GPU only) runs the forward pass under minifcn.precision.autocast():
+    bf16 activations and GEMMs, float32 weights, a float32 loss."""
     import minifcn as mf
     from minifcn import backend, functions as F, models
     from minifcn.optim import SGD
@@ -31,7 +33,8 @@ def minifcn_passes(net_name, size, device="cpu", seed=0, **model_options):
     label = backend.to_device(rng.integers(0, N_CLASS, (1, size, size)), device)
     solver = SGD(net, lr=1e-10, momentum=0.99, weight_decay=5e-4)
     return _passes(net, solver, image, mf.no_grad, lambda score: F.softmax_cross_entropy(
-        score, label, ignore_index=255, normalize=False))
+        score, label, ignore_index=255, normalize=False),
+        lambda: mf.precision.autocast(autocast))
 
 
 def _passes(net, solver, image, no_grad, loss_of, forward_context=contextlib.nullcontext):

@@ -21,10 +21,12 @@ a `grad_buffer`, an array of its shape that its owner (the optimizer's gradient 
 optim.py) lends it: the leaf's first gradient is copied into it, later ones added in
 place, and `.grad` is that buffer, so a solver finds every gradient where it expects
 it with no gather pass. Setting `.grad` to None starts the next accumulation afresh.
+bf16 gradients (uint16 storage, bfloat16.py) are added and converted by kernels
+(kernels_for(g).add, .accumulate, .cast), never as integers.
 """
 import contextlib
 
-from . import backend
+from . import backend, bfloat16
 
 _grad_enabled = True
 
@@ -120,7 +122,9 @@ class Tensor:
             if self.size != 1:
                 raise ValueError(f"backward: grad may be omitted only for a one-element "
                                  f"tensor, this one has shape {self.shape}")
-            grad = backend.get_array_module(self.data).ones_like(self.data)
+            from .precision import astype  # 1 in the tensor's dtype, bf16 included
+            grad = astype(backend.get_array_module(self.data).ones(self.shape, "float32"),
+                          self.dtype)
         else:
             grad = grad.data if isinstance(grad, Tensor) else backend.as_array(grad)
             if grad.shape != self.shape:
@@ -185,13 +189,17 @@ def _add(total, g, owned, key):
     into a new array, which is then recorded as owned."""
     if owned.get(key) is total:
         return backend.kernels_for(total).accumulate(total, g)
-    owned[key] = total = total + g
+    if bfloat16.is_bfloat16(total):
+        owned[key] = total = backend.kernels_for(total).add(total, g)
+    else:
+        owned[key] = total = total + g
     return total
 
 
 def _accumulate_leaf(tensor, grad):
     if grad.dtype != tensor.dtype:
-        grad = grad.astype(tensor.dtype)
+        from .precision import astype
+        grad = astype(grad, tensor.dtype)
     current, buffer = tensor.grad, tensor.grad_buffer
     if current is None:
         if (buffer is not None and buffer.shape == grad.shape and buffer.dtype == grad.dtype

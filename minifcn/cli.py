@@ -13,6 +13,7 @@ import sys
 
 from . import models
 from .checkpoint import MAY_CHANGE_ON_RESUME, option_name
+from .precision import PRECISIONS
 from .errors import UserError
 from .presets import BUILT_IN_RUN, REAL_DATA_RUN, SMALL_SOLVER
 from .train import TrainConfig
@@ -30,6 +31,8 @@ BENCHMARKS = {"cpu_ops": "each op at FCN-32s's shapes, numba and NumPy kernels (
               "gpu_kernels": "each CUDA kernel, and FCN-32s, on the GPU (and PyTorch)",
               "kernel_resources": "registers and occupancy of the CUDA kernels (nvcc)"}
 USES_TORCH = ("cpu_ops", "cpu_nets", "gpu_kernels")
+PRECISION_HELP = ("fp32, tf32 (float32 storage, TF32 GEMMs) or bf16 (bf16 activations and "
+                  "GEMMs, float32 weights, loss and sums); tf32 and bf16 need --device cuda")
 
 
 def main(argv=None):
@@ -173,6 +176,8 @@ def _parser():
     train.add_argument("--cuda-graphs", choices=("on", "off", "auto"),
                        help="capture the training step once as a CUDA graph and replay it while "
                             "the batch shape repeats (default auto: on with --device cuda)")
+    train.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP
+                       + f" (default {TrainConfig.precision}; part of the run: --resume keeps it)")
     train.add_argument("--val-images", type=positive_int,
                        help=f"held-out images scored (default {TrainConfig.val_images})")
     train.add_argument("--out", help="run directory (default runs/<model>-<data>)")
@@ -208,6 +213,8 @@ def _parser():
     evaluate.add_argument("--split", default="val", help="split to score (default val)")
     evaluate.add_argument("--limit", type=positive_int, help="score only the first N images")
     evaluate.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    evaluate.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                          help=PRECISION_HELP + " (default fp32)")
     evaluate.set_defaults(run=_eval)
 
     predict = commands.add_parser(
@@ -220,6 +227,8 @@ def _parser():
     _checkpoint_option(predict)
     predict.add_argument("--out", required=True, help="directory for the pictures (created)")
     predict.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    predict.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                         help=PRECISION_HELP + " (default fp32)")
     predict.set_defaults(run=_predict)
 
     convert = commands.add_parser(
@@ -294,10 +303,13 @@ def _require_checkpoint(args):
     check_checkpoint(args.checkpoint)
 
 
-def _prepare(device, small_net):
-    """What every computing command does first: the process's threads and memory for
-    the net (runtime.py), the notice when numba compiles, and a usable GPU if asked for."""
+def _prepare(device, small_net, precision="fp32"):
+    """What every computing command does first: a precision the device has (else one
+    line, precision.check), the process's threads and memory for the net (runtime.py),
+    the notice when numba compiles, and a usable GPU if asked for."""
     from . import backend, runtime
+    from .precision import check
+    check(precision, device)
     runtime.configure_process(blas_threads=runtime.blas_threads_for(small_net))
     runtime.announce_compiling()
     if device == "cuda":
@@ -378,7 +390,7 @@ def _train(args):
                                       f"mpiexec -n {config.ranks} minifcn train --distributed --resume"))
     else:
         _solver_for_random_weights(config, given, print)
-    _prepare(config.device, config.is_small())
+    _prepare(config.device, config.is_small(), config.precision)
     print(f"{'resuming' if args.resume else 'training'} {config.model} on {config.data} "
           f"({config.device}), {config.iterations} iterations, solver {config.solver()}, "
           f"writing to {config.out}")
@@ -398,16 +410,18 @@ def _train(args):
 def _eval(args):
     from .data import open_dataset
     from .inference import load_checkpoint
+    from .precision import use
     from .train import evaluate
     _require_checkpoint(args)
     net = load_checkpoint(args.checkpoint)
-    _prepare(args.device, net.config.is_small())
+    _prepare(args.device, net.config.is_small(), args.precision)
     net.to(args.device)
     config = net.config
     data = args.data or config.data
     options = config.data_options() if data == config.data else {}  # e.g. the scenes' size
     dataset = open_dataset(data, split=args.split, preprocess=net.preprocess, **options)
-    scores = evaluate(net, dataset, args.device, args.limit, progress=True)
+    with use(args.precision, args.device):
+        scores = evaluate(net, dataset, args.device, args.limit, progress=True)
     if "heads" in scores:  # a multi-headed net: every head's report
         from .heads import format_scores
         return print(format_scores(scores, dataset.class_names))
@@ -422,16 +436,18 @@ def _eval(args):
 def _predict(args):
     from .data.io import load_image
     from .inference import load_checkpoint
+    from .precision import use
     from .visualize import colorize, key_entries, overlay, panel, save_png
     _require_checkpoint(args)
     pictures = [load_image(path) for path in args.images]  # every input read before --out is made
     stems = output_stems(args.images)
     net = load_checkpoint(args.checkpoint)
-    _prepare(args.device, net.config.is_small())
+    _prepare(args.device, net.config.is_small(), args.precision)
     net.to(args.device)
     os.makedirs(args.out, exist_ok=True)
     for path, rgb, stem in zip(args.images, pictures, stems):
-        label = net.predict(rgb)
+        with use(args.precision, args.device):
+            label = net.predict(rgb)
         base = os.path.join(args.out, stem)
         save_png(f"{base}_seg.png", colorize(label))
         save_png(f"{base}_overlay.png", overlay(rgb, label))

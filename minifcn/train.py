@@ -39,7 +39,7 @@ import time
 
 import numpy
 
-from . import backend, distributed, graph, heads, models, runtime
+from . import backend, distributed, graph, heads, models, precision, runtime
 from .autograd import Tensor, no_grad
 from .checkpoint import (OWN_META, RUN_FILES, CheckpointError, NoCheckpoint, NonFiniteState, RunWriteError, atomic_savez,
                          checkpoint_arrays, load_checkpoint, read_config, refuse_changes,
@@ -93,6 +93,7 @@ class TrainConfig:
     data_check: bool = True      # check every data file before the first step
     log_interval: int = 20       # steps between reads of the loss (each waits for the GPU)
     cuda_graphs: str = "auto"    # capture the step as a CUDA graph: on, off, auto (on with cuda)
+    precision: str = "fp32"      # fp32, tf32 or bf16 (the last two on the GPU: precision.py)
     ranks: int = 1               # processes sharing each step (mpiexec -n; distributed.py)
 
     def __post_init__(self):
@@ -102,6 +103,7 @@ class TrainConfig:
             if getattr(self, key) is None:
                 setattr(self, key, value)
         graph.check_mode(self.cuda_graphs, self.device)
+        precision.check(self.precision)  # its device: when it runs (train, precision.use)
         if self.log_interval < 1:
             raise ValueError(f"log_interval must be a positive number of steps, not {self.log_interval!r}")
 
@@ -272,16 +274,20 @@ def _progress(iterable, enabled, description, **options):
 def train(config, resume=False, overwrite=False, log=print):
     """Train as `config` says; returns the last validation scores.
 
-    resume: continue the run in `config.out` from its checkpoint, exactly (the config must
-    match the run's but for MAY_CHANGE_ON_RESUME). overwrite: a directory that holds a run
-    gets a new one, the old removed once the new one's first checkpoint is written.
+    resume: continue the run in `config.out` from its checkpoint, exactly (the config,
+    `precision` included, must match the run's but for MAY_CHANGE_ON_RESUME). overwrite:
+    a directory that holds a run gets a new one, the old removed once the new one's
+    first checkpoint is written.
     Without either, a directory that holds a run is refused (RunExists). Raises
     Interrupted after Ctrl-C or SIGTERM (with a checkpoint saved), TrainingDiverged
     (the last good checkpoint kept), RunWriteError (a file could not be written, the
     message names it; nothing half-written is left). Sets the process's threads and
-    memory for training first (runtime.configure_process)."""
+    memory for training first (runtime.configure_process), and runs at
+    `config.precision` (precision.use: tf32 or bf16 on the CPU is an OptionError, raised
+    before anything is written)."""
     runtime.configure_process(blas_threads=runtime.blas_threads_for(config.is_small()))
-    with StopRequest() as stop, distributed.world_for(config) as world:
+    with precision.use(config.precision, config.device), StopRequest() as stop, \
+            distributed.world_for(config) as world:
         try:
             with stop.abandonable(eager=True):  # nothing to save yet: any signal stops it
                 run, checkpoint, train_set, solver = world.set_up(

@@ -132,6 +132,42 @@ def test_bad_train_options_are_refused_before_anything_is_written(tmp_path, opti
     assert os.listdir(tmp_path) == []
 
 
+def test_a_precision_not_in_the_list_is_refused_by_the_parser(tmp_path):
+    result = run_cli("train", "--precision", "fp16", "--out", "run", cwd=tmp_path)
+    assert one_line_error(result, 2).startswith(
+        "minifcn train: error: argument --precision: invalid choice: 'fp16'")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_the_cpu_refuses_tf32_and_bf16_in_one_line_before_anything_is_written(tmp_path, precision):
+    result = run_cli("train", "--precision", precision, "--out", "run", cwd=tmp_path)
+    assert one_line_error(result) == (
+        f"minifcn train: error: precision {precision} needs the GPU (device cuda): the CPU "
+        f"computes in float32 only, so use precision fp32 (the default) there")
+    assert os.listdir(tmp_path) == []
+
+
+def test_eval_and_predict_refuse_bf16_on_the_cpu(tmp_path, trained):
+    checkpoint = trained / "checkpoint.npz"
+    line = one_line_error(run_cli("eval", "--checkpoint", checkpoint, "--precision", "bf16"))
+    assert line.startswith("minifcn eval: error: precision bf16 needs the GPU")
+    picture = tmp_path / "scene.png"
+    Image.fromarray(numpy.zeros((8, 8, 3), numpy.uint8)).save(picture)
+    line = one_line_error(run_cli("predict", picture, "--checkpoint", checkpoint, "--out",
+                                  tmp_path / "out", "--precision", "bf16"))
+    assert line.startswith("minifcn predict: error: precision bf16 needs the GPU")
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_keeps_the_runs_precision(trained):
+    checkpoint = trained / "checkpoint.npz"
+    written = checkpoint.stat().st_mtime_ns
+    line = one_line_error(run_cli("train", "--resume", "--out", trained, "--precision", "tf32"))
+    assert "--precision tf32 (the run has fp32)" in line
+    assert checkpoint.stat().st_mtime_ns == written
+
+
 def test_weights_that_are_not_converted_vgg16_are_named_before_training(tmp_path, trained):
     caffemodel = tmp_path / "VGG_ILSVRC_16_layers.caffemodel"
     caffemodel.write_bytes(b"\x0a\x14VGG_ILSVRC_16_layers" + bytes(50))

@@ -16,7 +16,10 @@ masks before; benchmarks/results/inplace-relu/ is the measurement to repeat.
 `relu(x, inplace=True)` writes y over x, as Caffe's in-place ReLU layers do (the FCNs'
 relu1_1 has top conv1_1): a convolution's output, which nothing but the ReLU reads,
 then needs no second buffer of its size (FCN-32s at 500x500 trains in 2.82 GiB instead
-of 3.33: benchmarks/results/inplace-relu/).
+of 3.33: benchmarks/results/inplace-relu/). A bf16 x (uint16 storage, bfloat16.py)
+goes through the kernel set's relu_forward (a uint16 maximum would take a negative
+value's sign bit for a large integer), into a new array that `inplace` copies back
+over x: a second pass, but the memory of Caffe's in-place layer.
 
 Dropout keeps nothing. Its mask is a function of a seed (one draw from minifcn's
 generator per call) and the element's flat index i:
@@ -42,7 +45,7 @@ import math
 import numbers
 
 from ..autograd import Function
-from .. import backend, graph
+from .. import backend, bfloat16, graph
 from ..reference.dropout import GOLDEN_GAMMA, MIX1, MIX2
 from .validate import float_tensor
 
@@ -52,8 +55,13 @@ class ReLU(Function):
         self.inplace = inplace
 
     def forward(self, x):
-        xp = backend.get_array_module(x)
-        y = xp.maximum(x, 0, out=x if self.inplace else None)
+        if bfloat16.is_bfloat16(x):
+            y = backend.kernels_for(x).relu_forward(x)
+            if self.inplace:
+                x[...] = y
+                y = x
+        else:
+            y = backend.get_array_module(x).maximum(x, 0, out=x if self.inplace else None)
         if self.needs_input_grad[0]:
             self.y = y
         return y
@@ -65,7 +73,7 @@ class ReLU(Function):
 def relu(x, inplace=False):
     """max(x, 0); inplace=True overwrites x, which must then be read by nothing else (a
     leaf that requires a gradient is refused: its value would be lost)."""
-    x = float_tensor("relu", "x", x)
+    x = float_tensor("relu", "x", x, bf16=True)
     if inplace and x.requires_grad and x.creator is None:
         raise ValueError(f"relu: inplace=True on a leaf tensor {x.shape} that requires a "
                          f"gradient would overwrite it; use inplace=False")
@@ -130,7 +138,7 @@ class Dropout(Function):
 
 
 def dropout(x, p=0.5, training=True):
-    x = float_tensor("dropout", "x", x)
+    x = float_tensor("dropout", "x", x, bf16=True)
     if not isinstance(p, numbers.Real) or not 0.0 <= p < 1.0:
         raise ValueError(f"dropout: p must be in [0, 1), got {p!r}")
     if not training or p == 0.0:

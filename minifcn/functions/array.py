@@ -6,16 +6,25 @@
     sum_all    y = sum x                     gx = gy everywhere
     crop       y = x[:, :, oy:oy+h, ox:ox+w] gx = zeros with gy placed back at the offset
     concat     y = [x_1, ..., x_k] on axis   gx_i = the slice of gy that x_i filled
+    cast       y = x stored as another dtype  gx = gy cast back to x's dtype
+
+bf16 tensors (uint16 storage, bfloat16.py) go through add, scale, crop and concat on the
+GPU: add is a kernel (the bits are not integers), scale computes in float32 and stores
+bf16, crop and concat move bits. sum_all refuses them (cast to float32 first).
 """
 import numbers
 
+import numpy
+
 from ..autograd import Function, Tensor
-from .. import backend
+from .. import backend, bfloat16, precision
 from .validate import float_tensor, pair, same_device, same_dtype, tensor_arg
 
 
 class Add(Function):
     def forward(self, a, b):
+        if bfloat16.is_bfloat16(a):
+            return backend.kernels_for(a).add(a, b)
         return a + b
 
     def backward(self, gy):
@@ -23,7 +32,7 @@ class Add(Function):
 
 
 def add(a, b):
-    a, b = tensor_arg("add", "a", a), tensor_arg("add", "b", b)
+    a, b = float_tensor("add", "a", a, bf16=True), float_tensor("add", "b", b, bf16=True)
     if a.shape != b.shape:
         raise ValueError(f"add: shapes must match (nothing broadcasts), got {a.shape} and {b.shape}")
     same_dtype("add", a=a, b=b)
@@ -36,10 +45,18 @@ class Scale(Function):
         self.factor = factor
 
     def forward(self, x):
-        return x * x.dtype.type(self.factor)
+        return _scaled(x, self.factor)
 
     def backward(self, gy):
-        return gy * gy.dtype.type(self.factor)
+        return _scaled(gy, self.factor)
+
+
+def _scaled(array, factor):
+    """factor * array; a bf16 array is scaled in float32 and rounded back to bf16."""
+    if bfloat16.is_bfloat16(array):
+        scaled = precision.astype(array, numpy.float32) * numpy.float32(factor)
+        return precision.astype(scaled, array.dtype)
+    return array * array.dtype.type(factor)
 
 
 def scale(x, factor):
@@ -47,7 +64,7 @@ def scale(x, factor):
     if not isinstance(factor, numbers.Real) or isinstance(factor, bool):
         raise TypeError(f"scale: a Tensor is multiplied only by a Python scalar, got "
                         f"{type(factor).__name__}")
-    return Scale(float(factor))(float_tensor("scale", "x", x))
+    return Scale(float(factor))(float_tensor("scale", "x", x, bf16=True))
 
 
 class Reshape(Function):
@@ -101,7 +118,7 @@ class Crop(Function):
 
 def crop(x, reference, offset):
     """Caffe Crop on axes 2, 3: x[:, :, oy:oy+H_ref, ox:ox+W_ref]."""
-    x = float_tensor("crop", "x", x, ndim=4)
+    x = float_tensor("crop", "x", x, ndim=4, bf16=True)
     if isinstance(reference, Tensor):
         if reference.ndim != 4:
             raise ValueError(f"crop: reference must be (N, C, H, W) or an (H, W) pair, "
@@ -149,3 +166,30 @@ def concat(xs, axis=1):
     same_dtype("concat", **{f"xs[{i}]": x for i, x in enumerate(xs)})
     same_device("concat", **{f"xs[{i}]": x for i, x in enumerate(xs)})
     return Concat(axis)(*xs)
+
+
+class Cast(Function):
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def forward(self, x):
+        self.in_dtype = x.dtype
+        return precision.astype(x, self.dtype)
+
+    def backward(self, gy):
+        return precision.astype(gy, self.in_dtype)
+
+
+CAST_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64), bfloat16.DTYPE)
+
+
+def cast(x, dtype):
+    """x stored as `dtype`: numpy.float32, numpy.float64 or bfloat16.DTYPE (bf16, see
+    bfloat16.py), rounded to nearest even; the gradient is cast back to x's dtype. A
+    cast to x's own dtype returns x. To or from bf16 it runs on either device."""
+    x = tensor_arg("cast", "x", x)
+    dtype = numpy.dtype(dtype)
+    if x.dtype not in CAST_DTYPES or dtype not in CAST_DTYPES:
+        raise TypeError(f"cast: converts between float32, float64 and bf16 "
+                        f"({bfloat16.DTYPE}), not {x.dtype} {x.shape} to {dtype}")
+    return x if x.dtype == dtype else Cast(dtype)(x)

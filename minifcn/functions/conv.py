@@ -38,6 +38,13 @@ Winograd. With a kernel set that has it (the CPU ones), a 3x3 stride-1 convoluti
 with at least 64 channels on both sides (all of VGG16's but conv1_1) runs all three
 primitives through winograd.py's F(2x2, 3x3) instead, with 2.25x fewer multiplications.
 
+bf16 (precision.py). A convolution on the GPU takes a bf16 x (under autocast a float32
+x is cast first) with float32 weight and bias, the master weights: the forward casts
+the weight to a bf16 copy (kept for the input gradient), every GEMM reads bf16
+operands and accumulates in float32, the output and the input gradient are stored
+bf16, the weight gradient's GEMM writes float32 directly, and the bias is added and
+its gradient summed by kernels, in float32.
+
 linear is a plain matrix product: y = x W^T + b, gx = gy W, gW = gy^T x.
 """
 import math
@@ -47,7 +54,7 @@ from collections import namedtuple
 import numpy
 
 from ..autograd import Function
-from .. import backend
+from .. import backend, bfloat16, precision
 from ..reference.im2col import conv_output_size
 from . import winograd
 from .validate import float_tensor, pair, same_device, same_dtype
@@ -283,7 +290,8 @@ def _correlate_batched(kernels, x, weight, geo, bias):
     c_out, groups = weight.shape[0], geo.groups
     out_h = conv_output_size(height, geo.kh, geo.sy, geo.ph, geo.dy)
     out_w = conv_output_size(width, geo.kw, geo.sx, geo.pw, geo.dx)
-    if groups == 1 and (c_in, c_out, *geo[:-1]) in implicit_gemm_layers:
+    if groups == 1 and (c_in, c_out, *geo[:-1]) in implicit_gemm_layers and \
+            not bfloat16.is_bfloat16(x):
         return _add_bias(kernels.conv_implicit_gemm(
             x, weight, geo.sy, geo.sx, geo.ph, geo.pw, geo.dy, geo.dx, out_h, out_w), bias)
     w_mat = weight.reshape(groups, c_out // groups, -1)
@@ -337,7 +345,7 @@ def _weight_grad_batched(kernels, x, gy, geo):
     groups = geo.groups
     m, k = c_out // groups, c_in // groups * geo.kh * geo.kw
     gy_mat = gy.reshape(n_images, groups, m, out_h * out_w)
-    grad = xp.empty((groups, m, k), dtype=x.dtype)
+    grad = xp.empty((groups, m, k), dtype=_weight_dtype(x))
     column_bytes = c_in * geo.kh * geo.kw * out_h * out_w * x.itemsize
     for first, count in _image_chunks(n_images, column_bytes):
         col = _batch_columns(kernels, x[first:first + count], geo, out_h, out_w)
@@ -355,7 +363,9 @@ def _gemm(a, b, out, accumulate=False):
 
     CuPy's own batched matmul ignores its float32 compute type (only its 2-D products
     honour CUPY_TF32 / cuda.allow_tf32), so this calls cuBLAS's gemmStridedBatchedEx
-    itself, with CUBLAS_COMPUTE_32F_FAST_TF32 exactly when `cuda.tf32_allowed()`."""
+    itself, with CUBLAS_COMPUTE_32F_FAST_TF32 exactly when `cuda.tf32_allowed()`.
+    bf16 operands (uint16 storage, CUDA_R_16BF) accumulate in float32
+    (CUBLAS_COMPUTE_32F) into a bf16 or a float32 `out` (the weight gradient)."""
     from .. import cuda
     cupy = backend.cupy_or_none()
     cublas, runtime = cupy.cuda.cublas, cupy.cuda.runtime
@@ -366,24 +376,41 @@ def _gemm(a, b, out, accumulate=False):
         raise ValueError(f"_gemm: shapes {a.shape} @ {b.shape} -> {out.shape} do not match")
     if out.strides[2] != out.itemsize:
         raise ValueError(f"_gemm: the output's rows must be contiguous, strides {out.strides}")
-    if out.dtype == numpy.float64:
-        data_type, compute, scalar = runtime.CUDA_R_64F, cublas.CUBLAS_COMPUTE_64F, numpy.float64
+    in_type, out_type = a.dtype, out.dtype
+    bf16_in = bfloat16.is_bfloat16(a)
+    if b.dtype != in_type or out_type not in ((in_type, numpy.float32) if bf16_in else (in_type,)):
+        raise TypeError(f"_gemm: operands {a.dtype} @ {b.dtype} -> {out.dtype}: the operands "
+                        f"share one dtype, and only bf16 ones may give float32")
+    if out_type == numpy.float64:
+        compute, scalar = cublas.CUBLAS_COMPUTE_64F, numpy.float64
+    elif bf16_in:
+        compute, scalar = cublas.CUBLAS_COMPUTE_32F, numpy.float32
     else:
-        data_type, scalar = runtime.CUDA_R_32F, numpy.float32
-        compute = (cublas.CUBLAS_COMPUTE_32F_FAST_TF32 if cuda.tf32_allowed()
-                   else cublas.CUBLAS_COMPUTE_32F)
+        compute, scalar = (cublas.CUBLAS_COMPUTE_32F_FAST_TF32 if cuda.tf32_allowed()
+                           else cublas.CUBLAS_COMPUTE_32F), numpy.float32
     # Row-major out = a @ b is column-major out^T = b^T a^T: cuBLAS's first operand is b.
     b, op_b, ld_b = _column_major(b)
     a, op_a, ld_a = _column_major(a)
     one, beta = numpy.ones((), scalar), numpy.array(1 if accumulate else 0, scalar)
-    item = out.itemsize
+    ab_type, item = _cuda_data_type(runtime, in_type), out.itemsize
     cublas.gemmStridedBatchedEx(
         cupy.cuda.device.get_cublas_handle(), op_b, op_a, n, m, k, one.ctypes.data,
-        b.data.ptr, data_type, ld_b, b.strides[0] // item,
-        a.data.ptr, data_type, ld_a, 0 if a.shape[0] == 1 else a.strides[0] // item,
-        beta.ctypes.data, out.data.ptr, data_type, max(out.strides[1] // item, n), out.strides[0] // item,
+        b.data.ptr, ab_type, ld_b, b.strides[0] // b.itemsize,
+        a.data.ptr, ab_type, ld_a, 0 if a.shape[0] == 1 else a.strides[0] // a.itemsize,
+        beta.ctypes.data, out.data.ptr, _cuda_data_type(runtime, out_type),
+        max(out.strides[1] // item, n), out.strides[0] // item,
         batch, compute, cublas.CUBLAS_GEMM_DEFAULT)
     return out
+
+
+CUDA_R_16BF = 14  # cudaDataType's bfloat16 (library_types.h), where CuPy does not name it
+
+
+def _cuda_data_type(runtime, dtype):
+    """cuBLAS's name (cudaDataType) of the storage `dtype`: float32, float64 or bf16."""
+    if dtype == bfloat16.DTYPE:
+        return getattr(runtime, "CUDA_R_16BF", CUDA_R_16BF)
+    return runtime.CUDA_R_64F if dtype == numpy.float64 else runtime.CUDA_R_32F
 
 
 def _column_major(matrices):
@@ -401,9 +428,26 @@ def _column_major(matrices):
 
 
 def _add_bias(y, bias):
+    """y += bias per channel, in place; for a bf16 y a kernel (float32 bias, kernels_for(y).add_bias)."""
     if bias is not None:
+        if bfloat16.is_bfloat16(y):
+            return backend.kernels_for(y).add_bias(y, bias)
         y += bias.reshape(1, -1, 1, 1)
     return y
+
+
+def _weight_dtype(x):
+    """The dtype a weight gradient is made in from input x: float32 for bf16 (the master
+    weights' own), else x's."""
+    return numpy.dtype(numpy.float32) if bfloat16.is_bfloat16(x) else x.dtype
+
+
+def _compute_weight(x, weight):
+    """The weight the GEMMs read with input x: a bf16 copy for a bf16 x (one cast kernel
+    per forward, outside autograd), else the weight itself."""
+    if bfloat16.is_bfloat16(x) and not bfloat16.is_bfloat16(weight):
+        return backend.kernels_for(weight).cast(weight, bfloat16.DTYPE)
+    return weight
 
 
 def _bias_grad(gy, has_bias, needed):
@@ -417,6 +461,7 @@ class Convolution2D(Function):
 
     def forward(self, x, weight, bias=None):
         need_x, need_w = self.needs_input_grad[:2]
+        weight = _compute_weight(x, weight)
         # Backward needs the weight for gx and the input for gW, nothing else.
         self.x = x if need_w else None
         self.weight = weight if need_x else None
@@ -437,6 +482,7 @@ class Deconvolution2D(Function):
 
     def forward(self, x, weight, bias=None):
         need_x, need_w = self.needs_input_grad[:2]
+        weight = _compute_weight(x, weight)
         self.x = x if need_w else None
         self.weight = weight if need_x else None
         self.has_bias = bias is not None
@@ -452,11 +498,17 @@ class Deconvolution2D(Function):
 
 def _conv_args(op, x, weight, bias, stride, padding, dilation, groups):
     """Validated tensors and geometry common to conv2d and conv_transpose2d."""
-    x = float_tensor(op, "x", x, ndim=4)
+    x = float_tensor(op, "x", x, ndim=4, bf16=True)
     weight = float_tensor(op, "weight", weight, ndim=4)
     if bias is not None:
         bias = float_tensor(op, "bias", bias, ndim=1)
-    same_dtype(op, x=x, weight=weight, bias=bias)
+    if bfloat16.is_bfloat16(x.data):  # bf16 activations, float32 master weights
+        if weight.dtype != numpy.float32 or (bias is not None and bias.dtype != numpy.float32):
+            raise TypeError(f"{op}: a bf16 x {x.shape} takes float32 weight and bias (the master "
+                            f"weights), got weight {weight.dtype}"
+                            + (f", bias {bias.dtype}" if bias is not None else ""))
+    else:
+        same_dtype(op, x=x, weight=weight, bias=bias)
     same_device(op, x=x, weight=weight, bias=bias)
     sy, sx = pair(op, "stride", stride)
     ph, pw = pair(op, "padding", padding, minimum=0)
@@ -489,6 +541,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         raise ValueError(f"{op}: the {extent_h}x{extent_w} window (dilation included) is larger "
                          f"than the padded input ({x.shape[2]}+2*{geo.ph})x({x.shape[3]}+2*{geo.pw}): "
                          f"{shapes}")
+    x = precision.compute_input(op, x)
     inputs = (x, weight) if bias is None else (x, weight, bias)
     return Convolution2D(geo)(*inputs)
 
@@ -513,6 +566,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, groups=1, dilati
     if out_h < 1 or out_w < 1:
         raise ValueError(f"{op}: padding {(geo.ph, geo.pw)} leaves an empty output "
                          f"({out_h}x{out_w}): {shapes}")
+    x = precision.compute_input(op, x)
     inputs = (x, weight) if bias is None else (x, weight, bias)
     return Deconvolution2D(geo, (out_h, out_w))(*inputs)
 

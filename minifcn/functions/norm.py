@@ -34,7 +34,7 @@ class LocalResponseNorm(Function):
 
 def local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=1.0):
     op = "local_response_norm"
-    x = float_tensor(op, "x", x, ndim=4)
+    x = float_tensor(op, "x", x, ndim=4, bf16=True)
     if not isinstance(size, numbers.Integral) or size < 1:
         raise ValueError(f"{op}: size must be a positive int, got {size!r}")
     if k <= 0:

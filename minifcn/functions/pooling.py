@@ -69,7 +69,7 @@ class AveragePooling2D(Function):
 
 
 def _pool(function_class, op, x, kernel_size, stride, padding, ceil_mode):
-    x = float_tensor(op, "x", x, ndim=4)
+    x = float_tensor(op, "x", x, ndim=4, bf16=True)
     kh, kw = pair(op, "kernel_size", kernel_size)
     sy, sx = pair(op, "stride", kernel_size if stride is None else stride)
     ph, pw = pair(op, "padding", padding, minimum=0)

@@ -2,13 +2,16 @@
 
 Nothing broadcasts silently and nothing is converted behind the caller's back: an op
 gets Tensors (or arrays, wrapped here) of a floating dtype and the rank it expects,
-and sizes that are positive ints or (h, w) pairs.
+and sizes that are positive ints or (h, w) pairs. bf16 tensors (uint16 storage,
+bfloat16.py) are taken by the ops that say so (`bf16=True`), on the GPU only; any
+other op refuses them by name rather than read their bits as integers.
 """
 import numbers
 
 import numpy
 
 from ..autograd import Tensor
+from ..bfloat16 import is_bfloat16
 
 
 def tensor_arg(op, name, value):
@@ -21,11 +24,20 @@ def tensor_arg(op, name, value):
                     f"not {type(value).__name__}")
 
 
-def float_tensor(op, name, value, ndim=None):
-    """A floating-point Tensor of rank `ndim` (any rank if None)."""
+def float_tensor(op, name, value, ndim=None, bf16=False):
+    """A floating-point Tensor of rank `ndim` (any rank if None): float32, float64, or
+    with `bf16` (an op that handles bf16 storage) a bf16 tensor on the GPU."""
     tensor = tensor_arg(op, name, value)
-    if tensor.dtype not in (numpy.float32, numpy.float64):
-        raise TypeError(f"{op}: {name} must be float32 or float64, got {tensor.dtype} "
+    if is_bfloat16(tensor.data):
+        if not bf16:
+            raise TypeError(f"{op}: {name} is bf16 (uint16 storage) with shape {tensor.shape}, "
+                            f"which {op} does not take: cast it to float32 first (F.cast)")
+        if tensor.device != "cuda":
+            raise TypeError(f"{op}: {name} is bf16 with shape {tensor.shape} on the CPU, which "
+                            f"has no bf16 kernels: bf16 runs on the GPU only")
+    elif tensor.dtype not in (numpy.float32, numpy.float64):
+        also = " (or bf16 on the GPU)" if bf16 else ""
+        raise TypeError(f"{op}: {name} must be float32 or float64{also}, got {tensor.dtype} "
                         f"with shape {tensor.shape}")
     if ndim is not None and tensor.ndim != ndim:
         layout = " (N, C, H, W)" if ndim == 4 and name != "weight" else ""

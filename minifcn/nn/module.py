@@ -18,7 +18,7 @@ names are the parameter names, and for the reference nets they are Caffe's layer
 import numpy
 
 from ..autograd import Tensor
-from .. import backend
+from .. import backend, precision
 
 
 class Parameter(Tensor):
@@ -66,7 +66,7 @@ class Module:
                     f"{type(self).__name__}: got a {type(value).__module__}.ndarray of shape "
                     f"{value.shape}; wrap it in a Tensor: net(mf.Tensor(array)) (or, for a "
                     f"uint8 (H, W, 3) picture, use net.predict(picture))")
-        return self.forward(*inputs, **options)
+        return precision.call_module(self.forward, inputs, options)  # float32 out of autocast
 
     # ------------------------------------------------------------------ parameters
     def named_parameters(self, prefix=""):

@@ -283,11 +283,17 @@ def kernel_launcher(enqueue):
 # arguments: raw addresses, column-major leading dimensions and batch strides, the
 # transpose flags, alpha and beta read from host pointers; so a wrong stride or flag in
 # conv.py gives wrong numbers here too. A TF32 compute type rounds the inputs to TF32's
-# 10 mantissa bits first. `gemm_calls` records each call's compute type.
-CUDA_R_32F, CUDA_R_64F = 0, 1
+# 10 mantissa bits first. bf16 operands (CUDA_R_16BF: uint16 storage, the top half of a
+# float32) are decoded to float32 and multiplied in float64, the sum then rounded to
+# float32, as cuBLAS's float32 accumulation gives it to within float32 rounding, and to
+# bf16 for a bf16 C. `gemm_calls` records each call's compute type, `gemm_types` its
+# (A, B, C data types, compute type).
+CUDA_R_32F, CUDA_R_64F, CUDA_R_16BF = 0, 1, 14
 CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_COMPUTE_64F = 68, 77, 70
 COMPUTE_TYPE_DEFAULT, COMPUTE_TYPE_TF32 = 1, 7
+_STORAGE = {CUDA_R_32F: numpy.float32, CUDA_R_64F: numpy.float64, CUDA_R_16BF: numpy.uint16}
 gemm_calls = []
+gemm_types = []
 
 
 def _host_view(address, dtype, batch, stride, rows, cols, ld):
@@ -306,34 +312,57 @@ def _tf32(values):
     return ((bits + numpy.uint32(0x1000)) & numpy.uint32(0xFFFFE000)).view(numpy.float32)
 
 
+def _bf16_to_float32(bits):
+    return (bits.astype(numpy.uint32) << numpy.uint32(16)).view(numpy.float32)
+
+
+def _float32_to_bf16(values):
+    """Round to nearest even (NaN kept quiet), as minifcn/bfloat16.from_float32 does."""
+    u = numpy.ascontiguousarray(values, numpy.float32).view(numpy.uint32)
+    rounded = (u + (numpy.uint32(0x7FFF) + ((u >> numpy.uint32(16)) & numpy.uint32(1)))) >> numpy.uint32(16)
+    nan = (u & numpy.uint32(0x7FFFFFFF)) > numpy.uint32(0x7F800000)
+    return numpy.where(nan, (u >> numpy.uint32(16)) | numpy.uint32(0x0040), rounded).astype(numpy.uint16)
+
+
 def _gemm_strided_batched_ex(handle, transa, transb, m, n, k, alpha, a, a_type, lda, stride_a,
                              b, b_type, ldb, stride_b, beta, c, c_type, ldc, stride_c, batch,
                              compute_type, algo):
-    if not a_type == b_type == c_type or c_type not in (CUDA_R_32F, CUDA_R_64F):
+    bf16 = a_type == b_type == CUDA_R_16BF and c_type in (CUDA_R_16BF, CUDA_R_32F)
+    if not (bf16 or a_type == b_type == c_type) or c_type not in _STORAGE:
         raise ValueError(f"emulated gemmStridedBatchedEx: data types {a_type, b_type, c_type}")
-    dtype = numpy.float32 if c_type == CUDA_R_32F else numpy.float64
-    if (compute_type == CUBLAS_COMPUTE_64F) != (dtype == numpy.float64):
-        raise ValueError(f"emulated gemmStridedBatchedEx: compute type {compute_type} for {dtype}")
+    operand, stored = _STORAGE[a_type], _STORAGE[c_type]
+    scalar = numpy.float64 if c_type == CUDA_R_64F else numpy.float32  # alpha's and beta's
+    if (compute_type == CUBLAS_COMPUTE_64F) != (c_type == CUDA_R_64F) or (
+            bf16 and compute_type != CUBLAS_COMPUTE_32F):
+        raise ValueError(f"emulated gemmStridedBatchedEx: compute type {compute_type} for "
+                         f"data types {a_type, b_type, c_type}")
     for name, ld, rows in (("lda", lda, k if transa else m), ("ldb", ldb, n if transb else k),
                            ("ldc", ldc, m)):
         if ld < max(1, rows):
             raise ValueError(f"emulated gemmStridedBatchedEx: {name}={ld} < {rows} rows")
     gemm_calls.append(compute_type)
+    gemm_types.append((a_type, b_type, c_type, compute_type))
     # alpha and beta are read at the call, from host memory (a captured call keeps them)
-    alpha_value, beta_value = (numpy.frombuffer((ctypes.c_byte * 8).from_address(p), dtype, 1)[0]
+    alpha_value, beta_value = (numpy.frombuffer((ctypes.c_byte * 8).from_address(p), scalar, 1)[0]
                                for p in (alpha, beta))
-    out = _host_view(c, dtype, batch, stride_c, m, n, ldc)
+    out = _host_view(c, stored, batch, stride_c, m, n, ldc)
 
     def run():
-        op_a = _host_view(a, dtype, batch, stride_a, *((k, m) if transa else (m, k)), lda)
-        op_b = _host_view(b, dtype, batch, stride_b, *((n, k) if transb else (k, n)), ldb)
+        op_a = _host_view(a, operand, batch, stride_a, *((k, m) if transa else (m, k)), lda)
+        op_b = _host_view(b, operand, batch, stride_b, *((n, k) if transb else (k, n)), ldb)
         op_a = op_a.transpose(0, 2, 1) if transa else op_a
         op_b = op_b.transpose(0, 2, 1) if transb else op_b
         if compute_type == CUBLAS_COMPUTE_32F_FAST_TF32:
             op_a, op_b = _tf32(op_a), _tf32(op_b)
+        if bf16:
+            op_a, op_b = (_bf16_to_float32(op).astype(numpy.float64) for op in (op_a, op_b))
         product = alpha_value * numpy.matmul(op_a, op_b)
         # beta = 0 never reads C (which may hold garbage, or the emulator's NaN sentinels)
-        out[...] = product if beta_value == 0 else product + beta_value * out
+        if c_type == CUDA_R_16BF:
+            current = 0 if beta_value == 0 else beta_value * _bf16_to_float32(out)
+            out[...] = _float32_to_bf16((product + current).astype(numpy.float32))
+        else:
+            out[...] = product if beta_value == 0 else product + beta_value * out
     _run(lambda _: run(), (out,), {}, "gemmStridedBatchedEx")
 
 
@@ -345,6 +374,7 @@ def _add_gemm_api(cuda):
         CUBLAS_COMPUTE_32F_FAST_TF32=CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT=-1,
         gemmStridedBatchedEx=_gemm_strided_batched_ex)
     cuda.runtime.CUDA_R_32F, cuda.runtime.CUDA_R_64F = CUDA_R_32F, CUDA_R_64F
+    cuda.runtime.CUDA_R_16BF = CUDA_R_16BF
     cuda.device = types.SimpleNamespace(get_cublas_handle=lambda: 1)
     compute_types = {}
     cuda.routines_linalg = types.SimpleNamespace(

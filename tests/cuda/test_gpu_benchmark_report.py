@@ -7,6 +7,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import emulated_cupy as emulated_cupy_module
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -215,6 +216,21 @@ def _emulated_benchmarks(monkeypatch, emulated_cupy):
     return calls
 
 
+def _bf16_gemms(monkeypatch):
+    """(what, whether it ran a bf16 GEMM) of every minifcn net pass timed."""
+    seen, timed = [], gpu_net.time_or_record_failure
+
+    def recording(what, function, *args, **options):
+        def call():
+            before = len(emulated_cupy_module.gemm_types)
+            function()
+            seen.append((what, any(types[0] == emulated_cupy_module.CUDA_R_16BF for types in
+                                   emulated_cupy_module.gemm_types[before:])))
+        return timed(what, call if what.endswith("(minifcn)") else function, *args, **options)
+    monkeypatch.setattr(gpu_net, "time_or_record_failure", recording)
+    return seen
+
+
 KERNELS = ["im2col conv1_2", "col2im conv1_2", "im2col fc6", "col2im fc6", "col2im upscore",
            "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
            "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "crop_forward",
@@ -230,6 +246,7 @@ def test_the_whole_benchmark_runs_on_the_emulated_cupy(emulated_cupy, monkeypatc
     timings here mean nothing)."""
     from minifcn import cuda
     calls = _emulated_benchmarks(monkeypatch, emulated_cupy)
+    bf16_gemms = _bf16_gemms(monkeypatch)
     gpu_kernels.main(["--size", "8", "--repeat", "1", "--net-repeat", "1", "--batches", "1,2",
                       "--default-run", "--no-torch", "--out", str(tmp_path)])
     [path] = tmp_path.glob("gpu-emulated-GPU-*.json")
@@ -255,16 +272,23 @@ def test_the_whole_benchmark_runs_on_the_emulated_cupy(emulated_cupy, monkeypatc
         (precision, gpu_net.gemm_flops(gpu_net.step_gemms(8))) for precision in
         ("fp32 (TF32 off)", "TF32 on")]
     assert all(row["seconds"] > 0 and row["sgemm_tflops"] > 0 for row in report["gemm"])
+    # every precision's row has minifcn's time, bf16's included, with the fields and the
+    # precision names the report has always had
     assert [(row["model"], row["pass"], row["precision"], row["minifcn_s"] is not None)
             for row in report["net"]] == [
-        (f"{model} 8x8", pass_name, precision, precision != "bf16")
-        for model in ("FCN-32s", "FCN-8s") for precision in gpu_net.PRECISIONS
+        (f"{model} 8x8", pass_name, precision, True)
+        for model in ("FCN-32s", "FCN-8s") for precision in ("fp32 (TF32 off)", "TF32 on", "bf16")
         for pass_name in ("train step", "inference")]
+    assert all(set(row) == {"model", "pass", "precision", "minifcn_s", "torch_s"}
+               for row in report["net"])
     assert [(row["model"], row["precision"], row["minifcn_bytes"]) for row in report["memory"]] == [
-        (f"{model} 8x8", precision, None if precision == "bf16" else _Pool.HELD)
+        (f"{model} 8x8", precision, _Pool.HELD)
         for model in ("FCN-32s", "FCN-8s") for precision in gpu_net.PRECISIONS]
-    assert sum(note.startswith("Not run: minifcn FCN-") and "bf16" in note
-               for note in report["notes"]) == 2
+    assert not [note for note in report["notes"] if note.startswith("Not run")]
+    # the bf16 passes ran bf16 GEMMs (cuBLAS's CUDA_R_16BF operands), the others none
+    assert [what for what, bf16 in bf16_gemms if bf16] == [
+        f"{model} bf16 {pass_name} (minifcn)" for model in ("FCN-32s", "FCN-8s")
+        for pass_name in ("train step", "inference")]
     # TF32 was on for exactly the minifcn passes labelled so, and is off again
     net_calls = [(what, tf32) for what, tf32 in calls if what.startswith("FCN")]
     assert net_calls and all(tf32 == ("TF32 on" in what) for what, tf32 in net_calls)
