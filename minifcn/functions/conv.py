@@ -428,7 +428,8 @@ def _column_major(matrices):
 
 
 def _add_bias(y, bias):
-    """y += bias per channel, in place; for a bf16 y a kernel (float32 bias, kernels_for(y).add_bias)."""
+    """y += bias per channel, in place; for a bf16 y by a kernel (kernels_for(y).add_bias,
+    the bias float32)."""
     if bias is not None:
         if bfloat16.is_bfloat16(y):
             return backend.kernels_for(y).add_bias(y, bias)

@@ -133,8 +133,9 @@ def test_each_bf16_op_follows_float32(emulated_cupy, name):
 def test_ops_refuse_bf16_they_cannot_take(emulated_cupy):
     x = F.cast(mf.Tensor(emulated_cupy.ones((2, 3, 4, 4), numpy.float32)), bfloat16.DTYPE)
     label = emulated_cupy.zeros((2, 4, 4), numpy.int64)
+    weight = mf.Tensor(emulated_cupy.ones((5, 48), numpy.float32))
     for call, op in [(lambda: F.softmax_cross_entropy(x, label), "softmax_cross_entropy"),
-                     (lambda: F.linear(x.reshape(2, -1), mf.Tensor(emulated_cupy.ones((5, 48), numpy.float32))), "linear"),
+                     (lambda: F.linear(x.reshape(2, -1), weight), "linear"),
                      (lambda: x.sum(), "sum")]:
         with pytest.raises(TypeError, match=f"^{op}: .* is bf16 .* cast it to float32 first"):
             call()
@@ -268,3 +269,28 @@ def test_a_captured_bf16_step_replays_as_a_plain_one(emulated_cupy):
     for name, value in plain[0].items():
         numpy.testing.assert_array_equal(replayed[0][name], value, err_msg=name)
     assert plain[3] == replayed[3]
+
+
+def test_use_sets_and_restores_each_precision(emulated_cupy):
+    from minifcn import cuda
+    assert not cuda.tf32_allowed() and not precision.autocasting()
+    with precision.use("tf32", "cuda"):
+        assert cuda.tf32_allowed() and not precision.autocasting()
+    with precision.use("bf16", "cuda"):
+        assert precision.autocasting() and not cuda.tf32_allowed()
+    with precision.use("fp32", "cuda"):
+        assert not precision.autocasting() and not cuda.tf32_allowed()
+    assert not cuda.tf32_allowed() and not precision.autocasting()
+
+
+@pytest.mark.slow  # emulated, a whole (tiny) run with a graph-captured bf16 step
+def test_a_bf16_run_trains_and_records_its_precision(emulated_cupy, tmp_path):
+    from minifcn import train as training
+    tiny = dict(widths=(3, 4, 4, 6, 6), fc_width=6, image_size=40, val_images=1, progress=False,
+                device="cuda", iterations=4, val_interval=4, log_interval=2, precision="bf16")
+    scores = training.train(training.TrainConfig(out=str(tmp_path), **tiny), log=lambda *a: None)
+    checkpoint = training.load_checkpoint(tmp_path / "checkpoint.npz")
+    assert checkpoint["config"]["precision"] == "bf16"
+    assert numpy.isfinite(checkpoint["loss"]) and 0 <= scores["mean_iu"] <= 1
+    assert all(value.dtype == numpy.float32 for value in checkpoint["params"].values())
+    assert not precision.autocasting()
