@@ -142,7 +142,8 @@ def astype(array, dtype):
         return array
     if not (bfloat16.is_bfloat16(array) or dtype == bfloat16.DTYPE):
         return array.astype(dtype)
-    kernels = backend.kernels_for(array)
+    kernels, float32 = backend.kernels_for(array), numpy.dtype(numpy.float32)
     if dtype == bfloat16.DTYPE:
-        return kernels.cast(array.astype(numpy.float32, copy=False), dtype)
-    return kernels.cast(array, numpy.dtype(numpy.float32)).astype(dtype, copy=False)
+        return kernels.cast(array if array.dtype == float32 else array.astype(float32), dtype)
+    values = kernels.cast(array, float32)
+    return values if dtype == float32 else values.astype(dtype)
