@@ -293,7 +293,6 @@ def test_use_sets_and_restores_each_precision(emulated_cupy):
     assert not cuda.tf32_allowed() and not precision.autocasting()
 
 
-@pytest.mark.slow  # emulated, a whole (tiny) run with a graph-captured bf16 step
 def test_a_bf16_run_trains_and_records_its_precision(emulated_cupy, tmp_path):
     from minifcn import train as training
     tiny = dict(widths=(3, 4, 4, 6, 6), fc_width=6, image_size=40, val_images=1, progress=False,
