@@ -27,7 +27,7 @@
 //
 // WHAT BOUNDS ITS SPEED
 //   Bytes: read x, write y: 2 * size * sizeof(scalar_t) (8 bytes an element in float32,
-//   4 in bf16, whose 8 hashes a vector make the integer work twice as close a limit).
+//   4 in bf16, where the hashes' integer work per byte doubles and may bound it).
 //   The hash costs two 64-bit multiplies per element (the Weyl step is one add, the
 //   index advancing by one inside a vector): about 20 integer instructions an element,
 //   within an H100/H200's integer throughput at its memory bandwidth in float32 but
