@@ -103,6 +103,16 @@ def test_a_bf16_array_is_refused_by_the_files_without_a_bf16_build(monkeypatch, 
         cuda._launch(filename, kernel, numpy.uint16, 1)
 
 
+@pytest.mark.parametrize("filename", cuda.kernel_files())
+def test_every_kernel_can_be_launched_in_every_build_of_its_file(filename):
+    # a real parameter of a bf16-built file must be acc_t: a scalar_t one would be the
+    # bf16 bits (unsigned short), which Python cannot pass as a number
+    for dtype in cuda.storage_dtypes(filename):
+        for kernel in cuda.kernel_parameters(filename):
+            prepared = cuda._Prepared(filename, kernel, dtype)
+            assert prepared.real == cuda.acc_dtype(dtype)
+
+
 @pytest.mark.parametrize("dtype, real", [("float32", numpy.float32), ("uint16", numpy.float32),
                                          ("float64", numpy.float64)])
 def test_acc_t_parameters_take_the_accumulation_type(monkeypatch, dtype, real):
