@@ -189,3 +189,14 @@ def test_accumulate_adds_in_place(emulated_cuda, storage, rng, shape):
 def test_accumulate_refuses_bf16_with_another_dtype(emulated_cuda):
     with pytest.raises(TypeError, match="accumulate: the arrays must share one dtype"):
         emulated_cuda.accumulate(numpy.zeros(3, numpy.uint16), numpy.zeros(3, numpy.float32))
+
+
+def test_the_new_kernels_take_empty_arrays(emulated_cuda, storage):
+    empty = numpy.zeros((0, 2, 3, 3), storage)
+    bias = numpy.zeros(2, numpy.float64 if storage == numpy.float64 else numpy.float32)
+    assert emulated_cuda.relu_forward(empty).shape == empty.shape
+    assert emulated_cuda.add(empty, empty).shape == empty.shape
+    assert emulated_cuda.add_bias(empty, bias) is empty
+    to = numpy.float32 if storage == bfloat16.DTYPE else bfloat16.DTYPE
+    if storage != numpy.float64:
+        assert emulated_cuda.cast(empty, to).dtype == to
