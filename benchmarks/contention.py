@@ -15,9 +15,10 @@ each in its own process after a warm-up step) `--repeat` times:
 
 for each thread policy:
 
-    chosen       what `minifcn train` sets (runtime.configure_process with
-                 blas_threads_for(small net): numba on every core, BLAS on one)
-    all-cores    numba and BLAS each on every core (what minifcn did before)
+    chosen       what `minifcn train` does: numba on every core, BLAS on the cores other
+                 processes leave free, re-read between steps (runtime.BlasGovernor)
+    one-blas     numba on every core, BLAS on one thread, fixed (the previous policy)
+    all-cores    numba and BLAS each on every core, fixed (the one before)
 
 The table gives each case's median seconds and its ratio to the same policy alone
 (the target: at most 2.5x beside another CPU-bound process).
@@ -35,7 +36,7 @@ from minifcn.cli import positive_int
 
 from . import common
 
-POLICIES = ("chosen", "all-cores")
+POLICIES = ("chosen", "one-blas", "all-cores")
 BUSY = ("spin", "run")
 TARGET_RATIO = 2.5
 SPIN = "while True:\n    pass\n"
@@ -53,8 +54,11 @@ def default_run_steps(policy, size):
     from minifcn.train import TrainConfig, build_net
 
     config = TrainConfig(image_size=size)
-    blas = runtime.blas_threads_for(config.is_small()) if policy == "chosen" else None
-    runtime.configure_process(blas_threads=blas)
+    blas = {"chosen": runtime.blas_threads_for(config.is_small()), "one-blas": 1,
+            "all-cores": None}[policy]
+    settings = runtime.configure_process(blas_threads=blas)
+    governor = (runtime.training_blas_governor(settings["blas_threads"]) if policy == "chosen"
+                else runtime.FixedBlas())
     dataset = open_dataset(config.data, "train", **config.data_options())
     solver = config.solver()
     net = build_net(config, dataset.n_class)
@@ -64,12 +68,14 @@ def default_run_steps(policy, size):
     state = {"step": 0}
 
     def step():
+        state["blas_threads"] = governor.tick()
         image, label = dataset[int(order[state["step"] % len(order)])]
         state["step"] += 1
         opt.zero_grad()
         softmax_cross_entropy(net(Tensor(image[None])), label[None],
                               normalize=solver["normalize"]).backward()
         opt.step()
+    step.state = state
     return step
 
 
@@ -81,7 +87,7 @@ def child(policy, steps, size, repeat):
         while True:
             step()
     times = common.time_calls(lambda: [step() for _ in range(steps)], repeat=repeat, warmup=0)
-    common.child_reply({"times_s": times})
+    common.child_reply({"times_s": times, "blas_threads_last": step.state.get("blas_threads")})
 
 
 # ------------------------------------------------------------------------ the parent
@@ -114,15 +120,22 @@ def measure(policy, busy, steps, size, repeat):
     return dict(reply, load_before=load_before, **common.summary(reply["times_s"]))
 
 
+def _blas(case):
+    """", BLAS n at the end" for a governed case: the count its governor had settled on."""
+    count = case.get("blas_threads_last")
+    return "" if count is None else f", BLAS {count} at the end"
+
+
 def markdown_report(report):
     headers = ["thread policy", "alone"] + [f"beside {busy}" for busy in report["busy"]]
     rows = []
     for policy in report["policies"]:
         runs = report["results"][policy]
         alone = runs["alone"]["median_s"]
-        rows.append([policy, common.format_seconds(alone)] + [
+        rows.append([policy, common.format_seconds(alone) + _blas(runs["alone"])] + [
             f"{common.format_seconds(runs[busy]['median_s'])} "
-            f"({common.format_ratio(runs[busy]['median_s'], alone)})" for busy in report["busy"]])
+            f"({common.format_ratio(runs[busy]['median_s'], alone)}){_blas(runs[busy])}"
+            for busy in report["busy"]])
     return "\n".join([
         f"# The default run beside a busy process ({report['date']})", "",
         (f"{common.machine_sentence(report['machine'])}. {report['steps']} training steps of "
@@ -131,9 +144,11 @@ def markdown_report(report):
         f"{report['repeat']} blocks, each case in fresh processes; in brackets the ratio to "
         f"the same policy alone (target <= {TARGET_RATIO}x). 1-minute load average "
         f"{report['load_before']:.1f} before, {report['load_after']:.1f} after."), "",
-        ("chosen: what `minifcn train` sets (numba on every core, BLAS on one thread for the "
-        "small net); all-cores: numba and BLAS each on every core. spin: one process "
-        "spinning in pure Python; run: a second copy of the same steps."), "",
+        ("chosen: what `minifcn train` does (numba on every core, BLAS on the cores other "
+        "processes leave free, re-read between steps: runtime.BlasGovernor); one-blas: "
+        "numba on every core, BLAS on one thread; all-cores: numba and BLAS each on every "
+        "core. spin: one process spinning in pure Python; run: a second copy of the same "
+        "steps, with the same policy."), "",
         common.markdown_table(headers, rows), "",
         "`python -m benchmarks.contention` (minifcn bench contention) wrote this.", ""])
 

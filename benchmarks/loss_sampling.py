@@ -44,7 +44,7 @@ def run(p, args, directory):
             stamps.append(time.perf_counter() - began)
 
     began = time.perf_counter()
-    train(config, log=log)
+    train(config, overwrite=True, log=log)  # the benchmark's own scratch directory
     with open(os.path.join(directory, "log.jsonl")) as handle:
         rows = [json.loads(line) for line in handle]
     per_step = config.batch_size * config.solver()["iter_size"]
@@ -60,7 +60,7 @@ def warm_up(args, directory):
     config = TrainConfig(model=args.model, iterations=1, val_interval=1, val_images=1,
                          image_size=args.image_size, out=directory, progress=False,
                          **small_net(args))
-    train(config, log=lambda *_: None)
+    train(config, overwrite=True, log=lambda *_: None)
 
 
 def markdown(report):
@@ -68,16 +68,20 @@ def markdown(report):
     for p, points in report["runs"].items():
         last = points[-1]
         best = max(point["mean_iu"] for point in points)
+        load = report.get("load_average", {}).get(p)
         rows.append([p, last["iteration"], last["images"], common.format_seconds(last["seconds"]),
-                     f"{last['mean_iu']:.4f}", f"{best:.4f}"])
+                     f"{last['mean_iu']:.4f}", f"{best:.4f}",
+                     "not recorded" if load is None else f"{load[0]:.1f} / {load[1]:.1f}"])
     settings = ", ".join(f"{k} {v}" for k, v in report["settings"].items())
     return "\n".join([
         "# Loss sampling (patchwise training) against whole images", "",
         common.machine_sentence(report["machine"]), "", f"Settings: {settings}.", "",
         common.markdown_table(["P", "steps", "images seen", "wall time", "final mean IU",
-                               "best mean IU"], rows), "",
+                               "best mean IU", "load average before / after"], rows), "",
         "Every validation point is in the JSON file; the plot is "
-        f"`{report['plot']}`. Wall time includes the validations (the same in every run)."])
+        f"`{report['plot']}`. Wall time includes the validations (the same in every run). The "
+        "1-minute load average before and after each run says whether it had the machine "
+        "to itself (this run's own training counts about 1)."])
 
 
 # ------------------------------------------------------------------------- the plot
@@ -144,16 +148,29 @@ def main(argv=None):
     parser.add_argument("--fc-width", type=int)
     parser.add_argument("--out", default=os.path.join("runs", "loss-sampling"))
     parser.add_argument("--results", default=str(common.RESULTS_DIR))
+    parser.add_argument("--replace", metavar="JSON",
+                        help="rerun only --probabilities and put their runs in this earlier "
+                             "report, same settings (a run that shared the machine, redone)")
     parser.add_argument("--plot", default=os.path.join(str(common.REPO_ROOT), "docs",
                                                        "loss-sampling.png"))
     args = parser.parse_args(argv)
     probabilities = [float(p) for p in args.probabilities.split(",")]
-    warm_up(args, os.path.join(args.out, "warm-up"))
-    runs = {str(p): run(p, args, os.path.join(args.out, f"p{p}")) for p in probabilities}
     settings = {key: getattr(args, key) for key in
                 ("model", "iterations", "val_interval", "val_images", "image_size")}
-    report = {"machine": common.describe_machine(), "settings": settings, "runs": runs,
-              "plot": os.path.relpath(args.plot, str(common.REPO_ROOT))}
+    report = {"machine": common.describe_machine(), "settings": settings, "runs": {},
+              "load_average": {}, "plot": os.path.relpath(args.plot, str(common.REPO_ROOT))}
+    if args.replace:
+        with open(args.replace) as handle:
+            report = json.load(handle)
+        if report["settings"] != settings:
+            parser.error(f"--replace: {args.replace} was run with {report['settings']}, "
+                         f"not {settings}")
+    warm_up(args, os.path.join(args.out, "warm-up"))
+    for p in probabilities:  # each run's 1-minute load average before and after: was it alone?
+        before = common.load_average()
+        report["runs"][str(p)] = run(p, args, os.path.join(args.out, f"p{p}"))
+        report.setdefault("load_average", {})[str(p)] = [before, common.load_average()]
+    report["runs"] = dict(sorted(report["runs"].items(), key=lambda item: -float(item[0])))
     plot(report, args.plot)
     common.publish("loss-sampling", common.machine_slug(report["machine"]), report,
                    markdown(report), directory=args.results)

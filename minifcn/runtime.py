@@ -26,18 +26,25 @@ three settings, each for a reason measured on the 2-core machine of benchmarks/r
    OpenBLAS's threads spin while they wait, taking the time the late piece needs. For
    GEMMs that take milliseconds (the small nets of the default run, hundreds of them a
    step) this turns a step of a fraction of a second into seconds; one BLAS thread
-   avoids it, and costs the small net little, because its time goes to numba's loops
-   (im2col, pooling, Winograd's transforms) rather than to its thin GEMMs. VGG16-wide
-   nets spend their time in large GEMMs that need every core. So `blas_threads` is a
-   choice per workload: `train.train` (and `minifcn eval` and `predict`) ask for one
-   BLAS thread for the small net and all cores otherwise (`blas_threads_for`). `minifcn bench contention` measures the
-   default run alone and beside a busy process, with this choice and with BLAS on every
-   core. Setting OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or MKL_NUM_THREADS keeps BLAS at
-   that count instead; MINIFCN_THREADS sets numba's count (default: the cores this
+   avoids it. On an idle machine, though, every core is faster, for the small net too.
+   So training does not fix the count: `BlasGovernor` reads, between steps, how many of
+   this process's cores other processes kept busy (Linux's /proc/stat, less this
+   process's own CPU time), and gives BLAS the cores they leave free, at least one. The
+   count changes no bit of a result: OpenBLAS splits a GEMM's output between its
+   threads, never a sum (tests/test_runtime.py), so a resumed run still repeats the
+   uninterrupted one exactly. numba's pool keeps every core: its threads sleep between
+   loops, and the benchmark below shows it costs nothing beside a busy process.
+   `train.train` starts with `blas_threads_for(small net)` (one thread for the small
+   net, every core for the VGG16-wide ones) until the governor's first reading.
+   `minifcn bench contention` measures the default run alone and beside a busy process
+   with this policy, with one BLAS thread fixed, and with BLAS on every core. Setting
+   OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or MKL_NUM_THREADS keeps BLAS at that count
+   instead (no governor); MINIFCN_THREADS sets numba's count (default: the cores this
    process may run on).
 """
 import os
 import sys
+import time
 
 BLAS_ENVIRONMENT = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                     "BLIS_NUM_THREADS")
@@ -63,9 +70,10 @@ def default_threads():
 
 
 def blas_threads_for(small_net):
-    """BLAS threads for training a net: 1 for the narrow nets (their GEMMs are too short
-    for more threads to pay for waiting on each other, see the module docstring), None
-    (all of numba's threads) for the VGG16-wide ones."""
+    """BLAS threads a training run starts with, until BlasGovernor's first reading: 1
+    for the narrow nets (their GEMMs are too short for more threads to pay for waiting
+    on each other when a core is busy, see the module docstring), None (all of numba's
+    threads) for the VGG16-wide ones."""
     return 1 if small_net else None
 
 
@@ -104,6 +112,102 @@ def _configure_blas(threads):
         threadpool_limits(limits=threads, user_api="blas")
     counts = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
     return min(counts) if counts else None
+
+
+def blas_threads_beside(cores, others_busy):
+    """BLAS threads for `cores` usable cores when other processes keep `others_busy` of
+    them busy (a float, in cores): the free ones, rounded to nearest, at least 1."""
+    return max(1, min(cores, int(cores - others_busy + 0.5)))
+
+
+class OtherProcessesLoad:
+    """How many of this process's cores other processes kept busy since the last
+    reading: the busy ticks of those CPUs in /proc/stat, less this process's own CPU
+    time, over the wall time between. `read()` is None where /proc/stat is missing
+    (macOS, Windows) and at the first call."""
+
+    def __init__(self, stat_path="/proc/stat", cpus=None, clock=time.monotonic,
+                 own_seconds=time.process_time):
+        self.stat_path, self.clock, self.own_seconds = stat_path, clock, own_seconds
+        if cpus is None:
+            cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        self.cpus = None if cpus is None else {f"cpu{cpu}" for cpu in cpus}
+        self.tick_seconds = 1 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+        self.last = None
+
+    def _busy_seconds(self):
+        """Seconds the CPUs have spent busy since boot: user, nice, system, irq, softirq
+        and steal (a hypervisor's other guests are other processes too)."""
+        busy = 0
+        with open(self.stat_path) as stat:
+            for line in stat:
+                name, *fields = line.split()
+                if name.startswith("cpu") and name != "cpu" and (
+                        self.cpus is None or name in self.cpus):
+                    user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+                        int, (fields + ["0"] * 8)[:8])
+                    busy += user + nice + system + irq + softirq + steal
+        return busy * self.tick_seconds
+
+    def read(self):
+        try:
+            now = (self.clock(), self._busy_seconds(), self.own_seconds())
+        except (OSError, ValueError):
+            return None
+        last, self.last = self.last, now
+        if last is None or now[0] <= last[0]:
+            return None
+        return max(0.0, ((now[1] - last[1]) - (now[2] - last[2])) / (now[0] - last[0]))
+
+
+class BlasGovernor:
+    """Keeps BLAS's threads on the cores other processes leave free (the module
+    docstring says why). `tick()` goes between training steps, never inside one: BLAS's
+    count must not change under a running GEMM. It reads the load at most every
+    `interval` seconds (a reading costs tens of microseconds) and calls
+    `set_threads(count)` only when the count changes."""
+
+    def __init__(self, cores, threads, load=None, set_threads=None, clock=time.monotonic,
+                 interval=2.0, first_interval=0.25):
+        self.cores, self.threads = cores, threads
+        self.load = OtherProcessesLoad(clock=clock) if load is None else load
+        self.set_threads = _configure_blas if set_threads is None else set_threads
+        self.clock, self.interval, self.first_interval = clock, interval, first_interval
+        self.load.read()  # the first reading: the next one measures from here
+        self.since, self.decided = clock(), False
+        self.changes = []  # (others busy, new count): what it did, for logs and tests
+
+    def tick(self):
+        """Re-decide if the interval has passed; returns BLAS's thread count."""
+        waited = self.clock() - self.since
+        if waited < (self.interval if self.decided else self.first_interval):
+            return self.threads
+        others = self.load.read()
+        self.since, self.decided = self.clock(), True
+        if others is not None:
+            wanted = blas_threads_beside(self.cores, others)
+            if wanted != self.threads:
+                self.set_threads(wanted)
+                self.threads = wanted
+                self.changes.append((round(others, 2), wanted))
+        return self.threads
+
+
+class FixedBlas:
+    """No governor: BLAS's count stays as set (the environment fixed it, or ranks
+    share the machine and split it between them, distributed.py)."""
+
+    def tick(self):
+        return None
+
+
+def training_blas_governor(threads):
+    """The governor `train.train` ticks: a BlasGovernor over this process's cores,
+    starting from `threads` (what configure_process set), unless a BLAS environment
+    variable fixes the count or no BLAS library is loaded (FixedBlas)."""
+    if threads is None or any(name in os.environ for name in BLAS_ENVIRONMENT):
+        return FixedBlas()
+    return BlasGovernor(usable_cores(), threads)
 
 
 def announce_compiling(stream=None):

@@ -282,10 +282,14 @@ def train(config, resume=False, overwrite=False, log=print):
     Interrupted after Ctrl-C or SIGTERM (with a checkpoint saved), TrainingDiverged
     (the last good checkpoint kept), RunWriteError (a file could not be written, the
     message names it; nothing half-written is left). Sets the process's threads and
-    memory for training first (runtime.configure_process), and runs at
+    memory for training first (runtime.configure_process), keeps BLAS's threads on the
+    cores other processes leave free, between steps (runtime.BlasGovernor), and runs at
     `config.precision` (precision.use: tf32 or bf16 on the CPU is an OptionError, raised
     before anything is written)."""
-    runtime.configure_process(blas_threads=runtime.blas_threads_for(config.is_small()))
+    settings = runtime.configure_process(blas_threads=runtime.blas_threads_for(config.is_small()))
+    # ranks on one machine split its cores between them (distributed.py): no governor
+    governor = (runtime.training_blas_governor(settings["blas_threads"]) if config.ranks == 1
+                else runtime.FixedBlas())
     with precision.use(config.precision, config.device), StopRequest() as stop, \
             distributed.world_for(config) as world:
         try:
@@ -299,7 +303,7 @@ def train(config, resume=False, overwrite=False, log=print):
         if run.row_pending:  # a kill or Ctrl-C came between the checkpoint and its row
             run.validate()
         if run.position < config.iterations and not world.stopping(stop):
-            _loop(run, train_set, solver, stop)
+            _loop(run, train_set, solver, stop, governor)
         if not run.finished():  # only Ctrl-C or SIGTERM gets here
             run.stop(stop)
         return run.finish()
@@ -368,9 +372,9 @@ def _starting_meta(config):
     return {key: value for key, value in read_meta(path).items() if key not in OWN_META}
 
 
-def _loop(run, dataset, solver, stop):
+def _loop(run, dataset, solver, stop, governor):
     """Steps until the last, or until Ctrl-C or SIGTERM: checkpoint, then validation row,
-    at each validation point."""
+    at each validation point; BLAS's threads re-sized between steps (`governor`)."""
     config = run.config
     bar = _progress(range(run.position, config.iterations), config.progress, "train",
                     initial=run.position, total=config.iterations)
@@ -382,6 +386,7 @@ def _loop(run, dataset, solver, stop):
         for iteration in bar:
             if distributed.current().stopping(stop):  # all ranks agree (distributed.py)
                 return
+            governor.tick()
             rng_before = backend.rng_state()
             run.opt.lr = learning_rate(solver["lr"], solver["lr_policy"], iteration,
                                        config.iterations)

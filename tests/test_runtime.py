@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -151,3 +152,127 @@ def test_compiling_is_announced_once_and_not_when_cached(tmp_path):
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                            check=False)
     assert again.stdout.strip() == "9.0" and "compiling" not in again.stderr
+
+
+# ------------------------------------------------------------- BLAS threads beside others
+def test_blas_gets_the_cores_other_processes_leave_free():
+    from minifcn.runtime import blas_threads_beside
+    assert [blas_threads_beside(2, busy) for busy in (0.0, 0.3, 0.5, 0.6, 1.0, 1.9, 5.0)] == \
+        [2, 2, 2, 1, 1, 1, 1]
+    assert [blas_threads_beside(8, busy) for busy in (0.0, 2.4, 2.6, 7.0, 8.0)] == [8, 6, 5, 1, 1]
+
+
+def write_stat(path, per_cpu_busy, idle=1000):
+    """A /proc/stat in the kernel's format: the all-CPUs line, then one line per CPU;
+    each CPU's busy ticks split over user, nice, system, irq, softirq and steal."""
+    lines = [f"cpu  {sum(per_cpu_busy)} 0 0 {idle * len(per_cpu_busy)} 0 0 0 0 0 0"]
+    for cpu, busy in enumerate(per_cpu_busy):
+        user, rest = busy // 2, busy - busy // 2
+        lines.append(f"cpu{cpu} {user} {rest // 5} {rest // 5} {idle} 7 {rest // 5} {rest // 5} "
+                     f"{rest - 4 * (rest // 5)} 0 0")
+    lines += ["intr 12345 0 0", "ctxt 999", "btime 1700000000", "processes 4242"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_other_processes_load_is_the_busy_time_of_our_cpus_less_our_own(tmp_path):
+    from minifcn.runtime import OtherProcessesLoad
+    stat, clock, own = tmp_path / "stat", [100.0], [5.0]
+    write_stat(stat, [1000, 2000, 3000])
+    load = OtherProcessesLoad(stat_path=str(stat), cpus={0, 2}, clock=lambda: clock[0],
+                              own_seconds=lambda: own[0])
+    hz = 1 / load.tick_seconds
+    assert load.read() is None  # nothing to compare with yet
+    # 2 s later: CPUs 0 and 2 were busy 1.5 s and 2 s (CPU 1, not ours, 2 s), and this
+    # process ran 1.2 s of it: others kept 2.3 s busy over 2 s, 1.15 cores.
+    clock[0], own[0] = 102.0, 6.2
+    write_stat(stat, [1000 + int(1.5 * hz), 2000 + int(2 * hz), 3000 + int(2 * hz)])
+    assert load.read() == pytest.approx(1.15)
+    clock[0], own[0] = 103.0, 7.2  # then only this process ran: nobody else, and never < 0
+    assert load.read() == pytest.approx(0.0)
+    assert OtherProcessesLoad(stat_path=str(tmp_path / "missing")).read() is None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux's /proc/stat only")
+def test_a_spinning_process_is_seen_as_busy():
+    from minifcn.runtime import OtherProcessesLoad
+    import time
+    spinner = subprocess.Popen([sys.executable, "-c", "while True:\n    pass\n"])
+    try:
+        time.sleep(0.3)  # started
+        load = OtherProcessesLoad()
+        load.read()
+        time.sleep(1.0)  # this process sleeps; the spinner has a core to itself
+        assert load.read() >= 0.7
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+class FakeLoad:
+    def __init__(self, readings):
+        self.readings = list(readings)
+
+    def read(self):
+        return self.readings.pop(0)
+
+
+def test_the_governor_rereads_at_its_interval_and_changes_blas_only_when_it_must():
+    from minifcn.runtime import BlasGovernor
+    clock, set_to = [0.0], []
+    load = FakeLoad([None, 0.1, 0.2, 1.0, 0.0])  # the first is the reading at start
+    governor = BlasGovernor(cores=2, threads=1, load=load, set_threads=set_to.append,
+                            clock=lambda: clock[0], interval=2.0, first_interval=0.25)
+    assert governor.tick() == 1 and set_to == []      # too soon to have a reading
+    clock[0] = 0.3
+    assert governor.tick() == 2 and set_to == [2]     # idle: every core
+    clock[0] = 1.0
+    assert governor.tick() == 2 and load.readings == [0.2, 1.0, 0.0]  # not re-read yet
+    clock[0] = 2.5
+    assert governor.tick() == 2 and set_to == [2]     # still idle: no call
+    clock[0] = 4.6
+    assert governor.tick() == 1 and set_to == [2, 1]  # a busy core: one thread
+    clock[0] = 7.0
+    assert governor.tick() == 2 and set_to == [2, 1, 2]
+    assert governor.changes == [(0.1, 2), (1.0, 1), (0.0, 2)]
+
+
+def test_the_environment_or_no_blas_fixes_the_count():
+    from minifcn.runtime import BlasGovernor, FixedBlas, training_blas_governor
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        assert isinstance(training_blas_governor(1), FixedBlas)
+    finally:
+        del os.environ["OPENBLAS_NUM_THREADS"]
+    assert isinstance(training_blas_governor(None), FixedBlas)
+    assert isinstance(training_blas_governor(1), BlasGovernor)
+
+
+def test_training_ticks_the_governor_before_every_step(tmp_path, monkeypatch):
+    from minifcn import runtime, train
+    from tests.test_train import tiny_config
+    ticks = []
+
+    class Counting:
+        def tick(self):
+            ticks.append(len(ticks))
+
+    monkeypatch.setattr(runtime, "training_blas_governor", lambda threads: Counting())
+    train.train(tiny_config(tmp_path / "run", iterations=3, val_interval=3), log=lambda *a: None)
+    assert len(ticks) == 3
+
+
+def test_blas_thread_count_changes_no_bit_of_a_product():
+    """The governor may change BLAS's count mid-run, and a resumed run must still repeat
+    the uninterrupted one bit for bit: OpenBLAS splits a GEMM's output between its
+    threads, never a sum, so every element is summed in the same order at any count."""
+    from threadpoolctl import threadpool_limits
+    rng = numpy.random.default_rng(0)
+    for m, k, n in [(16, 27, 25600), (64, 576, 6400), (21, 4096, 64), (7, 9, 5)]:
+        a, b = (rng.standard_normal(s, numpy.float32) for s in ((m, k), (k, n)))
+        products = []
+        for threads in (1, 2, 3):
+            with threadpool_limits(threads, user_api="blas"):
+                products.append((a @ b, b.T @ a.T))  # and through transposed views
+        for other in products[1:]:
+            for got, first in zip(other, products[0]):
+                assert numpy.array_equal(got, first), (m, k, n)
