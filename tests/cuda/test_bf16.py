@@ -303,3 +303,17 @@ def test_a_bf16_run_trains_and_records_its_precision(emulated_cupy, tmp_path):
     assert numpy.isfinite(checkpoint["loss"]) and 0 <= scores["mean_iu"] <= 1
     assert all(value.dtype == numpy.float32 for value in checkpoint["params"].values())
     assert not precision.autocasting()
+
+
+def test_the_command_line_option_reaches_the_run(emulated_cupy, monkeypatch, tmp_path):
+    import minifcn.train as training
+    from minifcn.cli import main
+    seen = {}
+    monkeypatch.setattr(training, "train", lambda config, **run: seen.update(config=config) or
+                        {"mean_iu": 0.0})
+    for value in precision.PRECISIONS:
+        assert main(["train", "--device", "cuda", "--precision", value, "--out",
+                     str(tmp_path / value)]) == 0
+        assert seen["config"].precision == value
+    assert main(["train", "--device", "cuda", "--out", str(tmp_path / "default")]) == 0
+    assert seen["config"].precision == "fp32"
