@@ -1,6 +1,7 @@
 """What the compiler says of each CUDA kernel, without a GPU: registers per thread,
 stack frame and spills, from `ptxas -v` on the code cupy.RawModule builds
-(minifcn.cuda.kernel_source and compile_options, per dtype) for Ampere and Hopper.
+(minifcn.cuda.kernel_source and compile_options, per dtype: float32, float64 and bf16
+where the file has a bf16 build) for Ampere and Hopper.
 
     python -m benchmarks.kernel_resources [--arch sm_80 sm_90] [--out DIR]
 
@@ -26,7 +27,6 @@ from minifcn import cuda
 from . import common
 
 ARCHITECTURES = ("sm_80", "sm_90")
-DTYPES = tuple(cuda.SCALAR_TYPES)  # float32, float64
 REGISTERS_PER_SM, MAX_THREADS_PER_SM = 65536, 2048
 _ENTRY = re.compile(r"Compiling entry function '(\w+)' for")
 _FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
@@ -99,7 +99,7 @@ def main(argv=None):
         parser.exit(1, f"{parser.prog}: nvcc (the CUDA toolkit) is not installed\n")
     rows = []
     for filename in cuda.kernel_files():
-        for dtype in DTYPES:
+        for dtype in cuda.storage_dtypes(filename):
             for arch in args.arch:
                 for kernel, resources in sorted(ptxas_report(filename, dtype, arch, compiler).items()):
                     rows.append({"kernel": kernel, "file": filename, "dtype": dtype, "arch": arch,

@@ -2,11 +2,26 @@
 // minifcn/cuda.py pastes it in place of the #include line before NVRTC compiles the
 // file (NVRTC compiles a string and does not look in kernels/).
 //
-// scalar_t
-//     float or double. minifcn/cuda.py compiles every file twice, with
-//     -Dscalar_t=float and -Dscalar_t=double, so each kernel is written once and serves
-//     float32 and float64 arrays. Without the flag it is float, so that every file also
-//     compiles as it stands (`nvcc -ptx kernels/im2col.cu`).
+// scalar_t and acc_t: the storage type and the arithmetic type
+//     scalar_t is what the arrays hold, acc_t what a kernel computes in. minifcn/cuda.py
+//     compiles every file for float32 (-Dscalar_t=float), float64 (-Dscalar_t=double)
+//     and, where the file allows it, bf16 (-DSTORAGE_BF16), so each kernel is written
+//     once and serves all three:
+//         build     scalar_t         acc_t
+//         float32   float            float
+//         float64   double           double
+//         bf16      unsigned short   float    (the top 16 bits of a float32,
+//                                              minifcn/bfloat16.py's convention)
+//     A kernel loads with to_acc(x[i]), computes in acc_t, sums in acc_t, and rounds once
+//     as it stores: y[i] = from_acc(v). Both are the identity for float and double, so
+//     those builds compute exactly what they did before bf16 existed. Pure data movement
+//     (im2col, crop, ReLU) copies scalar_t as it is. Real-valued parameters
+//     (dropout's scale, LRN's alpha, ...) are acc_t: minifcn/cuda.py passes float32 for
+//     the float32 and bf16 builds, float64 for the float64 one. A file that has no bf16
+//     build (solver.cu, softmax_loss.cu, implicit_gemm.cu) says why with an #error
+//     under STORAGE_BF16, which minifcn/cuda.py also reads (`storage_dtypes`).
+//     Without flags it is the float32 build, so that every file also compiles as it
+//     stands (`nvcc -ptx kernels/im2col.cu`).
 //
 // GRID_STRIDE_LOOP(index, count)
 //     One thread handles index = its global id, then id + (threads in the grid), and so
@@ -31,8 +46,14 @@
 //     padded position q are first_window(q, e, s) .. last_window(q, s, count); the
 //     gather kernels (col2im, pooling backward) loop over exactly those.
 
+#ifdef STORAGE_BF16
+#define scalar_t unsigned short
+#define acc_t float
+#else
 #ifndef scalar_t
 #define scalar_t float
+#endif
+#define acc_t scalar_t
 #endif
 #ifndef index_t
 #define index_t long long
@@ -60,10 +81,33 @@ __device__ __forceinline__ index_t last_window(index_t position, index_t stride,
 __device__ __forceinline__ index_t max_index(index_t a, index_t b) { return a > b ? a : b; }
 __device__ __forceinline__ index_t min_index(index_t a, index_t b) { return a < b ? a : b; }
 
+// ------------------------------------------------------------- loading and storing values
+// to_acc: a stored value as acc_t (exact). from_acc: an acc_t value as stored, rounded
+// to the nearest bf16, ties to even, a NaN kept a quiet NaN of its sign, overflow to
+// +-inf: bit for bit what minifcn/bfloat16.py's from_float32 does (the bits of a float
+// are its integer: adding 0x7FFF plus the kept part's lowest bit, then dropping 16
+// bits, rounds to nearest even and carries into the exponent where it must).
+#ifdef STORAGE_BF16
+__device__ __forceinline__ acc_t to_acc(scalar_t bits)
+{
+    return __uint_as_float((unsigned int)bits << 16);
+}
+
+__device__ __forceinline__ scalar_t from_acc(acc_t value)
+{
+    const unsigned int u = __float_as_uint(value);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (scalar_t)((u >> 16) | 0x0040u);
+    return (scalar_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+#else
+__device__ __forceinline__ acc_t to_acc(scalar_t value) { return value; }
+__device__ __forceinline__ scalar_t from_acc(acc_t value) { return value; }
+#endif
+
 // ------------------------------------------------ 16-byte vectors (crop.cu, dropout.cu)
-// scalar_vector: SCALAR_VECTOR_WIDTH scalars (4 floats or 2 doubles) that one 16-byte
-// load or store moves (ld.global.v4.f32 / .v2.f64). A kernel takes its vector path
-// only when the pointers are aligned_16 and every offset is a multiple of the width.
+// scalar_vector: SCALAR_VECTOR_WIDTH scalars (4 floats, 2 doubles or 8 bf16) that one
+// 16-byte load or store moves. A kernel takes its vector path only when the pointers
+// are aligned_16 and every offset is a multiple of the width.
 #define SCALAR_VECTOR_WIDTH ((int)(16 / sizeof(scalar_t)))
 struct alignas(16) scalar_vector {
     scalar_t v[SCALAR_VECTOR_WIDTH];
@@ -88,8 +132,9 @@ __device__ __forceinline__ bool aligned_16(const void* pointer)
 // RUN_MAX and store_run
 //     A "run" is up to RUN_MAX consecutive outputs of one row that one thread computes
 //     into registers (v[RUN_MAX], every index a constant after unrolling) and stores
-//     with store_run: one 16-byte store (float4, or two double2) when `vector` is 4,
-//     8- or 16-byte pairs when it is 2, else one element at a time. vector_width picks
+//     with store_run: 4 elements in one store (float4, bf16 as a uint2) or two double2
+//     when `vector` is 4, pairs when it is 2, else one element at a time; store_sums
+//     rounds acc_t sums once (from_acc) and stores them the same way. vector_width picks
 //     it once per launch: the row length and the run must be multiples of it and the
 //     array's base aligned to it, so every run starts aligned (outputs are fresh CuPy
 //     allocations, 256-byte aligned; the base check keeps any other pointer correct).
@@ -126,6 +171,19 @@ __device__ __forceinline__ void store_four(double* p, const double* v)
     store_pair(p, v);
     store_pair(p + 2, v + 2);
 }
+// bf16: two values in one 32-bit word, the first in its low half (little-endian)
+__device__ __forceinline__ unsigned int bf16_pair(const unsigned short* v)
+{
+    return (unsigned int)v[0] | ((unsigned int)v[1] << 16);
+}
+__device__ __forceinline__ void store_pair(unsigned short* p, const unsigned short* v)
+{
+    *(unsigned int*)p = bf16_pair(v);
+}
+__device__ __forceinline__ void store_four(unsigned short* p, const unsigned short* v)
+{
+    *(uint2*)p = make_uint2(bf16_pair(v), bf16_pair(v + 2));
+}
 
 // p[0 .. n) = v[0 .. n), n <= RUN_MAX; `vector` from vector_width.
 __device__ __forceinline__ void store_run(scalar_t* p, const scalar_t* v, index_t n, int vector)
@@ -143,6 +201,15 @@ __device__ __forceinline__ void store_run(scalar_t* p, const scalar_t* v, index_
             if (e + 1 < n) p[e + 1] = v[e + 1];
         }
     }
+}
+
+// store_run of acc_t sums, each rounded once to scalar_t.
+__device__ __forceinline__ void store_sums(scalar_t* p, const acc_t* sums, index_t n, int vector)
+{
+    scalar_t v[RUN_MAX];
+    UNROLL
+    for (int e = 0; e < RUN_MAX; ++e) v[e] = from_acc(sums[e]);
+    store_run(p, v, n, vector);
 }
 
 // The pairs of one axis: per launch (dilation > 1 only) gcd and inverse, per position q

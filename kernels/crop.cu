@@ -7,13 +7,14 @@
 // forward row r of y (planes * crop_h rows) is crop_w contiguous elements of one row of
 // x; backward row r of gx (planes * H rows) is zeros, then (if the row lies in the
 // crop) crop_w elements of one row of gy, then zeros. gx needs no separate zero fill.
+// Pure data movement: every build, bf16 included, copies the stored bits.
 //
 // THREAD MAPPING
 //   2-D blocks: threadIdx.y picks a row, threadIdx.x walks along it. A thread's row
 //   costs one division (its plane and its row inside the plane); along the row it moves
 //   up to 4 items per step (items blockDim.x apart, all 4 loads issued before the
 //   stores), grid-stride in x along the row and in y over the rows, so any grid covers
-//   any size. An item is a 16-byte vector (4 floats, 2 doubles) when the row offsets
+//   any size. An item is a 16-byte vector (4 floats, 2 doubles, 8 bf16) when the row offsets
 //   and widths (ox, W, crop_w) are multiples of the vector width and both pointers are
 //   16-byte aligned, else one element. Neighbouring threads take neighbouring items of
 //   one row: contiguous loads and stores. minifcn/cuda.py sizes blockDim.x to the row

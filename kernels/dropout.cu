@@ -4,6 +4,10 @@
 //     keep(i)   = bits(i) >= threshold                    threshold = ceil(p 2^53)
 //     y[i]      = keep(i) ? x[i] * scale : 0              scale = 1 / (1 - p)
 //
+// x * scale is computed in acc_t and rounded once (common.cuh): in bf16 the float32
+// product of the decoded value, rounded to bf16. The mask depends on (seed, i) alone,
+// so every build, bf16 included, drops the same elements.
+//
 // The mask is a function of (seed, i), never stored: backward is the same kernel on
 // gy with the same seed (dropout is linear in x for a fixed mask). One pass reads x and
 // writes y, where drawing uniforms, comparing, scaling and multiplying took four passes
@@ -13,7 +17,7 @@
 // x and y hold `size` elements, C-contiguous; i is the flat index.
 //
 // THREAD MAPPING
-//   one thread per 16-byte vector (4 floats or 2 doubles) of x and y, grid-stride over
+//   one thread per 16-byte vector (4 floats, 2 doubles or 8 bf16) of x and y, grid-stride over
 //   size / width vectors: one vector load, `width` hashes, one vector store. Neighbouring
 //   threads take neighbouring vectors (a warp moves 512 contiguous bytes each way). The
 //   last size % width elements go to the grid's first threads, one each (grid-stride,
@@ -22,7 +26,8 @@
 //   size. dropout_seed_on_device (CUDA graphs) is the same with the seed in memory.
 //
 // WHAT BOUNDS ITS SPEED
-//   Bytes: read x, write y: 2 * size * sizeof(scalar_t) (8 bytes an element in float32).
+//   Bytes: read x, write y: 2 * size * sizeof(scalar_t) (8 bytes an element in float32,
+//   4 in bf16, where the hashes' integer work per byte doubles and may bound it).
 //   The hash costs two 64-bit multiplies per element (the Weyl step is one add, the
 //   index advancing by one inside a vector): about 20 integer instructions an element,
 //   within an H100/H200's integer throughput at its memory bandwidth in float32 but
@@ -51,15 +56,15 @@ __device__ __forceinline__ unsigned long long weyl_state(long long seed, index_t
 
 // bits >> 11 >= threshold  <=>  bits >= threshold << 11 (threshold < 2^53: p < 1)
 __device__ __forceinline__ scalar_t dropped_or_scaled(scalar_t value, unsigned long long state,
-                                                      unsigned long long keep_from, scalar_t scale)
+                                                      unsigned long long keep_from, acc_t scale)
 {
-    return splitmix64_mix(state) >= keep_from ? value * scale : (scalar_t)0;
+    return splitmix64_mix(state) >= keep_from ? from_acc(to_acc(value) * scale) : (scalar_t)0;
 }
 
 // The kernel's body, for either source of the seed.
 __device__ __forceinline__ void dropout_body(
     const scalar_t* __restrict__ x, index_t size, long long seed, long long threshold,
-    scalar_t scale, scalar_t* __restrict__ y)
+    acc_t scale, scalar_t* __restrict__ y)
 {
     const unsigned long long keep_from = (unsigned long long)threshold << 11;
     const index_t thread = (index_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -88,7 +93,7 @@ PRAGMA_UNROLL()
 
 extern "C" __global__ void dropout(
     const scalar_t* __restrict__ x, index_t size, long long seed, long long threshold,
-    scalar_t scale, scalar_t* __restrict__ y)
+    acc_t scale, scalar_t* __restrict__ y)
 {
     dropout_body(x, size, seed, threshold, scale, y);
 }
@@ -98,7 +103,7 @@ extern "C" __global__ void dropout(
 // each replay's fresh seed is written there instead. One extra 8-byte load per thread.
 extern "C" __global__ void dropout_seed_on_device(
     const scalar_t* __restrict__ x, index_t size, const long long* __restrict__ seed,
-    long long threshold, scalar_t scale, scalar_t* __restrict__ y)
+    long long threshold, acc_t scale, scalar_t* __restrict__ y)
 {
     dropout_body(x, size, seed[0], threshold, scale, y);
 }

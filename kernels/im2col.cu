@@ -6,7 +6,8 @@
 //                  with oy*sy + i*dy = h + ph and ox*sx + j*dx = w + pw
 //
 // xpad is x with ph rows and pw columns of zeros on each side; x is (C, H, W), col is
-// (C, kh, kw, out_h, out_w), all C-contiguous.
+// (C, kh, kw, out_h, out_w), all C-contiguous. im2col copies stored values as they are;
+// col2im sums in acc_t and rounds each pixel's total once (common.cuh).
 //
 // THREAD MAPPING (grids built by minifcn/cuda.py, _plane_grid)
 //   im2col: grid z = channel c, grid y = tap (i, j), grid x = grid-stride over the
@@ -102,7 +103,7 @@ extern "C" __global__ void col2im(
             const index_t n = min_index(run, width - w_first);
             const Pairs row = window_pairs(rows, h + pad_h);
             Pairs column[RUN_MAX];
-            scalar_t total[RUN_MAX];
+            acc_t total[RUN_MAX];
             UNROLL
             for (int e = 0; e < RUN_MAX; ++e) {
                 column[e] = window_pairs(cols, w_first + e + pad_w);
@@ -117,11 +118,11 @@ extern "C" __global__ void col2im(
                     index_t ox = column[e].o, j = column[e].i;
                     for (index_t k = 0; k < column[e].n;
                          ++k, ox -= cols.dilation_step, j += cols.stride_step) {
-                        total[e] += col_row[j * out_size + ox];
+                        total[e] += to_acc(col_row[j * out_size + ox]);
                     }
                 }
             }
-            store_run(x + (c * height + h) * width + w_first, total, n, vector);
+            store_sums(x + (c * height + h) * width + w_first, total, n, vector);
         }
     }
 }

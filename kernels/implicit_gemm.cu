@@ -31,8 +31,14 @@
 //   compute-bound, so this can only win where the columns' traffic dominates (few
 //   channels, large maps: conv1_2 and the like). Which layers take it is decided by
 //   measurement only (functions/conv.py, implicit_gemm_layers: empty until a GPU run).
+//
+// Built for float32 and float64 only, no bf16 (the #error below says why).
 
 #include "common.cuh"
+
+#ifdef STORAGE_BF16
+#error "implicit_gemm.cu has no bf16 build: bf16 convolutions are cuBLAS GEMMs on im2col's columns"
+#endif
 
 #define TILE_M 64
 #define TILE_P 64

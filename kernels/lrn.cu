@@ -9,7 +9,10 @@
 //
 // Channels outside [0, C) add nothing. x, y, scale, gy, gx are (N, C, H, W),
 // C-contiguous; a pixel's channels lie H * W apart. alpha / n and 2 alpha beta / n
-// arrive precomputed (in double, then rounded to scalar_t, as NumPy rounds them).
+// arrive precomputed (in double, then rounded to acc_t, as NumPy rounds them). The
+// arithmetic is in acc_t (float for bf16), the window sums in double, and each stored
+// value (y, scale, gx) is rounded once (common.cuh); in bf16 the saved scale is
+// rounded too, and backward reads it so.
 //
 // THREAD MAPPING
 //   forward and backward: one thread per (image, run of `run` channels, pixel), pixel
@@ -39,8 +42,8 @@
 
 extern "C" __global__ void lrn_forward(
     const scalar_t* __restrict__ x, index_t images, index_t channels,
-    index_t pixels_per_channel, index_t run, index_t size, scalar_t alpha_over_size,
-    scalar_t beta, scalar_t k, scalar_t* __restrict__ y, scalar_t* __restrict__ scale)
+    index_t pixels_per_channel, index_t run, index_t size, acc_t alpha_over_size,
+    acc_t beta, acc_t k, scalar_t* __restrict__ y, scalar_t* __restrict__ scale)
 {
     const index_t runs = (channels + run - 1) / run;
     const index_t pre = (size - 1) / 2;
@@ -54,22 +57,22 @@ extern "C" __global__ void lrn_forward(
         const scalar_t* x_pixel = x + start;
         double sum_of_squares = 0;  // the window of `first`: [first - pre, first - pre + n)
         for (index_t c = max_index(first - pre, 0); c < min_index(first - pre + size, channels); ++c) {
-            const double value = x_pixel[c * pixels_per_channel];
+            const double value = to_acc(x_pixel[c * pixels_per_channel]);
             sum_of_squares += value * value;
         }
 PRAGMA_UNROLL(4)
         for (index_t c = first; c < last; ++c) {
             const index_t at = start + c * pixels_per_channel;
-            const scalar_t scale_here = k + alpha_over_size * (scalar_t)sum_of_squares;
-            scale[at] = scale_here;
-            y[at] = x[at] * pow(scale_here, -beta);
+            const acc_t scale_here = k + alpha_over_size * (acc_t)sum_of_squares;
+            scale[at] = from_acc(scale_here);
+            y[at] = from_acc(to_acc(x[at]) * pow(scale_here, -beta));
             const index_t entering = c - pre + size, leaving = c - pre;
             if (entering < channels) {
-                const double value = x_pixel[entering * pixels_per_channel];
+                const double value = to_acc(x_pixel[entering * pixels_per_channel]);
                 sum_of_squares += value * value;
             }
             if (leaving >= 0) {
-                const double value = x_pixel[leaving * pixels_per_channel];
+                const double value = to_acc(x_pixel[leaving * pixels_per_channel]);
                 sum_of_squares -= value * value;
             }
         }
@@ -80,7 +83,7 @@ extern "C" __global__ void lrn_backward(
     const scalar_t* __restrict__ x, const scalar_t* __restrict__ y,
     const scalar_t* __restrict__ scale, const scalar_t* __restrict__ gy, index_t images,
     index_t channels, index_t pixels_per_channel, index_t run, index_t size,
-    scalar_t two_alpha_beta_over_size, scalar_t beta, scalar_t* __restrict__ gx)
+    acc_t two_alpha_beta_over_size, acc_t beta, scalar_t* __restrict__ gx)
 {
     const index_t runs = (channels + run - 1) / run;
     const index_t pre = (size - 1) / 2, post = size - 1 - pre;
@@ -94,7 +97,7 @@ extern "C" __global__ void lrn_backward(
         // ratio(c') = gy y / scale at channel c'; the window of c is [c - post, c + pre]
         const auto ratio = [=](index_t c) {
             const index_t at = start + c * pixels_per_channel;
-            return (double)(gy[at] * y[at] / scale[at]);
+            return (double)(to_acc(gy[at]) * to_acc(y[at]) / to_acc(scale[at]));
         };
         double spread = 0;
         for (index_t c = max_index(first - post, 0); c < min_index(first + pre + 1, channels); ++c) {
@@ -103,8 +106,8 @@ extern "C" __global__ void lrn_backward(
 PRAGMA_UNROLL(4)
         for (index_t c = first; c < last; ++c) {
             const index_t at = start + c * pixels_per_channel;
-            gx[at] = gy[at] * pow(scale[at], -beta)
-                   - two_alpha_beta_over_size * x[at] * (scalar_t)spread;
+            gx[at] = from_acc(to_acc(gy[at]) * pow(to_acc(scale[at]), -beta)
+                              - two_alpha_beta_over_size * to_acc(x[at]) * (acc_t)spread);
             if (c + pre + 1 < channels) spread += ratio(c + pre + 1);
             if (c - post >= 0) spread -= ratio(c - post);
         }

@@ -17,7 +17,9 @@
 // pool_size is Caffe's: the window clipped to the padded input [-p, H + p) (padded
 // cells count, the overhang that ceil rounding adds does not). x and gx are
 // (N, C, H, W), y, argmax and gy (N, C, out_h, out_w), all C-contiguous; "planes" is
-// N * C: every plane is pooled the same way.
+// N * C: every plane is pooled the same way. Values are compared, summed and divided
+// in acc_t and rounded once as they are stored (common.cuh): max pooling's outputs are
+// its inputs' values, its and avg pooling's gradients acc_t sums rounded once.
 //
 // THREAD MAPPING (grids built by minifcn/cuda.py, _plane_grid)
 //   forward:  grid z = plane, grid x = grid-stride over the plane's outputs, one output
@@ -51,7 +53,7 @@
 //                 argmax read once, each by the run that covers it): DRAM-write bound.
 //                 Predicted 70-75%.
 //   avg forward / backward: the same without argmax; predicted 75-80% / 70-75%.
-//   Loads are scalar (4 or 8 bytes): a window starts at any column (stride, padding),
+//   Loads are scalar (2, 4 or 8 bytes): a window starts at any column (stride, padding),
 //   and lane-neighbouring loads already use every line they touch; the 16-byte
 //   accesses are the gradient's stores, the larger side of the backward pass.
 
@@ -92,13 +94,13 @@ __device__ __forceinline__ void max_pool_forward_body(
             const Span rows = window_span(oy, stride_h, pad_h, kernel_h, height);
             const Span cols = window_span(ox, stride_w, pad_w, kernel_w, width);
             // Nothing beats -inf strictly: then the first real pixel is named.
-            scalar_t best = -(scalar_t)(1.0 / 0.0);
+            acc_t best = -(acc_t)(1.0 / 0.0);
             index_t best_cell = (rows.lo - rows.start) * kernel_w + cols.lo - cols.start;
             for (index_t h = rows.lo; h < rows.hi; ++h) {
                 const scalar_t* x_row = x_plane + h * width;
                 const index_t row_cell = (h - rows.start) * kernel_w - cols.start;
                 for (index_t w = cols.lo; w < cols.hi; ++w) {
-                    const scalar_t value = x_row[w];
+                    const acc_t value = to_acc(x_row[w]);
                     // a NaN, once taken, stays: NaN > value is false, and best is NaN
                     if (value > best || (value != value && best == best)) {
                         best = value;
@@ -106,7 +108,7 @@ __device__ __forceinline__ void max_pool_forward_body(
                     }
                 }
             }
-            y[plane * out_size + p] = best;
+            y[plane * out_size + p] = from_acc(best);
             argmax[plane * out_size + p] = (offset_t)best_cell;
         }
     }
@@ -167,7 +169,7 @@ __device__ __forceinline__ void max_pool_backward_body(
             const index_t n = min_index(run, width - w_first);
             const Cover cover = covering_windows(h, w_first, n, kernel_h, kernel_w, stride_h,
                                                  stride_w, pad_h, pad_w, out_h, out_w);
-            scalar_t total[RUN_MAX];
+            acc_t total[RUN_MAX];
             UNROLL
             for (int e = 0; e < RUN_MAX; ++e) total[e] = 0;
             for (index_t oy = cover.oy_lo; oy <= cover.oy_hi; ++oy) {
@@ -176,7 +178,7 @@ __device__ __forceinline__ void max_pool_backward_body(
                 for (index_t ox = cover.ox_lo; ox <= cover.ox_hi; ++ox) {
                     const index_t j_first = w_first + pad_w - ox * stride_w;
                     const index_t cell = (index_t)argmax_plane[oy * out_w + ox];
-                    const scalar_t g = gy_plane[oy * out_w + ox];
+                    const acc_t g = to_acc(gy_plane[oy * out_w + ox]);
                     UNROLL
                     for (int e = 0; e < RUN_MAX; ++e) {
                         const index_t j = j_first + e;
@@ -186,7 +188,7 @@ __device__ __forceinline__ void max_pool_backward_body(
                     }
                 }
             }
-            store_run(gx + (plane * height + h) * width + w_first, total, n, vector);
+            store_sums(gx + (plane * height + h) * width + w_first, total, n, vector);
         }
     }
 }
@@ -226,12 +228,12 @@ extern "C" __global__ void avg_pool_forward(
             const Span cols = window_span(ox, stride_w, pad_w, kernel_w, width);
             const index_t pool_size = clipped_extent(rows, kernel_h, height, pad_h)
                                       * clipped_extent(cols, kernel_w, width, pad_w);
-            scalar_t total = 0;
+            acc_t total = 0;
             for (index_t h = rows.lo; h < rows.hi; ++h) {
                 const scalar_t* x_row = x_plane + h * width;
-                for (index_t w = cols.lo; w < cols.hi; ++w) total += x_row[w];
+                for (index_t w = cols.lo; w < cols.hi; ++w) total += to_acc(x_row[w]);
             }
-            y[plane * out_size + p] = total / (scalar_t)pool_size;
+            y[plane * out_size + p] = from_acc(total / (acc_t)pool_size);
         }
     }
 }
@@ -252,7 +254,7 @@ extern "C" __global__ void avg_pool_backward(
             const index_t n = min_index(run, width - w_first);
             const Cover cover = covering_windows(h, w_first, n, kernel_h, kernel_w, stride_h,
                                                  stride_w, pad_h, pad_w, out_h, out_w);
-            scalar_t total[RUN_MAX];
+            acc_t total[RUN_MAX];
             UNROLL
             for (int e = 0; e < RUN_MAX; ++e) total[e] = 0;
             for (index_t oy = cover.oy_hi; oy >= cover.oy_lo; --oy) {
@@ -260,8 +262,8 @@ extern "C" __global__ void avg_pool_backward(
                 const index_t pool_h = clipped_extent(rows, kernel_h, height, pad_h);
                 for (index_t ox = cover.ox_hi; ox >= cover.ox_lo; --ox) {
                     const Span cols = window_span(ox, stride_w, pad_w, kernel_w, width);
-                    const scalar_t share = gy_plane[oy * out_w + ox]
-                        / (scalar_t)(pool_h * clipped_extent(cols, kernel_w, width, pad_w));
+                    const acc_t share = to_acc(gy_plane[oy * out_w + ox])
+                        / (acc_t)(pool_h * clipped_extent(cols, kernel_w, width, pad_w));
                     UNROLL
                     for (int e = 0; e < RUN_MAX; ++e) {
                         const index_t w = w_first + e;
@@ -269,7 +271,7 @@ extern "C" __global__ void avg_pool_backward(
                     }
                 }
             }
-            store_run(gx + (plane * height + h) * width + w_first, total, n, vector);
+            store_sums(gx + (plane * height + h) * width + w_first, total, n, vector);
         }
     }
 }

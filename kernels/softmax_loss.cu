@@ -49,8 +49,14 @@
 //   batch 1 (two launches where there were three to five: the kernel, CuPy's two sums)
 //   and 70-80% at batch 8; backward 60-70% at batch 1 and 75-85% at batch 8 (was one
 //   64-bit division a pixel and three passes over the scores).
+//
+// Built for float32 and float64 only, no bf16 (the #error below says why).
 
 #include "common.cuh"
+
+#ifdef STORAGE_BF16
+#error "softmax_loss.cu has no bf16 build: the softmax and the loss are float32"
+#endif
 
 #define FULL_WARP 0xffffffffu
 

@@ -38,8 +38,14 @@
 // expressions, with temporaries) and over 25 s for Adam, in ~10 launches per
 // parameter. Predicted: near the copy bandwidth for FCN-32s' 134 M parameters (one
 // launch of ~8 k blocks), e.g. 2.7 GB moved per SGD step in float32.
+//
+// Built for float32 and float64 only, no bf16 (the #error below says why).
 
 #include "common.cuh"
+
+#ifdef STORAGE_BF16
+#error "solver.cu has no bf16 build: the master weights, their gradients and the solver state are float32"
+#endif
 
 extern "C" __global__ void sgd_step(
     scalar_t* __restrict__ param_inout, const scalar_t* __restrict__ grad,

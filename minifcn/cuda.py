@@ -16,9 +16,12 @@ capabilities it lacks. How one call reaches the GPU, for example max pooling:
 Nothing here waits for the GPU: results stay on the device, the loss included.
 
 Why it is built this way:
-- One source, two dtypes. Each .cu file is compiled twice, with -Dscalar_t=float and
-  -Dscalar_t=double (`compile_options`), so a kernel is written once, with no template
-  machinery between the reader and the loop.
+- One source, three storage types. Each .cu file is compiled with -Dscalar_t=float,
+  -Dscalar_t=double and (unless the file refuses it: `storage_dtypes`) -DSTORAGE_BF16
+  for bf16 arrays (uint16 holding the top half of a float32, minifcn/bfloat16.py)
+  (`compile_options`), so a kernel is written once, with no template machinery between
+  the reader and the loop. scalar_t is what an array holds, acc_t what the kernel
+  computes in: float for float32 and bf16, double for float64 (kernels/common.cuh).
 - Two index widths. Each file is also compiled with -Dindex_t=int and -Dindex_t=long
   long: `_launch` takes the 32-bit build whenever every index the launch can form fits
   (`index_bits`), so the common case pays no 64-bit division, and the 64-bit build,
@@ -26,10 +29,11 @@ Why it is built this way:
   inputs (`forced_index_bits`).
 - Arguments converted by the kernel's own signature. `kernel_parameters` reads each
   kernel's C parameter list from its source once; `_launch` converts every argument to
-  the declared type (index_t to the chosen width, scalar_t to the array's dtype, int,
-  long long ...) and refuses a wrong count, so no call site can hand a 32-bit int to a
-  64-bit parameter (the kernel would read garbage, silently), and a launch costs one
-  pass over prepared converters instead of a type switch per argument.
+  the declared type (index_t to the chosen width, acc_t to float32 or float64 by the
+  array's dtype, int, long long ...) and refuses a wrong count, so no call site can
+  hand a 32-bit int to a 64-bit parameter (the kernel would read garbage, silently),
+  and a launch costs one pass over prepared converters instead of a type switch per
+  argument.
 - Grid-stride loops: `launch_shape` caps the grid and each thread loops, so any size
   fits in one launch.
 - Deterministic gradients: col2im and the pooling backward passes GATHER (one thread
@@ -56,7 +60,7 @@ from pathlib import Path
 
 import numpy
 
-from . import backend
+from . import backend, bfloat16
 from .kernel_set import KernelSet
 from .reference.pooling import max_pool_offset_dtype
 
@@ -67,7 +71,12 @@ _CHECKOUT_KERNELS = _PACKAGE.parent / "kernels"
 KERNEL_DIR = _CHECKOUT_KERNELS if _CHECKOUT_KERNELS.is_dir() else _PACKAGE / "_kernels"
 THREADS_PER_BLOCK = 256
 MAX_BLOCKS = 65535  # enough to fill any current GPU many times; the loops cover the rest
-SCALAR_TYPES = {"float32": "float", "float64": "double"}
+# scalar_t (the storage type) of each array dtype's build, and acc_t (the arithmetic
+# type) as a dtype: bf16 is held as uint16 and computed in float32
+SCALAR_TYPES = {"float32": "float", "float64": "double", "uint16": "unsigned short"}
+ACC_DTYPES = {"float32": numpy.dtype(numpy.float32), "float64": numpy.dtype(numpy.float64),
+              "uint16": numpy.dtype(numpy.float32)}
+_NO_BF16 = re.compile(r'^#ifdef STORAGE_BF16\s*\n#error "([^"]*)"', re.MULTILINE)
 INDEX_TYPES = {32: "int", 64: "long long"}  # index_t of the two builds of every file
 _INCLUDE = re.compile(r'^#include "([^"]+)"[^\n]*$', re.MULTILINE)
 _KERNEL = re.compile(r'extern "C" __global__ void (\w+)\s*\(([^)]*)\)')
@@ -90,17 +99,38 @@ def kernel_source(filename):
 
 
 def compile_options(dtype, index_bits=64):
-    """The compiler flags that make a kernels/*.cu file the float32 or float64 version,
-    with 32- or 64-bit indices."""
+    """The compiler flags that make a kernels/*.cu file the float32, float64 or bf16
+    (uint16) version, with 32- or 64-bit indices."""
     name = numpy.dtype(dtype).name
     if name not in SCALAR_TYPES:
-        raise TypeError(f"the CUDA kernels take float32 or float64 arrays, not {name}")
-    return (f"-Dscalar_t={SCALAR_TYPES[name]}", f"-Dindex_t={INDEX_TYPES[index_bits]}")
+        raise TypeError(f"the CUDA kernels take float32, float64 or bf16 (uint16) arrays, "
+                        f"not {name}")
+    storage = "-DSTORAGE_BF16" if name == bfloat16.DTYPE.name else f"-Dscalar_t={SCALAR_TYPES[name]}"
+    return (storage, f"-Dindex_t={INDEX_TYPES[index_bits]}")
 
 
-def variants():
-    """Every (dtype name, index bits) build of a kernel file."""
-    return [(dtype, bits) for dtype in SCALAR_TYPES for bits in INDEX_TYPES]
+def acc_dtype(dtype):
+    """The dtype a kernel computes an array of `dtype` in (acc_t): float32 for float32
+    and bf16, float64 for float64."""
+    compile_options(dtype)  # rejects dtypes the kernels are not built for
+    return ACC_DTYPES[numpy.dtype(dtype).name]
+
+
+def bf16_refusal(filename):
+    """Why kernels/<filename> has no bf16 build (its #error under STORAGE_BF16), or None."""
+    match = _NO_BF16.search((KERNEL_DIR / filename).read_text())
+    return match and match.group(1)
+
+
+def storage_dtypes(filename):
+    """The dtype names kernels/<filename> is built for."""
+    return tuple(name for name in SCALAR_TYPES
+                 if name != bfloat16.DTYPE.name or bf16_refusal(filename) is None)
+
+
+def variants(filename):
+    """Every (dtype name, index bits) build of kernels/<filename>."""
+    return [(dtype, bits) for dtype in storage_dtypes(filename) for bits in INDEX_TYPES]
 
 
 @functools.lru_cache(maxsize=None)
@@ -172,12 +202,15 @@ def _enqueue(filename, kernel_name, variant, blocks, threads, args):
 
 class _Prepared:
     """What `_launch` needs to know of one kernel at one dtype, worked out once: which
-    parameters are arrays, indices, reals of the dtype or fixed C types, so that a
-    launch is one pass over its arguments (the training step launches hundreds)."""
+    parameters are arrays, indices, reals (acc_t) or fixed C types, so that a launch is
+    one pass over its arguments (the training step launches hundreds)."""
 
     def __init__(self, filename, kernel_name, dtype):
         self.dtype = numpy.dtype(dtype)
-        compile_options(self.dtype)  # rejects dtypes the kernels are not built for
+        self.real = acc_dtype(self.dtype)
+        if self.dtype.name not in storage_dtypes(filename):
+            raise TypeError(f"{kernel_name} (kernels/{filename}) takes float32 or float64 "
+                            f"arrays, not bf16: {bf16_refusal(filename)}")
         try:
             parameters = kernel_parameters(filename)[kernel_name]
         except KeyError:
@@ -189,7 +222,7 @@ class _Prepared:
                 self.arrays.append(slot)
             elif ctype == "index_t":
                 self.indices.append(slot)
-            elif ctype == "scalar_t":
+            elif ctype == "acc_t" or (ctype == "scalar_t" and self.dtype.kind == "f"):
                 self.reals.append(slot)
             elif ctype in _FIXED_TYPES:
                 self.fixed.append((slot, _FIXED_TYPES[ctype]))
@@ -245,8 +278,8 @@ def _launch(filename, kernel_name, dtype, work_items, *args, grid=None):
     for slot in kernel.indices:
         converted[slot] = index_type(args[slot])
     for slot in kernel.reals:
-        converted[slot] = kernel.dtype.type(_number(kernel_name, kernel.names[slot], args[slot],
-                                                    False))
+        converted[slot] = kernel.real.type(_number(kernel_name, kernel.names[slot], args[slot],
+                                                   False))
     for slot, ctype in kernel.fixed:
         integral = numpy.issubdtype(ctype, numpy.integer)
         converted[slot] = ctype(_number(kernel_name, kernel.names[slot], args[slot], integral))
@@ -257,6 +290,20 @@ def _module_and_contiguous(*arrays):
     """The array module of the inputs, and each input as a C-contiguous array."""
     xp = backend.get_array_module(arrays[0])
     return (xp,) + tuple(xp.ascontiguousarray(array) for array in arrays)
+
+
+def _same_dtype(op, *arrays):
+    """A TypeError naming `op` unless the arrays share one dtype (a bf16 array read as
+    float32, or the reverse, would be garbage, not an error, on the GPU)."""
+    dtypes = [array.dtype for array in arrays]
+    if any(dtype != dtypes[0] for dtype in dtypes):
+        raise TypeError(f"{op}: the arrays must share one dtype, got "
+                        f"{', '.join(dtype.name for dtype in dtypes)}")
+
+
+def _same_shape(op, a, b):
+    if a.shape != b.shape:
+        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} differ")
 
 
 # ------------------------------------------------------------------------ im2col/col2im
@@ -530,8 +577,81 @@ BIAS_GRAD_BLOCKS = 1024  # enough (channel, split) blocks to fill a GPU
 BIAS_GRAD_MIN_SPLIT = 4 * BIAS_GRAD_THREADS  # at least 4 elements per thread per split
 
 
+ITEMS_PER_STEP = 4  # kernels/elementwise.cu's: elements a thread loads per step
+
+
+def _items_grid(size):
+    """(largest index, grid) of elementwise.cu's ITEMS_PER_STEP kernels: a thread per 4
+    elements; a thread forms indices up to 3 grid widths past its first."""
+    blocks, threads = launch_shape(max(1, -(-size // ITEMS_PER_STEP)))
+    return size + ITEMS_PER_STEP * blocks * threads, (blocks, threads)
+
+
+def _launch_items(kernel_name, dtype, size, *args):
+    largest, grid = _items_grid(size)
+    if size:
+        _launch("elementwise.cu", kernel_name, dtype, largest, *args, grid=grid)
+
+
+def relu_forward(x):
+    """y = max(x, 0), NaN kept, as a new array of x's dtype."""
+    xp, x = _module_and_contiguous(x)
+    y = xp.empty(x.shape, dtype=x.dtype)
+    _launch_items("relu_forward", x.dtype, x.size, x, x.size, y)
+    return y
+
+
+def add(a, b):
+    """a + b, a new array (same shape and dtype), rounded once."""
+    _same_dtype("add", a, b)
+    _same_shape("add", a, b)
+    xp, a, b = _module_and_contiguous(a, b)
+    y = xp.empty(a.shape, dtype=a.dtype)
+    _launch_items("add", a.dtype, a.size, a, b, a.size, y)
+    return y
+
+
+def add_bias(y, bias):
+    """y (N, C, H, W) += bias[c] in place (y C-contiguous; bias of acc_dtype(y.dtype):
+    float32 for a bf16 y); returns y."""
+    if y.ndim != 4 or bias.shape != (y.shape[1],):
+        raise ValueError(f"add_bias: y must be (N, C, H, W) and bias (C,), got {y.shape} and "
+                         f"{bias.shape}")
+    if bias.dtype != acc_dtype(y.dtype):
+        raise TypeError(f"add_bias: a {y.dtype.name} y takes a {acc_dtype(y.dtype).name} bias, "
+                        f"not {bias.dtype.name}")
+    if not y.flags.c_contiguous:
+        raise ValueError(f"add_bias: y is updated in place and must be C-contiguous, got "
+                         f"strides {y.strides} for shape {y.shape}")
+    xp = backend.get_array_module(y)
+    bias = xp.ascontiguousarray(bias)
+    n, c, h, w = y.shape
+    _launch("elementwise.cu", "add_bias", y.dtype, y.size, bias, n * c, c, h * w, y,
+            grid=_plane_grid(h * w, 1, n * c))
+    return y
+
+
+def cast(x, dtype):
+    """x as a new C-contiguous array of `dtype`: float32 -> bf16 (uint16, rounded to
+    nearest even) or bf16 -> float32 (exact); the same dtype gives a copy."""
+    dtype = numpy.dtype(dtype)
+    xp, x = _module_and_contiguous(x)
+    if x.dtype == dtype:
+        return x.copy()
+    if {x.dtype, dtype} != {numpy.dtype(numpy.float32), bfloat16.DTYPE}:
+        raise TypeError(f"cast: converts float32 to bf16 (uint16) and back, not {x.dtype.name} "
+                        f"to {dtype.name}")
+    y = xp.empty(x.shape, dtype=dtype)
+    if dtype == bfloat16.DTYPE:  # both in the bf16 build: acc_t is float32 there
+        _launch_items("cast_from_acc", dtype, x.size, x, x.size, y)
+    else:
+        _launch_items("cast_to_acc", x.dtype, x.size, x, x.size, y)
+    return y
+
+
 def relu_backward(y, gy):
     """gx = gy where y > 0, else 0: one pass over ReLU's saved output, no mask."""
+    _same_dtype("relu_backward", y, gy)
     xp, y, gy = _module_and_contiguous(y, gy)
     gx = xp.empty(gy.shape, dtype=gy.dtype)
     _launch("elementwise.cu", "relu_backward", gy.dtype, gy.size, y, gy, gy.size, gx)
@@ -547,18 +667,19 @@ def bias_split_count(images, channels, pixels):
 
 
 def bias_grad(gy):
-    """gy (N, C, H, W) -> gb (C,): per channel, a block-per-range sum then a fixed-order
-    sum of the ranges (deterministic, no atomics)."""
+    """gy (N, C, H, W) -> gb (C,) of acc_dtype(gy.dtype) (float32 for a bf16 gy): per
+    channel, a block-per-range sum then a fixed-order sum of the ranges (deterministic,
+    no atomics)."""
     xp, gy = _module_and_contiguous(gy)
     n, c, h, w = gy.shape
     if gy.size == 0:
-        return xp.zeros(c, dtype=gy.dtype)
+        return xp.zeros(c, dtype=acc_dtype(gy.dtype))
     splits = bias_split_count(n, c, h * w)
-    partial = xp.empty(c * splits, dtype=gy.dtype)
+    partial = xp.empty(c * splits, dtype=acc_dtype(gy.dtype))
     _launch("elementwise.cu", "bias_grad_partial", gy.dtype, gy.size,
             gy, n, c, h * w, splits, partial,
             grid=(min(c * splits, MAX_BLOCKS), BIAS_GRAD_THREADS))
-    gb = xp.empty(c, dtype=gy.dtype)
+    gb = xp.empty(c, dtype=partial.dtype)
     _launch("elementwise.cu", "bias_grad_finish", gy.dtype, c, partial, c, splits, gb)
     return gb
 
@@ -566,6 +687,8 @@ def bias_grad(gy):
 def accumulate(total, g):
     """total += g in place (total C-contiguous, g of its shape and dtype); returns total."""
     xp = backend.get_array_module(total)
+    if bfloat16.DTYPE in (total.dtype, g.dtype):
+        _same_dtype("accumulate", total, g)  # a float cast of the bits would be garbage
     g = xp.ascontiguousarray(g, dtype=total.dtype)
     _launch("elementwise.cu", "accumulate", total.dtype, total.size, g, total.size, total)
     return total
@@ -609,6 +732,7 @@ class CudaKernels(KernelSet):
     lrn_forward, lrn_backward = lrn_forward, lrn_backward
     dropout = dropout
     relu_backward, bias_grad, accumulate = relu_backward, bias_grad, accumulate
+    relu_forward, add, add_bias, cast = relu_forward, add, add_bias, cast
     sgd_step, adam_step = sgd_step, adam_step
 
 

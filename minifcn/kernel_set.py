@@ -107,10 +107,28 @@ class KernelSet:
         """-> gx: gy where ReLU's output y > 0, else 0 (reference/elementwise.py)."""
 
     def bias_grad(gy):
-        """gy (N, C, H, W) -> (C,): the sum over N, H, W, deterministic."""
+        """gy (N, C, H, W) -> (C,): the sum over N, H, W, deterministic; float32 (the
+        accumulation type) for a bf16 gy, else gy's dtype."""
 
     def accumulate(total, g):
         """total += g in place (total C-contiguous); returns total (autograd.py)."""
+
+    # ------------------------------ bf16 mixed precision (any storage dtype: float32,
+    # float64, or bf16 held as uint16, minifcn/bfloat16.py; computed in float32 for bf16,
+    # rounded once)
+    def relu_forward(x):
+        """-> y = max(x, 0) as a new array, NaN kept (numpy.maximum's rule)."""
+
+    def add(a, b):
+        """-> a + b, a new array of their shape and dtype."""
+
+    def add_bias(y, bias):
+        """y (N, C, H, W) += bias[c] in place (y C-contiguous; bias float32 for a bf16 or
+        float32 y, float64 for float64); returns y."""
+
+    def cast(x, dtype):
+        """-> x as a new C-contiguous array of dtype: float32 -> bf16 (round to nearest
+        even, NaN kept), bf16 -> float32 (exact), the same dtype a copy; else TypeError."""
 
     # -------------------------------------------------------------------- solvers
     def sgd_step(param, grad, history, segments, scalars):

@@ -32,7 +32,7 @@ EMULATED_RANK = """
     from minifcn import backend, cli, cuda
     libraries = {(name, dtype, bits): ctypes.CDLL(os.path.join(
                      os.environ["KERNELS"], f"lib{name[:-3]}_{dtype}_{bits}.so"))
-                 for name in cuda.kernel_files() for dtype, bits in cuda.variants()}
+                 for name in cuda.kernel_files() for dtype, bits in cuda.variants(name)}
     names = {name: cuda_emulator.parameter_names(cuda.kernel_source(name))
              for name in cuda.kernel_files()}
     gpu = cuda_emulator.EmulatedGpu(libraries, {}, names)

@@ -34,11 +34,12 @@ def _parameters(function):
 
 def test_the_contract_lists_every_kernel_an_op_calls():
     assert sorted(KERNELS) == sorted([
-        "accumulate", "adam_step", "avg_pool_backward", "avg_pool_forward", "bias_grad",
-        "col2im", "col2im_tile", "conv_implicit_gemm", "crop_backward", "crop_forward", "dropout",
-        "im2col", "im2col_tile", "lrn_backward", "lrn_forward", "max_pool_backward",
-        "max_pool_forward", "relu_backward", "sgd_step", "softmax_cross_entropy_backward",
-        "softmax_cross_entropy_forward", "winograd_gy", "winograd_input", "winograd_output"])
+        "accumulate", "adam_step", "add", "add_bias", "avg_pool_backward", "avg_pool_forward",
+        "bias_grad", "cast", "col2im", "col2im_tile", "conv_implicit_gemm", "crop_backward",
+        "crop_forward", "dropout", "im2col", "im2col_tile", "lrn_backward", "lrn_forward",
+        "max_pool_backward", "max_pool_forward", "relu_backward", "relu_forward", "sgd_step",
+        "softmax_cross_entropy_backward", "softmax_cross_entropy_forward", "winograd_gy",
+        "winograd_input", "winograd_output"])
     called = set()
     for path in Path(minifcn.__file__).parent.rglob("*.py"):
         tree = ast.parse(path.read_text())
@@ -72,8 +73,9 @@ def test_a_set_missing_any_one_kernel_is_refused_when_defined(cls):
 
 def test_the_intended_fallbacks_are_exactly_the_listed_ones():
     assert reference.NumpyKernels.fallbacks == ()
-    assert sorted(cpu.NumbaKernels.fallbacks) == ["conv_implicit_gemm", "crop_backward",
-                                                  "crop_forward", "lrn_backward", "lrn_forward"]
+    assert sorted(cpu.NumbaKernels.fallbacks) == ["add", "add_bias", "cast", "conv_implicit_gemm",
+                                                  "crop_backward", "crop_forward", "lrn_backward",
+                                                  "lrn_forward", "relu_forward"]
     assert cuda.CudaKernels.fallbacks == ()
     for cls in SETS[1:]:
         taken = [name for name in KERNELS if name not in _lacked(cls)

@@ -37,8 +37,8 @@ class NumbaKernels(KernelSet):
     name = "numba"
     # conv_implicit_gemm: the CPU convolution is the blocked im2col/Winograd path (conv.py),
     # which never asks for it; the reference serves the contract
-    fallbacks = ("conv_implicit_gemm", "crop_backward", "crop_forward", "lrn_backward",
-                 "lrn_forward")
+    fallbacks = ("add", "add_bias", "cast", "conv_implicit_gemm", "crop_backward", "crop_forward",
+                 "lrn_backward", "lrn_forward", "relu_forward")
     im2col, col2im, im2col_tile, col2im_tile = im2col, col2im, im2col_tile, col2im_tile
     winograd_input, winograd_output, winograd_gy = winograd_input, winograd_output, winograd_gy
     max_pool_forward, max_pool_backward = max_pool_forward, max_pool_backward
@@ -53,6 +53,11 @@ class NumbaKernels(KernelSet):
     crop_forward, crop_backward = reference.crop_forward_numpy, reference.crop_backward_numpy
     # intended: no numba LRN (yet); only FCN-AlexNet's first two layers use LRN
     lrn_forward, lrn_backward = reference.lrn_forward_numpy, reference.lrn_backward_numpy
+    # intended: the bf16 kernels' contract (the CPU never holds bf16); NumPy's own
+    # maximum, sum and bias broadcast serve float32 and float64
+    relu_forward, add, add_bias = (reference.relu_forward_numpy, reference.add_numpy,
+                                   reference.add_bias_numpy)
+    cast = reference.cast_numpy
 
 
 KERNELS = NumbaKernels()

@@ -13,7 +13,8 @@ never the autograd, so the numba and CUDA sets can import them. One module per f
     crop.py      Caffe's Crop, forward and backward
     norm.py      local response normalization, forward and backward
     dropout.py   dropout's hashed mask (SplitMix64)
-    elementwise.py  ReLU's backward, the bias gradient, in-place accumulation
+    elementwise.py  ReLU, the bias and its gradient, sums, in-place accumulation, the
+                 float32 <-> bf16 cast
     solver.py    the SGD and Adam steps over every parameter at once (Segments)
 """
 from ..kernel_set import KernelSet
@@ -25,7 +26,8 @@ from .loss import softmax_cross_entropy_backward_numpy, softmax_cross_entropy_fo
 from .norm import lrn_backward_numpy, lrn_forward_numpy
 from .pooling import (avg_pool_backward_numpy, avg_pool_forward_numpy, max_pool_backward_numpy,
                       max_pool_forward_numpy)
-from .elementwise import accumulate_numpy, bias_grad_numpy, relu_backward_numpy
+from .elementwise import (accumulate_numpy, add_bias_numpy, add_numpy, bias_grad_numpy,
+                          cast_numpy, relu_backward_numpy, relu_forward_numpy)
 from .solver import adam_step_numpy, sgd_step_numpy
 from .winograd import winograd_gy_numpy, winograd_input_numpy, winograd_output_numpy
 
@@ -45,6 +47,7 @@ class NumpyKernels(KernelSet):
     lrn_forward, lrn_backward = lrn_forward_numpy, lrn_backward_numpy
     dropout = dropout_numpy
     relu_backward, bias_grad, accumulate = relu_backward_numpy, bias_grad_numpy, accumulate_numpy
+    relu_forward, add, add_bias, cast = relu_forward_numpy, add_numpy, add_bias_numpy, cast_numpy
     sgd_step, adam_step = sgd_step_numpy, adam_step_numpy
 
 

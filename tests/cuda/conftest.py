@@ -52,6 +52,20 @@ def dtype(request):
     return numpy.dtype(request.param)
 
 
+@pytest.fixture(params=["float32", "float64", "bf16"])
+def storage(request):
+    """Every storage dtype a kernel with a bf16 build takes (bf16: uint16, minifcn/bfloat16.py)."""
+    return numpy.dtype(numpy.uint16 if request.param == "bf16" else request.param)
+
+
+@pytest.fixture(params=["run-1", "run-4"])
+def run(request, monkeypatch):
+    """Large launches (cuda.RUN_THRESHOLD outputs) compute runs of 4 outputs per thread
+    (im2col, col2im, the pooling backward passes): forced on small ones for "run-4"."""
+    monkeypatch.setattr(cuda, "RUN_THRESHOLD", 1 if request.param == "run-4" else 2**62)
+    return request.param
+
+
 @pytest.fixture
 def emulated_cupy(emulated_gpu, monkeypatch):
     """minifcn with `cupy` = the CPU stand-in and its kernels the CPU emulation."""

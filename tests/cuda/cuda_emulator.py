@@ -1,7 +1,8 @@
 """Run kernels/*.cu on the CPU: g++ compiles them against cuda_emulation.h, ctypes calls them.
 
-`build(directory)` compiles every kernel file for float32 and float64 (in parallel, once
-per test session) and returns an `EmulatedGpu`. Its `enqueuer()` has the signature of
+`build(directory)` compiles every kernel file for each of its builds (float32, float64 and
+bf16 where the file has one: minifcn.cuda.variants; in parallel, once per test session)
+and returns an `EmulatedGpu`. Its `enqueuer()` has the signature of
 `minifcn.cuda._enqueue`, the one function there that needs CuPy: a test that puts one in
 place of the other runs the rest of minifcn/cuda.py unchanged (allocation, argument
 conversion, launch sizes), NumPy arrays standing in for CuPy ones.
@@ -40,10 +41,10 @@ from pathlib import Path
 
 import numpy
 
-from minifcn import cuda
+from minifcn import bfloat16, cuda
 
 HEADER_DIR = Path(__file__).resolve().parent
-DTYPES = tuple(cuda.SCALAR_TYPES)  # float32, float64
+DTYPES = tuple(cuda.SCALAR_TYPES)  # float32, float64, uint16 (bf16)
 INDEX_BITS = tuple(cuda.INDEX_TYPES)  # 32, 64
 MARGIN = 64  # sentinel elements on each side of every array
 _KERNEL = re.compile(r'extern "C" __global__ void (\w+)\s*\(([^)]*)\)')
@@ -89,10 +90,10 @@ def compile_library(source, dtype, directory, index_bits=64):
 
 
 def build(directory):
-    """An EmulatedGpu with every kernels/*.cu file compiled for both dtypes and both
-    index widths into `directory`."""
+    """An EmulatedGpu with every kernels/*.cu file compiled for each of its dtypes and
+    both index widths into `directory`."""
     jobs = [(filename, dtype, bits) for filename in cuda.kernel_files()
-            for dtype, bits in cuda.variants()]
+            for dtype, bits in cuda.variants(filename)]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         built = list(pool.map(
             lambda job: compile_library(cuda.KERNEL_DIR / job[0], job[1], directory, job[2]), jobs))
@@ -109,7 +110,65 @@ def tolerance(dtype):
     return {"rtol": 1e-12, "atol": 1e-13}
 
 
+def random_values(rng, shape, dtype):
+    """Standard normal values of `dtype`; for bf16 (uint16) the bits of float32 values
+    rounded to bf16."""
+    return stored(rng.standard_normal(shape), dtype)
+
+
+def stored(values, dtype):
+    """`values` as an array of `dtype`, a bf16 one (uint16) rounded from float32."""
+    if numpy.dtype(dtype) == bfloat16.DTYPE:
+        return bfloat16.from_float32(numpy.asarray(values, numpy.float32))
+    return numpy.asarray(values, dtype)
+
+
+def values_of(array):
+    """The numbers an array holds: a bf16 array's decoded to float32, others as they are."""
+    return bfloat16.to_float32(array) if bfloat16.is_bfloat16(array) else array
+
+
+def stored_reference(reference, *args):
+    """What a kernel must return for `args`: `reference(*args)`; where bf16 arrays are
+    among them, the reference run in float32 on their values (values_of), each float32
+    array it returns rounded once to bf16 (the rest, argmax offsets, as they are)."""
+    if not any(isinstance(a, numpy.ndarray) and bfloat16.is_bfloat16(a) for a in args):
+        return reference(*args)
+    result = reference(*(values_of(a) if isinstance(a, numpy.ndarray) else a for a in args))
+    rounded = tuple(bfloat16.from_float32(r) if r.dtype == numpy.float32 else r
+                    for r in (result if isinstance(result, tuple) else (result,)))
+    return rounded if isinstance(result, tuple) else rounded[0]
+
+
+def bf16_steps_apart(a, b):
+    """How many bf16 steps (ulps) apart the bf16 arrays a and b are, elementwise (+0 and
+    -0 are one value)."""
+    def ordered(bits):
+        magnitude = bits.astype(numpy.int64) & 0x7FFF
+        return numpy.where(bits & 0x8000, -magnitude, magnitude)
+    return numpy.abs(ordered(a) - ordered(b))
+
+
+def assert_close(actual, expected):
+    """Kernel against reference where the two add in another order (or take another pow):
+    float32 and float64 within `tolerance`; bf16 within one bf16 step (1 ulp), NaN
+    exactly where expected: both round the same float32 arithmetic once, so they differ
+    only when float32's last-bit differences straddle a bf16 rounding boundary."""
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape
+    if not bfloat16.is_bfloat16(expected):
+        numpy.testing.assert_allclose(actual, expected, **tolerance(expected.dtype))
+        return
+    nan = numpy.isnan(values_of(expected))
+    numpy.testing.assert_array_equal(numpy.isnan(values_of(actual)), nan)
+    apart = numpy.where(nan, 0, bf16_steps_apart(actual, expected))
+    assert apart.max(initial=0) <= 1, (
+        f"{int((apart > 1).sum())} values more than 1 bf16 ulp away (at most {apart.max()}): "
+        f"{values_of(actual)[apart > 1][:5]} against {values_of(expected)[apart > 1][:5]}")
+
+
 def _sentinel(dtype):
+    if dtype == bfloat16.DTYPE:
+        return 0x7FFF  # a bf16 NaN (an integer minimum, 0, would read as +0.0)
     return numpy.nan if dtype.kind == "f" else numpy.iinfo(dtype).min
 
 

@@ -14,11 +14,11 @@ from minifcn import cuda, kernel_set, reference
 import cuda_emulator
 
 # The kernels of the contract (kernel_set.py) that the CUDA set runs from kernels/*.cu.
-OWN_KERNELS = ["accumulate", "adam_step", "avg_pool_backward", "avg_pool_forward", "bias_grad",
-               "col2im", "conv_implicit_gemm", "crop_backward", "crop_forward", "dropout", "im2col",
-               "lrn_backward", "lrn_forward", "max_pool_backward", "max_pool_forward",
-               "relu_backward", "sgd_step", "softmax_cross_entropy_backward",
-               "softmax_cross_entropy_forward"]
+OWN_KERNELS = ["accumulate", "adam_step", "add", "add_bias", "avg_pool_backward",
+               "avg_pool_forward", "bias_grad", "cast", "col2im", "conv_implicit_gemm",
+               "crop_backward", "crop_forward", "dropout", "im2col", "lrn_backward", "lrn_forward",
+               "max_pool_backward", "max_pool_forward", "relu_backward", "relu_forward",
+               "sgd_step", "softmax_cross_entropy_backward", "softmax_cross_entropy_forward"]
 
 
 def test_the_cuda_set_runs_its_own_kernel_for_exactly_these():
@@ -34,15 +34,18 @@ def test_each_kernel_has_the_signature_of_the_contract_and_the_reference(name):
 
 
 def test_every_kernel_cuda_py_launches_is_defined():
-    launched = set(re.findall(r'_launch\("(\w+\.cu)", "(\w+)"', open(cuda.__file__).read()))
+    source = open(cuda.__file__).read()
+    launched = set(re.findall(r'_launch\("(\w+\.cu)", "(\w+)"', source))
+    launched |= {("elementwise.cu", name) for name in re.findall(r'_launch_items\("(\w+)"', source)}
     defined = {(filename, name) for filename in cuda.kernel_files()
                for name in cuda_emulator.defined_kernels(cuda.kernel_source(filename))}
     # each kernel of the contract, dropout's variant for captured steps (graph.py),
-    # the second pass of the loss's forward (its partials' total) and bias_grad's two
-    # passes (its per-range sums, then their total per channel)
+    # the second pass of the loss's forward (its partials' total), bias_grad's two
+    # passes (its per-range sums, then their total per channel) and cast's two ways
     assert {name for _, name in launched} == {*OWN_KERNELS, "dropout_seed_on_device",
                                               "softmax_cross_entropy_total", "bias_grad_partial",
-                                              "bias_grad_finish"} - {"bias_grad"}
+                                              "bias_grad_finish", "cast_to_acc",
+                                              "cast_from_acc"} - {"bias_grad", "cast"}
     assert launched <= defined, launched - defined
 
 
@@ -69,15 +72,56 @@ def test_each_kernel_file_opens_with_its_thread_mapping(filename):
 
 @pytest.mark.parametrize("dtype, bits, defines", [
     ("float32", 32, ("-Dscalar_t=float", "-Dindex_t=int")),
-    ("float64", 64, ("-Dscalar_t=double", "-Dindex_t=long long"))])
+    ("float64", 64, ("-Dscalar_t=double", "-Dindex_t=long long")),
+    ("uint16", 32, ("-DSTORAGE_BF16", "-Dindex_t=int"))])
 def test_compile_options_pick_the_scalar_and_index_types(dtype, bits, defines):
     assert cuda.compile_options(dtype, bits) == defines
 
 
 @pytest.mark.parametrize("dtype", ["float16", "int32", "complex64"])
 def test_other_dtypes_are_refused(dtype):
-    with pytest.raises(TypeError, match="float32 or float64"):
+    with pytest.raises(TypeError, match=r"float32, float64 or bf16 \(uint16\)"):
         cuda.compile_options(dtype)
+
+
+def test_the_files_without_a_bf16_build_say_why():
+    bf16 = {filename for filename in cuda.kernel_files() if "uint16" in cuda.storage_dtypes(filename)}
+    assert bf16 == {"crop.cu", "dropout.cu", "elementwise.cu", "im2col.cu", "lrn.cu", "pooling.cu"}
+    assert "master weights" in cuda.bf16_refusal("solver.cu")
+    assert cuda.variants("solver.cu") == [("float32", 32), ("float32", 64), ("float64", 32),
+                                          ("float64", 64)]
+    assert ("uint16", 32) in cuda.variants("im2col.cu")
+
+
+@pytest.mark.parametrize("filename, kernel", [("solver.cu", "sgd_step"),
+                                              ("softmax_loss.cu", "softmax_cross_entropy_forward"),
+                                              ("implicit_gemm.cu", "conv_implicit_gemm")])
+def test_a_bf16_array_is_refused_by_the_files_without_a_bf16_build(monkeypatch, filename, kernel):
+    monkeypatch.setattr(cuda, "_enqueue", lambda *call: pytest.fail("launched"))
+    with pytest.raises(TypeError, match=rf"{kernel} \(kernels/{filename}\) takes float32 or "
+                                        rf"float64 arrays, not bf16: {filename} has no bf16 build"):
+        cuda._launch(filename, kernel, numpy.uint16, 1)
+
+
+@pytest.mark.parametrize("filename", cuda.kernel_files())
+def test_every_kernel_can_be_launched_in_every_build_of_its_file(filename):
+    # a real parameter of a bf16-built file must be acc_t: a scalar_t one would be the
+    # bf16 bits (unsigned short), which Python cannot pass as a number
+    for dtype in cuda.storage_dtypes(filename):
+        for kernel in cuda.kernel_parameters(filename):
+            prepared = cuda._Prepared(filename, kernel, dtype)
+            assert prepared.real == cuda.acc_dtype(dtype)
+
+
+@pytest.mark.parametrize("dtype, real", [("float32", numpy.float32), ("uint16", numpy.float32),
+                                         ("float64", numpy.float64)])
+def test_acc_t_parameters_take_the_accumulation_type(monkeypatch, dtype, real):
+    queued = []
+    monkeypatch.setattr(cuda, "_enqueue", lambda *call: queued.append(call))
+    x = numpy.zeros(3, dtype)
+    cuda._launch("dropout.cu", "dropout", dtype, 3, x, 3, 1, 2, 0.5, x)
+    _, _, variant, _, _, args = queued[0]
+    assert variant == (dtype, 32) and type(args[4]) is real and args[4] == 0.5
 
 
 @pytest.mark.parametrize("work_items, blocks", [(1, 1), (256, 1), (257, 2), (10**12, cuda.MAX_BLOCKS)])

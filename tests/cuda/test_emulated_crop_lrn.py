@@ -1,4 +1,7 @@
-"""Crop (kernels/crop.cu) and LRN (kernels/lrn.cu) on the CPU emulation against the NumPy contract."""
+"""Crop (kernels/crop.cu) and LRN (kernels/lrn.cu) on the CPU emulation against the NumPy
+contract, in float32, float64 and bf16 (against stored_reference: the reference in
+float32 on the bf16 values, rounded once). Crop is a copy: bit for bit. LRN takes
+another pow and sums in double: within cuda_emulator.assert_close."""
 import numpy
 import pytest
 
@@ -7,27 +10,29 @@ from minifcn import cuda
 from minifcn.reference.crop import crop_backward_numpy, crop_forward_numpy
 from minifcn.reference.norm import lrn_backward_numpy, lrn_forward_numpy
 
-from cuda_emulator import tolerance
+from cuda_emulator import assert_close, random_values, stored_reference, tolerance
 
 # shape, (oy, ox), (h, w)
 CROPS = [((1, 1, 1, 1), (0, 0), (1, 1)),
          ((2, 3, 7, 5), (1, 2), (4, 3)),
          ((1, 2, 6, 9), (0, 0), (6, 9)),      # nothing cropped
          ((2, 1, 40, 38), (19, 5), (21, 33)),  # FCN's `score` crop at offset 19
-         ((2, 3, 9, 12), (2, 4), (5, 8)),      # 16-byte vectors in both dtypes
+         ((2, 3, 9, 12), (2, 4), (5, 8)),      # 16-byte vectors of floats and doubles
+         ((1, 2, 5, 24), (1, 8), (3, 16)),     # 16-byte vectors in every dtype (8 bf16)
          ((1, 2, 5, 10), (1, 2), (3, 6)),      # vectors of doubles only
          ((3, 21, 11, 9), (3, 0), (7, 9)),     # full rows, odd width
          ((1, 1, 3, 300), (1, 7), (2, 290))]   # rows longer than a block's first step
 
 
 @pytest.mark.parametrize("shape, offset, size", CROPS)
-def test_crop_matches_numpy(emulated_cuda, dtype, rng, shape, offset, size):
-    x = rng.standard_normal(shape).astype(dtype)
+def test_crop_matches_numpy(emulated_cuda, storage, rng, shape, offset, size):
+    x = random_values(rng, shape, storage)
     y = emulated_cuda.crop_forward(x, *offset, *size)
-    numpy.testing.assert_array_equal(y, crop_forward_numpy(x, *offset, *size))
-    gy = rng.standard_normal(y.shape).astype(dtype)
+    numpy.testing.assert_array_equal(y, stored_reference(crop_forward_numpy, x, *offset, *size))
+    gy = random_values(rng, y.shape, storage)
     gx = emulated_cuda.crop_backward(gy, *shape[2:], *offset)
-    numpy.testing.assert_array_equal(gx, crop_backward_numpy(gy, *shape[2:], *offset))
+    assert y.dtype == gx.dtype == storage
+    numpy.testing.assert_array_equal(gx, stored_reference(crop_backward_numpy, gy, *shape[2:], *offset))
 
 
 def test_crop_covers_every_row_with_a_one_block_grid(emulated_gpu, dtype, rng, monkeypatch):
@@ -63,18 +68,18 @@ LRNS = [((1, 1, 1, 1), 5, 1e-4, 0.75, 1.0),
 
 
 @pytest.mark.parametrize("shape, size, alpha, beta, k", LRNS)
-def test_lrn_matches_numpy(emulated_cuda, dtype, rng, shape, size, alpha, beta, k):
-    x = rng.standard_normal(shape).astype(dtype)
+def test_lrn_matches_numpy(emulated_cuda, storage, rng, shape, size, alpha, beta, k):
+    x = random_values(rng, shape, storage)
     y, scale = emulated_cuda.lrn_forward(x, size, alpha, beta, k)
-    expected_y, expected_scale = lrn_forward_numpy(x, size, alpha, beta, k)
-    assert y.dtype == dtype and scale.dtype == dtype
-    numpy.testing.assert_allclose(scale, expected_scale, **tolerance(dtype))
-    numpy.testing.assert_allclose(y, expected_y, **tolerance(dtype))
+    expected_y, expected_scale = stored_reference(lrn_forward_numpy, x, size, alpha, beta, k)
+    assert y.dtype == storage and scale.dtype == storage
+    assert_close(scale, expected_scale)
+    assert_close(y, expected_y)
 
-    gy = rng.standard_normal(shape).astype(dtype)
+    # backward from the kernel's own y and scale (in bf16: rounded as the kernel stored them)
+    gy = random_values(rng, shape, storage)
     gx = emulated_cuda.lrn_backward(x, y, scale, gy, size, alpha, beta)
-    numpy.testing.assert_allclose(gx, lrn_backward_numpy(x, expected_y, expected_scale, gy, size, alpha, beta),
-                                  **tolerance(dtype))
+    assert_close(gx, stored_reference(lrn_backward_numpy, x, y, scale, gy, size, alpha, beta))
 
 
 @pytest.mark.parametrize("run", [1, 3, 64])

@@ -1,10 +1,14 @@
 """im2col and col2im (kernels/im2col.cu) on the CPU emulation against the NumPy contract,
-with one output per thread and with runs of 4 (which large launches take: forced here)."""
+with one output per thread and with runs of 4 (which large launches take: forced here),
+in float32, float64 and bf16. Bit for bit in every dtype: im2col copies, and col2im
+adds in col2im_numpy's order (in bf16: in float32, the total rounded once, as
+stored_reference computes it)."""
 import numpy
 import pytest
 
-from minifcn import cuda
 from minifcn.reference.im2col import col2im_numpy, conv_output_size, im2col_numpy
+
+from cuda_emulator import random_values, stored_reference
 
 # channels, height, width, kh, kw, sy, sx, ph, pw, dy, dx
 GEOMETRIES = [
@@ -27,37 +31,29 @@ GEOMETRIES = [
 ]
 
 
-@pytest.fixture(params=["run-1", "run-4"])
-def run(request, monkeypatch):
-    """Large launches (cuda.RUN_THRESHOLD outputs) compute runs of 4 per thread: forced
-    on these small ones for "run-4"."""
-    monkeypatch.setattr(cuda, "RUN_THRESHOLD", 1 if request.param == "run-4" else 2**62)
-    return request.param
-
-
 def _sizes(geometry):
     channels, height, width, kh, kw, sy, sx, ph, pw, dy, dx = geometry
     return (conv_output_size(height, kh, sy, ph, dy), conv_output_size(width, kw, sx, pw, dx))
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_im2col_matches_numpy(emulated_cuda, dtype, rng, geometry, run):
+def test_im2col_matches_numpy(emulated_cuda, storage, rng, geometry, run):
     channels, height, width, *window = geometry
-    x = rng.standard_normal((channels, height, width)).astype(dtype)
-    expected = im2col_numpy(x, *window, *_sizes(geometry))
+    x = random_values(rng, (channels, height, width), storage)
+    expected = stored_reference(im2col_numpy, x, *window, *_sizes(geometry))
     col = emulated_cuda.im2col(x, *window, *_sizes(geometry))
-    assert col.dtype == dtype and col.shape == expected.shape
+    assert col.dtype == storage and col.shape == expected.shape
     numpy.testing.assert_array_equal(col, expected)
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_col2im_matches_numpy_bit_for_bit(emulated_cuda, dtype, rng, geometry, run):
+def test_col2im_matches_numpy_bit_for_bit(emulated_cuda, storage, rng, geometry, run):
     # Same summation order as col2im_numpy (see kernels/im2col.cu), so equal, not close.
     channels, height, width, kh, kw, *steps = geometry
-    col = rng.standard_normal((channels, kh, kw, *_sizes(geometry))).astype(dtype)
-    expected = col2im_numpy(col, height, width, *steps)
+    col = random_values(rng, (channels, kh, kw, *_sizes(geometry)), storage)
+    expected = stored_reference(col2im_numpy, col, height, width, *steps)
     x = emulated_cuda.col2im(col, height, width, *steps)
-    assert x.dtype == dtype and x.shape == (channels, height, width)
+    assert x.dtype == storage and x.shape == (channels, height, width)
     numpy.testing.assert_array_equal(x, expected)
 
 
@@ -68,14 +64,16 @@ def test_im2col_takes_a_non_contiguous_image(emulated_cuda, rng):
 
 
 @pytest.mark.parametrize("out_w", [8, 6, 5])  # 16-byte stores, pairs, single elements
-def test_vector_store_paths(emulated_cuda, dtype, rng, run, out_w):
-    """im2col's rows of out_w and col2im's of the image width: every store path, against
-    NumPy, including rows that end inside a run."""
-    x = rng.standard_normal((2, 4, out_w)).astype(dtype)
+def test_vector_store_paths(emulated_cuda, storage, rng, run, out_w):
+    """im2col's rows of out_w and col2im's of the image width: every store path (bf16's
+    8-byte fours and 4-byte pairs too), against NumPy, including rows that end inside a
+    run."""
+    x = random_values(rng, (2, 4, out_w), storage)
     col = emulated_cuda.im2col(x, 3, 3, 1, 1, 1, 1, 1, 1, 4, out_w)
-    numpy.testing.assert_array_equal(col, im2col_numpy(x, 3, 3, 1, 1, 1, 1, 1, 1, 4, out_w))
+    numpy.testing.assert_array_equal(col, stored_reference(im2col_numpy, x, 3, 3, 1, 1, 1, 1, 1, 1,
+                                                           4, out_w))
     numpy.testing.assert_array_equal(emulated_cuda.col2im(col, 4, out_w, 1, 1, 1, 1, 1, 1),
-                                     col2im_numpy(col, 4, out_w, 1, 1, 1, 1, 1, 1))
+                                     stored_reference(col2im_numpy, col, 4, out_w, 1, 1, 1, 1, 1, 1))
 
 
 def test_col2im_of_a_random_geometry_matches_numpy(emulated_cuda, run):

@@ -1,17 +1,20 @@
 """Max and average pooling (kernels/pooling.cu) on the CPU emulation against the NumPy
-contract, and max pooling with NaNs against plain loops that follow PyTorch's rule."""
+contract, and max pooling with NaNs against plain loops that follow PyTorch's rule; in
+float32, float64 and bf16 (against stored_reference: the reference in float32 on the
+bf16 values, rounded once). Bit for bit where the kernel adds in the reference's order
+(max forward, avg forward and backward); max backward's gradient sums (NumPy's
+bincount adds in float64) within cuda_emulator.assert_close."""
 import math
 
 import numpy
 import pytest
 
-from minifcn import cuda
 from minifcn.functions.pooling import pool_output_size
 from minifcn.reference.pooling import (avg_pool_backward_numpy, avg_pool_forward_numpy,
                                        max_pool_backward_numpy, max_pool_forward_numpy,
                                        max_pool_offset_dtype)
 
-from cuda_emulator import tolerance
+from cuda_emulator import assert_close, random_values, stored, stored_reference, tolerance, values_of
 
 # n, c, height, width, kh, kw, sy, sx, ph, pw, ceil_mode
 GEOMETRIES = [
@@ -31,14 +34,6 @@ GEOMETRIES = [
 ]
 
 
-@pytest.fixture(params=["run-1", "run-4"])
-def run(request, monkeypatch):
-    """The backward kernels compute runs of 4 pixels per thread on large launches
-    (cuda.RUN_THRESHOLD outputs): forced on these small ones for "run-4"."""
-    monkeypatch.setattr(cuda, "RUN_THRESHOLD", 1 if request.param == "run-4" else 2**62)
-    return request.param
-
-
 def _window(geometry):
     n, c, height, width, kh, kw, sy, sx, ph, pw, ceil_mode = geometry
     out = (pool_output_size(height, kh, sy, ph, ceil_mode), pool_output_size(width, kw, sx, pw, ceil_mode))
@@ -47,15 +42,15 @@ def _window(geometry):
 
 def _inputs(rng, shape, dtype, kind):
     if kind == "ties":  # few distinct values: many windows hold their maximum twice
-        return rng.integers(-2, 2, size=shape).astype(dtype)
+        return stored(rng.integers(-2, 2, size=shape), dtype)
     if kind == "minus-infinity":  # only padding-like values: argmax falls back to the first pixel
-        return numpy.full(shape, -numpy.inf, dtype=dtype)
-    x = rng.standard_normal(shape).astype(dtype)
+        return stored(numpy.full(shape, -numpy.inf), dtype)
+    x = rng.standard_normal(shape)
     if kind == "nan":  # NaN in some windows, twice in some, next to +-inf in others
         for value, share in ((numpy.nan, 0.15), (numpy.inf, 0.05), (-numpy.inf, 0.05)):
             x[rng.random(shape) < share] = value
         x.reshape(-1)[-1] = numpy.nan  # at least one
-    return x
+    return stored(x, dtype)
 
 
 def max_pool_loops(x, kh, kw, sy, sx, ph, pw, out_h, out_w):
@@ -81,26 +76,25 @@ def max_pool_loops(x, kh, kw, sy, sx, ph, pw, out_h, out_w):
 
 @pytest.mark.parametrize("kind", ["random", "ties", "minus-infinity", "nan"])
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_max_pool_matches_numpy(emulated_cuda, dtype, rng, geometry, kind, run):
+def test_max_pool_matches_numpy(emulated_cuda, storage, rng, geometry, kind, run):
     shape, window, out = _window(geometry)
-    x = _inputs(rng, shape, dtype, kind)
-    expected_y, expected_argmax = max_pool_forward_numpy(x, *window, *out)
+    x = _inputs(rng, shape, storage, kind)
+    expected_y, expected_argmax = stored_reference(max_pool_forward_numpy, x, *window, *out)
     y, argmax = emulated_cuda.max_pool_forward(x, *window, *out)
-    assert y.dtype == dtype and argmax.dtype == max_pool_offset_dtype(*window[:2])
+    assert y.dtype == storage and argmax.dtype == max_pool_offset_dtype(*window[:2])
     assert argmax.dtype == (numpy.uint8 if window[0] * window[1] <= 255 else numpy.int32)
     numpy.testing.assert_array_equal(y, expected_y)
     numpy.testing.assert_array_equal(argmax, expected_argmax)
     if kind == "nan":  # the kernel and the reference both against PyTorch's rule
-        loop_y, loop_offsets = max_pool_loops(x, *window, *out)
-        numpy.testing.assert_array_equal(y, loop_y)
+        loop_y, loop_offsets = max_pool_loops(values_of(x), *window, *out)
+        numpy.testing.assert_array_equal(values_of(y), loop_y)
         numpy.testing.assert_array_equal(argmax, loop_offsets)
-        assert numpy.isnan(y).any()
+        assert numpy.isnan(values_of(y)).any()
 
-    gy = rng.standard_normal(y.shape).astype(dtype)
+    gy = random_values(rng, y.shape, storage)
     gx = emulated_cuda.max_pool_backward(gy, argmax, *shape[2:], *window)
-    assert gx.dtype == dtype and gx.shape == shape
-    numpy.testing.assert_allclose(gx, max_pool_backward_numpy(gy, expected_argmax, *shape[2:], *window),
-                                  **tolerance(dtype))
+    assert gx.dtype == storage and gx.shape == shape
+    assert_close(gx, stored_reference(max_pool_backward_numpy, gy, expected_argmax, *shape[2:], *window))
 
 
 def test_max_pool_nan_by_hand(emulated_cuda):
@@ -123,18 +117,19 @@ def test_max_pool_backward_refuses_a_flat_index_argmax(emulated_cuda, rng):
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_avg_pool_matches_numpy_bit_for_bit(emulated_cuda, dtype, rng, geometry, run):
+def test_avg_pool_matches_numpy_bit_for_bit(emulated_cuda, storage, rng, geometry, run):
     # Same order of additions as the NumPy versions (see kernels/pooling.cu): equal, not close.
     shape, window, out = _window(geometry)
-    x = rng.standard_normal(shape).astype(dtype)
+    x = random_values(rng, shape, storage)
     y = emulated_cuda.avg_pool_forward(x, *window, *out)
-    assert y.dtype == dtype
-    numpy.testing.assert_array_equal(y, avg_pool_forward_numpy(x, *window, *out))
+    assert y.dtype == storage
+    numpy.testing.assert_array_equal(y, stored_reference(avg_pool_forward_numpy, x, *window, *out))
 
-    gy = rng.standard_normal(y.shape).astype(dtype)
+    gy = random_values(rng, y.shape, storage)
     gx = emulated_cuda.avg_pool_backward(gy, *shape[2:], *window)
-    assert gx.dtype == dtype and gx.shape == shape
-    numpy.testing.assert_array_equal(gx, avg_pool_backward_numpy(gy, *shape[2:], *window))
+    assert gx.dtype == storage and gx.shape == shape
+    numpy.testing.assert_array_equal(gx, stored_reference(avg_pool_backward_numpy, gy, *shape[2:],
+                                                          *window))
 
 
 def test_grids_smaller_than_the_planes(emulated_cuda, rng, run, monkeypatch):

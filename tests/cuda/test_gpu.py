@@ -8,15 +8,24 @@ Each test runs on two backends (the `device` fixture):
   (emulated_cupy.py), which runs everywhere, CI included. It checks the GPU code path
   (dispatch, host/device moves, kernel arguments), not the device.
 """
+import functools
 import json
+import math
 
 import numpy
 import pytest
 
 import minifcn as mf
-from minifcn import backend, cuda, functions as F
+from minifcn import backend, bfloat16, cuda, functions as F
 from minifcn.models import MODELS, FCN8s, build
 from minifcn.optim import SGD, Adam
+from minifcn.reference import (accumulate_numpy, add_bias_numpy, add_numpy, avg_pool_backward_numpy,
+                               avg_pool_forward_numpy, bias_grad_numpy, cast_numpy, col2im_numpy,
+                               crop_backward_numpy, crop_forward_numpy, dropout_numpy, im2col_numpy,
+                               lrn_forward_numpy, max_pool_backward_numpy, max_pool_forward_numpy,
+                               relu_backward_numpy, relu_forward_numpy)
+
+from cuda_emulator import assert_close, random_values, stored_reference, values_of
 
 TOLERANCE = {numpy.float32: {"rtol": 1e-4, "atol": 1e-5}, numpy.float64: {"rtol": 1e-9, "atol": 1e-11}}
 
@@ -123,6 +132,70 @@ def test_gradients_are_deterministic(device):
     numpy.testing.assert_array_equal(first[0], second[0])
     for a, b in zip(first[1], second[1]):
         numpy.testing.assert_array_equal(a, b)
+
+
+def _bf16_cases(rng):
+    """name -> (kernel call, NumPy reference, bf16 (or float32) inputs, exact): every
+    kernel with a bf16 build once, on odd sizes. exact: a copy, or one float32 operation
+    (or a sum in the reference's order) rounded once; else within one bf16 ulp."""
+    def bf16(*shape):
+        return random_values(rng, shape, bfloat16.DTYPE)
+
+    x, gy_pool, col = bf16(2, 3, 9, 13), bf16(2, 3, 5, 7), bf16(3, 3, 3, 5, 13)
+    pool = (3, 3, 2, 2, 1, 1)
+    argmax = max_pool_forward_numpy(values_of(x), *pool, 5, 7)[1]
+    special = numpy.array([numpy.nan, numpy.inf, -numpy.inf, -0.0, 3.3895e38, 1e-40, 1.00390625],
+                          numpy.float32)
+    dropout = (3, math.ceil(0.3 * 2**53), 1 / 0.7)
+    lrn = (5, 1e-2, 0.75, 2.0)
+    return {
+        "cast to bf16": ("cast", cast_numpy, [numpy.concatenate([special, rng.standard_normal(
+            1001).astype(numpy.float32)]), bfloat16.DTYPE], True),
+        "cast to float32": ("cast", cast_numpy, [bf16(7, 11), numpy.float32], True),
+        "relu_forward": ("relu_forward", relu_forward_numpy, [x], True),
+        "relu_backward": ("relu_backward", relu_backward_numpy, [x, bf16(*x.shape)], True),
+        "add": ("add", add_numpy, [x, bf16(*x.shape)], True),
+        "add_bias": ("add_bias", add_bias_numpy, [x.copy(), rng.standard_normal(3).astype(numpy.float32)], True),
+        "accumulate": ("accumulate", accumulate_numpy, [x.copy(), bf16(*x.shape)], True),
+        "im2col": ("im2col", im2col_numpy, [x[0], 3, 3, 2, 1, 1, 1, 1, 2, 5, 11], True),
+        "col2im": ("col2im", col2im_numpy, [col, 9, 13, 2, 1, 1, 1, 1, 1], True),
+        "max_pool_forward": ("max_pool_forward", max_pool_forward_numpy, [x, *pool, 5, 7], True),
+        "max_pool_backward": ("max_pool_backward", max_pool_backward_numpy,
+                              [gy_pool, argmax, 9, 13, *pool], False),
+        "avg_pool_forward": ("avg_pool_forward", avg_pool_forward_numpy, [x, *pool, 5, 7], True),
+        "avg_pool_backward": ("avg_pool_backward", avg_pool_backward_numpy,
+                              [gy_pool, 9, 13, *pool], True),
+        "crop_forward": ("crop_forward", crop_forward_numpy, [x, 1, 8, 5, 4], True),
+        "crop_backward": ("crop_backward", crop_backward_numpy, [gy_pool, 9, 13, 1, 3], True),
+        "dropout": ("dropout", dropout_numpy, [x, *dropout], True),
+        "lrn_forward": ("lrn_forward", lrn_forward_numpy, [x, *lrn], False),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_bf16_cases(numpy.random.default_rng(0))))
+def test_bf16_kernels_on_the_device_match_the_float32_references(device, name):
+    # the emulated device repeats tests/cuda/test_emulated_*.py's checks; on a GPU this
+    # checks NVRTC's bf16 builds and the GPU's float arithmetic (FMA contraction, powf)
+    kernel, reference, inputs, exact = _bf16_cases(numpy.random.default_rng(0))[name]
+    if kernel != "cast":  # the others compute in float32 on the bf16 values
+        reference = functools.partial(stored_reference, reference)
+    expected = reference(*(a.copy() if isinstance(a, numpy.ndarray) else a for a in inputs))
+    result = getattr(cuda, kernel)(*(backend.to_device(a, device) if isinstance(a, numpy.ndarray)
+                                     else a for a in inputs))
+    results = result if isinstance(result, tuple) else (result,)
+    for actual, wanted in zip(results, expected if isinstance(expected, tuple) else (expected,)):
+        actual = backend.to_numpy(actual)
+        if exact or not bfloat16.is_bfloat16(wanted):
+            numpy.testing.assert_array_equal(actual, wanted)
+        else:
+            assert_close(actual, wanted)
+
+
+def test_bf16_bias_grad_on_the_device_is_a_float32_sum(device):
+    gy = random_values(numpy.random.default_rng(0), (2, 5, 9, 13), bfloat16.DTYPE)
+    gb = backend.to_numpy(cuda.bias_grad(backend.to_device(gy, device)))
+    assert gb.dtype == numpy.float32
+    numpy.testing.assert_allclose(gb, bias_grad_numpy(values_of(gy)), **TOLERANCE[numpy.float32])
 
 
 @pytest.mark.gpu

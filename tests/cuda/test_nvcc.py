@@ -1,5 +1,6 @@
 """Every kernels/*.cu file compiles with nvcc to PTX for Ampere (sm_80) and Hopper
-(sm_90), in both dtypes, warnings as errors, and defines the kernels cuda.py launches;
+(sm_90), in each of its builds (float32, float64, bf16 where it has one), warnings as
+errors, and defines the kernels cuda.py launches;
 and no kernel uses local memory (ptxas's report, benchmarks/kernel_resources.py).
 
 What is compiled is exactly what cupy.RawModule hands to NVRTC: the text from
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.slow  # nvcc takes about 10 s for all of them
 ARCHITECTURES = kernel_resources.ARCHITECTURES
 NVCC = kernel_resources.nvcc()
 JOBS = [(filename, dtype, bits, arch) for filename in cuda.kernel_files()
-        for dtype, bits in cuda.variants() for arch in ARCHITECTURES]
+        for dtype, bits in cuda.variants(filename) for arch in ARCHITECTURES]
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +77,12 @@ def test_kernel_file_compiles_as_it_stands(filename, tmp_path):
 
 def test_no_kernel_spills_or_has_a_stack_frame():
     """Local memory (a stack frame, spilled registers) would add traffic to kernels that
-    are meant to be bound by their reads and writes alone. Hopper, both dtypes, both
-    index widths."""
+    are meant to be bound by their reads and writes alone. Hopper, every build of every
+    file (bf16 included), both index widths."""
     if NVCC is None:
         pytest.skip("nvcc is not installed (CUDA toolkit): cannot ask ptxas")
     jobs = [(filename, dtype, bits) for filename in cuda.kernel_files()
-            for dtype, bits in cuda.variants()]
+            for dtype, bits in cuda.variants(filename)]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         reports = pool.map(lambda job: kernel_resources.ptxas_report(
             job[0], job[1], "sm_90", NVCC, index_bits=job[2]), jobs)

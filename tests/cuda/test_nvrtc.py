@@ -81,8 +81,9 @@ def compile_with_nvrtc(library, source, name, options):
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-@pytest.mark.parametrize("dtype, bits", cuda.variants())
-@pytest.mark.parametrize("filename", cuda.kernel_files())
+@pytest.mark.parametrize("filename, dtype, bits", [
+    (filename, dtype, bits) for filename in cuda.kernel_files()
+    for dtype, bits in cuda.variants(filename)])
 def test_kernel_file_compiles_with_nvrtc(nvrtc, filename, dtype, bits, arch):
     source = cuda.kernel_source(filename)
     ok, log, ptx = compile_with_nvrtc(nvrtc, source, filename,
