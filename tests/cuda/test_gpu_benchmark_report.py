@@ -147,8 +147,8 @@ def test_without_cupy_it_says_so_in_one_line():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "python -m benchmarks.gpu_kernels: the GPU backend needs CuPy: pip install "
-        "'minifcn[cuda]' on a machine with an NVIDIA GPU and its driver"]
+        "python -m benchmarks.gpu_kernels: the GPU backend needs CuPy: pip install -e "
+        '".[cuda]" in the minifcn checkout, on a machine with an NVIDIA GPU and its driver']
 
 
 def test_fcn_shapes_are_the_reference_nets():
