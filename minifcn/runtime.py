@@ -199,10 +199,12 @@ def blas_threads_for_run(reading, recorded=None, fallback=None):
 
 
 def announce_compiling(stream=None):
-    """Print "compiling kernels (first run only)" to `stream` (default stderr) the first
-    time numba compiles a kernel in this process: a fresh machine spends tens of seconds
-    on it at the first step, which would otherwise pass in silence. Loading compiled
-    kernels from numba's disk cache (every later run) prints nothing, and neither does
+    """Print "compiling kernels (kept in a cache for later runs)" to `stream` (default
+    stderr) the first time numba compiles a kernel in this process: a fresh machine
+    spends tens of seconds on it at the first step, which would otherwise pass in
+    silence; a later run compiles again only kernels it is the first to need (another
+    net's shapes or dtypes). Loading compiled kernels from numba's disk cache prints
+    nothing, and neither does
     compiling a function numba does not cache (a small helper called from Python, which
     compiles in every run, in milliseconds). Safe to call more than once."""
     global _announcer
@@ -223,7 +225,7 @@ def announce_compiling(stream=None):
                 from tqdm import tqdm
 
                 # tqdm.write: on a line of its own, above a progress bar if there is one
-                tqdm.write("compiling kernels (first run only)...", file=stream or sys.stderr)
+                tqdm.write("compiling kernels (kept in a cache for later runs)...", file=stream or sys.stderr)
 
         def on_end(self, _event):
             pass

@@ -354,7 +354,8 @@ def _open_run(config, resume, overwrite):
             found = ", ".join(name for name in RUN_FILES if os.path.exists(os.path.join(config.out, name)))
             raise RunExists(f"{config.out} holds a run ({found}); pass --resume to continue "
                             f"it, or --overwrite to replace it with a new run, or choose "
-                            f"another --out")
+                            f"another --out (from Python: train(config, resume=True) or "
+                            f"overwrite=True, or another TrainConfig.out)")
         return None
     path = _checkpoint_to_resume(config.out)
     checkpoint = load_checkpoint(path)

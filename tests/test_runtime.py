@@ -147,7 +147,7 @@ def test_compiling_is_announced_once_and_not_when_cached(tmp_path):
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                            check=False)
     assert first.stdout.strip() == "9.0"
-    assert first.stderr.count("compiling kernels (first run only)") == 1
+    assert first.stderr.count("compiling kernels (kept in a cache for later runs)") == 1
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                            check=False)
     assert again.stdout.strip() == "9.0" and "compiling" not in again.stderr

@@ -338,6 +338,7 @@ def test_gpu_all_runs_every_stage_and_survives_failing_ones(emulated_gpu, monkey
                               lambda log, out: "")
         return stages[:2] + [broken, stuck] + stages[2:]
     monkeypatch.setattr(gpu_all, "stages", emulated_stages)
+    monkeypatch.setattr(gpu_all, "_gpu_ready", lambda: True)  # the emulated one is
     out = tmp_path / "run"
     code = gpu_all.main(["--out", str(out), "--repeat", "1", "--net-repeat", "1", "--budget", "3000"])
     summary = (out / "summary.md").read_text()
@@ -408,3 +409,14 @@ def test_gpu_all_summaries(tmp_path):
         "NVIDIA H200, 580.159.04, 143771 MiB, 1980 MHz; python 3.12.3 numpy 2.5.2")
     assert gpu_all.summarize_env("bash: nvidia-smi: command not found\npython 3.11\n", tmp_path) == (
         "no nvidia-smi; python 3.11")
+
+
+def test_gpu_all_refuses_at_once_without_a_gpu(tmp_path, capsys):
+    """Without CuPy and a GPU (this machine, or CI) it says so, and runs no stage."""
+    if gpu_all._gpu_ready():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SystemExit) as refused:
+        gpu_all.main(["--out", str(tmp_path / "run")])
+    assert refused.value.code == 2
+    assert "needs CuPy and an NVIDIA GPU" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
