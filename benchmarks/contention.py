@@ -16,7 +16,7 @@ each in its own process after a warm-up step) `--repeat` times:
 for each thread policy:
 
     chosen       what `minifcn train` does: numba on every core, BLAS on the cores other
-                 processes leave free, re-read between steps (runtime.BlasGovernor)
+                 processes leave free when the run starts (runtime.blas_threads_for_run)
     one-blas     numba on every core, BLAS on one thread, fixed (the previous policy)
     all-cores    numba and BLAS each on every core, fixed (the one before)
 
@@ -56,19 +56,19 @@ def default_run_steps(policy, size):
     config = TrainConfig(image_size=size)
     blas = {"chosen": runtime.blas_threads_for(config.is_small()), "one-blas": 1,
             "all-cores": None}[policy]
-    settings = runtime.configure_process(blas_threads=blas)
-    governor = (runtime.training_blas_governor(settings["blas_threads"]) if policy == "chosen"
-                else runtime.FixedBlas())
+    runtime.configure_process(blas_threads=blas)
+    load = runtime.LoadReading()  # over the set-up, as train.train does
     dataset = open_dataset(config.data, "train", **config.data_options())
     solver = config.solver()
     net = build_net(config, dataset.n_class)
     opt = make_optimizer(net, solver["optimizer"], solver["lr"], solver["momentum"],
                          solver["weight_decay"], solver["iter_size"])
     order = shuffled_order(len(dataset), config.seed)
-    state = {"step": 0}
+    state = {"step": 0, "blas_threads": blas, "policy": policy}
+    if policy == "chosen":
+        state["blas_threads"] = runtime.blas_threads_for_run(load, None, blas)
 
     def step():
-        state["blas_threads"] = governor.tick()
         image, label = dataset[int(order[state["step"] % len(order)])]
         state["step"] += 1
         opt.zero_grad()
@@ -87,7 +87,8 @@ def child(policy, steps, size, repeat):
         while True:
             step()
     times = common.time_calls(lambda: [step() for _ in range(steps)], repeat=repeat, warmup=0)
-    common.child_reply({"times_s": times, "blas_threads_last": step.state.get("blas_threads")})
+    common.child_reply({"times_s": times, "blas_threads": step.state["blas_threads"]
+                        if step.state["policy"] == "chosen" else None})
 
 
 # ------------------------------------------------------------------------ the parent
@@ -121,9 +122,9 @@ def measure(policy, busy, steps, size, repeat):
 
 
 def _blas(case):
-    """", BLAS n at the end" for a governed case: the count its governor had settled on."""
-    count = case.get("blas_threads_last")
-    return "" if count is None else f", BLAS {count} at the end"
+    """", BLAS n" for a case whose count was chosen at its start."""
+    count = case.get("blas_threads")
+    return "" if count is None else f", BLAS {count}"
 
 
 def markdown_report(report):
@@ -145,7 +146,8 @@ def markdown_report(report):
         f"the same policy alone (target <= {TARGET_RATIO}x). 1-minute load average "
         f"{report['load_before']:.1f} before, {report['load_after']:.1f} after."), "",
         ("chosen: what `minifcn train` does (numba on every core, BLAS on the cores other "
-        "processes leave free, re-read between steps: runtime.BlasGovernor); one-blas: "
+        "processes leave free when the run starts, kept for the run: "
+        "runtime.blas_threads_for_run; the busy copy of `run` starts first, alone); one-blas: "
         "numba on every core, BLAS on one thread; all-cores: numba and BLAS each on every "
         "core. spin: one process spinning in pure Python; run: a second copy of the same "
         "steps, with the same policy."), "",

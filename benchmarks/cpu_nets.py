@@ -12,8 +12,7 @@ that configuration's alone).
 
 For each net and pass the engines run one right after the other, so that a change in
 the machine's load between them is unlikely; the load average is recorded with each
-configuration. DESIGN.md's
-targets (2 cores): train <= 1.0x PyTorch, inference <= 1.2x, peak memory <= 1.0x.
+configuration. The targets are docs/design.md's (Speed).
 
 Writes benchmarks/results/cpu-nets-<machine>-<date>.json and .md.
 """

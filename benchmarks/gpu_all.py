@@ -177,6 +177,13 @@ def merged_report(out):
 
 
 # ---------------------------------------------------------------------------- main
+def _gpu_ready():
+    """Whether a GPU can run the stages (checked in a child process, so this one never
+    initializes CUDA itself: each stage gets a fresh one)."""
+    probe = "import cupy, sys; sys.exit(cupy.cuda.runtime.getDeviceCount() == 0)"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_all",
                                      description=__doc__.split("\n")[0])
@@ -189,6 +196,10 @@ def main(argv=None):
     out = args.out.resolve()
     if out.exists() and any(out.iterdir()):
         parser.exit(2, f"{parser.prog}: --out {out} is not empty; give a new folder\n")
+    if not _gpu_ready():
+        parser.exit(2, f"{parser.prog}: needs CuPy and an NVIDIA GPU, and this machine has "
+                       "no usable one (python -c 'import cupy; cupy.cuda.runtime."
+                       "getDeviceCount()' says why)\n")
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         filter(None, [str(common.REPO_ROOT), os.environ.get("PYTHONPATH")])))

@@ -16,7 +16,7 @@ warm-up, next to PyTorch's equivalent (cuDNN and ATen's CUDA kernels) and, at ba
 the op's `*_numpy` reference run on CuPy arrays. Bytes count every input read once and
 every output written once; bytes / time is the kernel's bandwidth, also shown as a
 fraction of the copy bandwidth (a 1 GiB device-to-device copy measured in the same run).
-The targets (DESIGN.md): >= 70% of it at batch 8, and <= 1.0x PyTorch's time.
+The targets (docs/design.md): >= 70% of it at batch 8, and <= 1.0x PyTorch's time.
 
 GEMMs (gpu_net.py): the products of one FCN-32s training step at batch 1 (forward, input
 and weight gradients of every convolution), their achieved TFLOP/s against one large

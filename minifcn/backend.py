@@ -49,8 +49,8 @@ def cupy_or_none():
 def require_cupy():
     cupy = cupy_or_none()
     if cupy is None:
-        raise RuntimeError("the GPU backend needs CuPy: pip install 'minifcn[cuda]' on a "
-                           "machine with an NVIDIA GPU and its driver")
+        raise RuntimeError("the GPU backend needs CuPy: pip install -e \".[cuda]\" in the "
+                           "minifcn checkout, on a machine with an NVIDIA GPU and its driver")
     try:
         cupy.cuda.runtime.getDeviceCount()
     except Exception as error:

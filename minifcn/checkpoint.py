@@ -10,6 +10,7 @@ A checkpoint is one .npz (numpy.load(path, allow_pickle=False) reads it):
     meta.loss           the loss of the last step taken (for its metrics row)
     meta.config         the run's TrainConfig as JSON
     meta.channel_order, meta.mean, ...   the input convention of the weights (if known)
+    meta.blas_threads   BLAS's thread count the run computes with (runtime.py)
 
 Writing: the arrays go to a temporary file beside the checkpoint, which is flushed to
 disk and then renamed over it, so at every moment `checkpoint.npz` is either the old
@@ -31,6 +32,9 @@ from .errors import UserError
 MAY_CHANGE_ON_RESUME = ("iterations", "val_interval", "device", "progress", "data_check")
 # The meta.* entries a checkpoint has of its own (the others record the input convention).
 OWN_META = ("meta.iteration", "meta.rng_state", "meta.config", "meta.loss")
+# The ones that describe the run, not its weights' input: --resume carries them, a run
+# started from the weights (--checkpoint, --init-from) does not (runtime.py: BLAS's count).
+RUN_META = ("meta.blas_threads",)
 # Files a run writes in its directory.
 RUN_FILES = ("checkpoint.npz", "log.jsonl", "metrics.csv", "predictions.png")
 

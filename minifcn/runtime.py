@@ -27,20 +27,22 @@ three settings, each for a reason measured on the 2-core machine of benchmarks/r
    GEMMs that take milliseconds (the small nets of the default run, hundreds of them a
    step) this turns a step of a fraction of a second into seconds; one BLAS thread
    avoids it. On an idle machine, though, every core is faster, for the small net too.
-   So training does not fix the count: `BlasGovernor` reads, between steps, how many of
-   this process's cores other processes kept busy (Linux's /proc/stat, less this
-   process's own CPU time), and gives BLAS the cores they leave free, at least one. The
-   count changes no bit of a result: OpenBLAS splits a GEMM's output between its
-   threads, never a sum (tests/test_runtime.py), so a resumed run still repeats the
-   uninterrupted one exactly. numba's pool keeps every core: its threads sleep between
-   loops, and the benchmark below shows it costs nothing beside a busy process.
-   `train.train` starts with `blas_threads_for(small net)` (one thread for the small
-   net, every core for the VGG16-wide ones) until the governor's first reading.
-   `minifcn bench contention` measures the default run alone and beside a busy process
-   with this policy, with one BLAS thread fixed, and with BLAS on every core. Setting
-   OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or MKL_NUM_THREADS keeps BLAS at that count
-   instead (no governor); MINIFCN_THREADS sets numba's count (default: the cores this
-   process may run on).
+   So a training run chooses its count when it starts: the cores other processes
+   leave free, at least one (`blas_threads_for_run`: Linux's /proc/stat, less this
+   process's own CPU time). It keeps that count for its whole life, and --resume
+   restores it from the checkpoint, because the count is part of what a run computes:
+   OpenBLAS splits some GEMM shapes differently at another count, and their results
+   differ in the last bits (Winograd's 64 x 529 x 64 float32 products in the default
+   run's weight gradients, at 1 and 2 threads), so a run that changed
+   its count with the load would not repeat bit for bit, resumed or not. The price: a
+   run that starts alone keeps every core when another process starts later; start
+   the second one with OPENBLAS_NUM_THREADS=1 beside it, or both with it. numba's pool
+   keeps every core: its threads sleep between loops, and the benchmark below shows
+   it costs nothing beside a busy process. `minifcn bench contention` measures the
+   default run alone and beside a busy process with this choice, with one BLAS thread,
+   and with BLAS on every core. Setting OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or
+   MKL_NUM_THREADS keeps BLAS at that count instead; MINIFCN_THREADS sets numba's
+   count (default: the cores this process may run on).
 """
 import os
 import sys
@@ -70,10 +72,11 @@ def default_threads():
 
 
 def blas_threads_for(small_net):
-    """BLAS threads a training run starts with, until BlasGovernor's first reading: 1
-    for the narrow nets (their GEMMs are too short for more threads to pay for waiting
-    on each other when a core is busy, see the module docstring), None (all of numba's
-    threads) for the VGG16-wide ones."""
+    """BLAS threads for computing with a net where the load is not read (eval, predict,
+    and a training run on a system without /proc/stat): 1 for the narrow nets (their
+    GEMMs are too short for more threads to pay for waiting on each other when a core
+    is busy, see the module docstring), None (all of numba's threads) for the
+    VGG16-wide ones."""
     return 1 if small_net else None
 
 
@@ -160,61 +163,48 @@ class OtherProcessesLoad:
         return max(0.0, ((now[1] - last[1]) - (now[2] - last[2])) / (now[0] - last[0]))
 
 
-class BlasGovernor:
-    """Keeps BLAS's threads on the cores other processes leave free (the module
-    docstring says why). `tick()` goes between training steps, never inside one: BLAS's
-    count must not change under a running GEMM. It reads the load at most every
-    `interval` seconds (a reading costs tens of microseconds) and calls
-    `set_threads(count)` only when the count changes."""
+class LoadReading:
+    """Other processes' load over the time since it was made (`others_busy()`), from
+    two readings of OtherProcessesLoad: one now, one when asked, at least `least`
+    seconds later (it sleeps the rest if asked sooner)."""
 
-    def __init__(self, cores, threads, load=None, set_threads=None, clock=time.monotonic,
-                 interval=2.0, first_interval=0.25):
-        self.cores, self.threads = cores, threads
+    def __init__(self, load=None, least=0.25, clock=time.monotonic, sleep=time.sleep):
         self.load = OtherProcessesLoad(clock=clock) if load is None else load
-        self.set_threads = _configure_blas if set_threads is None else set_threads
-        self.clock, self.interval, self.first_interval = clock, interval, first_interval
-        self.load.read()  # the first reading: the next one measures from here
-        self.since, self.decided = clock(), False
-        self.changes = []  # (others busy, new count): what it did, for logs and tests
+        self.least, self.clock, self.sleep = least, clock, sleep
+        self.load.read()
+        self.began = clock()
 
-    def tick(self):
-        """Re-decide if the interval has passed; returns BLAS's thread count."""
-        waited = self.clock() - self.since
-        if waited < (self.interval if self.decided else self.first_interval):
-            return self.threads
-        others = self.load.read()
-        self.since, self.decided = self.clock(), True
-        if others is not None:
-            wanted = blas_threads_beside(self.cores, others)
-            if wanted != self.threads:
-                self.set_threads(wanted)
-                self.threads = wanted
-                self.changes.append((round(others, 2), wanted))
-        return self.threads
+    def others_busy(self):
+        self.sleep(max(0.0, self.least - (self.clock() - self.began)))
+        return self.load.read()
 
 
-class FixedBlas:
-    """No governor: BLAS's count stays as set (the environment fixed it, or ranks
-    share the machine and split it between them, distributed.py)."""
-
-    def tick(self):
+def blas_threads_for_run(reading, recorded=None, fallback=None):
+    """Set BLAS's thread count for a training run, once, and return it: a resumed run's
+    `recorded` count (at most the usable cores); for a new run the cores other
+    processes left free over `reading` (a LoadReading begun before the run's set-up),
+    or `fallback` (blas_threads_for) where the load cannot be read. Returns None, and
+    leaves BLAS as it is, where a BLAS environment variable fixes the count. The module
+    docstring says why the count is chosen once and kept."""
+    if any(name in os.environ for name in BLAS_ENVIRONMENT):
         return None
-
-
-def training_blas_governor(threads):
-    """The governor `train.train` ticks: a BlasGovernor over this process's cores,
-    starting from `threads` (what configure_process set), unless a BLAS environment
-    variable fixes the count or no BLAS library is loaded (FixedBlas)."""
-    if threads is None or any(name in os.environ for name in BLAS_ENVIRONMENT):
-        return FixedBlas()
-    return BlasGovernor(usable_cores(), threads)
+    cores = usable_cores()
+    if recorded is not None:
+        count = min(int(recorded), cores)
+    else:
+        others = reading.others_busy()
+        count = (fallback or cores) if others is None else blas_threads_beside(cores, others)
+    _configure_blas(count)
+    return count
 
 
 def announce_compiling(stream=None):
-    """Print "compiling kernels (first run only)" to `stream` (default stderr) the first
-    time numba compiles a kernel in this process: a fresh machine spends tens of seconds
-    on it at the first step, which would otherwise pass in silence. Loading compiled
-    kernels from numba's disk cache (every later run) prints nothing, and neither does
+    """Print "compiling kernels (kept in a cache for later runs)" to `stream` (default
+    stderr) the first time numba compiles a kernel in this process: a fresh machine
+    spends tens of seconds on it at the first step, which would otherwise pass in
+    silence; a later run compiles again only kernels it is the first to need (another
+    net's shapes or dtypes). Loading compiled kernels from numba's disk cache prints
+    nothing, and neither does
     compiling a function numba does not cache (a small helper called from Python, which
     compiles in every run, in milliseconds). Safe to call more than once."""
     global _announcer
@@ -235,7 +225,7 @@ def announce_compiling(stream=None):
                 from tqdm import tqdm
 
                 # tqdm.write: on a line of its own, above a progress bar if there is one
-                tqdm.write("compiling kernels (first run only)...", file=stream or sys.stderr)
+                tqdm.write("compiling kernels (kept in a cache for later runs)...", file=stream or sys.stderr)
 
         def on_end(self, _event):
             pass

@@ -41,7 +41,7 @@ import numpy
 
 from . import backend, distributed, graph, heads, models, precision, runtime
 from .autograd import Tensor, no_grad
-from .checkpoint import (OWN_META, RUN_FILES, CheckpointError, NoCheckpoint, NonFiniteState, RunWriteError, atomic_savez,
+from .checkpoint import (OWN_META, RUN_FILES, RUN_META, CheckpointError, NoCheckpoint, NonFiniteState, RunWriteError, atomic_savez,
                          checkpoint_arrays, load_checkpoint, read_config, refuse_changes,
                          remove_stale_temporaries, settings_changed)
 from .data import DataError, open_dataset, shuffled_order
@@ -282,14 +282,12 @@ def train(config, resume=False, overwrite=False, log=print):
     Interrupted after Ctrl-C or SIGTERM (with a checkpoint saved), TrainingDiverged
     (the last good checkpoint kept), RunWriteError (a file could not be written, the
     message names it; nothing half-written is left). Sets the process's threads and
-    memory for training first (runtime.configure_process), keeps BLAS's threads on the
-    cores other processes leave free, between steps (runtime.BlasGovernor), and runs at
-    `config.precision` (precision.use: tf32 or bf16 on the CPU is an OptionError, raised
-    before anything is written)."""
-    settings = runtime.configure_process(blas_threads=runtime.blas_threads_for(config.is_small()))
-    # ranks on one machine split its cores between them (distributed.py): no governor
-    governor = (runtime.training_blas_governor(settings["blas_threads"]) if config.ranks == 1
-                else runtime.FixedBlas())
+    memory for training first (runtime.configure_process), BLAS's threads for the run
+    once it is set up: the cores other processes leave free, or a resumed run's own
+    count (runtime.blas_threads_for_run), and runs at `config.precision` (precision.use:
+    tf32 or bf16 on the CPU is an OptionError, raised before anything is written)."""
+    runtime.configure_process(blas_threads=runtime.blas_threads_for(config.is_small()))
+    load = runtime.LoadReading()  # over the set-up: what other processes keep busy
     with precision.use(config.precision, config.device), StopRequest() as stop, \
             distributed.world_for(config) as world:
         try:
@@ -300,13 +298,24 @@ def train(config, resume=False, overwrite=False, log=print):
             message = f"stopped by {stop.name} before training began: nothing to save"
             log(message)
             raise Interrupted(message, stop.signal) from None
+        if config.ranks == 1:  # ranks split the cores between them (distributed.py)
+            _set_blas_threads(run.net, load, resume, config.is_small())
         if run.row_pending:  # a kill or Ctrl-C came between the checkpoint and its row
             run.validate()
         if run.position < config.iterations and not world.stopping(stop):
-            _loop(run, train_set, solver, stop, governor)
+            _loop(run, train_set, solver, stop)
         if not run.finished():  # only Ctrl-C or SIGTERM gets here
             run.stop(stop)
         return run.finish()
+
+
+def _set_blas_threads(net, load, resumed, small_net):
+    """BLAS's count, chosen once a run and kept in its checkpoints as
+    meta.blas_threads (runtime.py says why): a resumed run takes its own back."""
+    recorded = net.input_meta.get("meta.blas_threads") if resumed else None
+    count = runtime.blas_threads_for_run(load, recorded, runtime.blas_threads_for(small_net))
+    if count is not None:
+        net.input_meta["meta.blas_threads"] = numpy.array(count)
 
 
 def _set_up(config, resume, overwrite, log):
@@ -350,7 +359,8 @@ def _open_run(config, resume, overwrite):
             found = ", ".join(name for name in RUN_FILES if os.path.exists(os.path.join(config.out, name)))
             raise RunExists(f"{config.out} holds a run ({found}); pass --resume to continue "
                             f"it, or --overwrite to replace it with a new run, or choose "
-                            f"another --out")
+                            f"another --out (from Python: train(config, resume=True) or "
+                            f"overwrite=True, or another TrainConfig.out)")
         return None
     path = _checkpoint_to_resume(config.out)
     checkpoint = load_checkpoint(path)
@@ -369,12 +379,13 @@ def _starting_meta(config):
     path = config.weights or config.init_from
     if not path:
         return {}
-    return {key: value for key, value in read_meta(path).items() if key not in OWN_META}
+    return {key: value for key, value in read_meta(path).items()
+            if key not in OWN_META + RUN_META}
 
 
-def _loop(run, dataset, solver, stop, governor):
+def _loop(run, dataset, solver, stop):
     """Steps until the last, or until Ctrl-C or SIGTERM: checkpoint, then validation row,
-    at each validation point; BLAS's threads re-sized between steps (`governor`)."""
+    at each validation point."""
     config = run.config
     bar = _progress(range(run.position, config.iterations), config.progress, "train",
                     initial=run.position, total=config.iterations)
@@ -386,7 +397,6 @@ def _loop(run, dataset, solver, stop, governor):
         for iteration in bar:
             if distributed.current().stopping(stop):  # all ranks agree (distributed.py)
                 return
-            governor.tick()
             rng_before = backend.rng_state()
             run.opt.lr = learning_rate(solver["lr"], solver["lr_policy"], iteration,
                                        config.iterations)

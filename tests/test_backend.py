@@ -34,12 +34,13 @@ def test_asking_for_the_gpu_without_cupy_or_a_gpu_says_what_is_missing(monkeypat
 
     monkeypatch.setattr(backend, "_cupy", False)  # as if `import cupy` had failed
     assert not backend.gpu_available()
-    with pytest.raises(RuntimeError, match=r"needs CuPy: pip install 'minifcn\[cuda\]'"):
+    with pytest.raises(RuntimeError, match=r'needs CuPy: pip install -e "\.\[cuda\]" in the minifcn checkout'):
         backend.to_device(numpy.zeros(3), "cuda")
     assert main(["train", "--device", "cuda", "--iterations", "1", "--widths", "3,4,4,6,6",
                  "--fc-width", "6", "--image-size", "40", "--no-progress", "--out", "/nonexistent/run"]) == 1
-    assert capsys.readouterr().err.strip().endswith("needs CuPy: pip install 'minifcn[cuda]' on a "
-                                                    "machine with an NVIDIA GPU and its driver")
+    assert capsys.readouterr().err.strip().endswith(
+        'needs CuPy: pip install -e ".[cuda]" in the minifcn checkout, on a machine with an '
+        "NVIDIA GPU and its driver")
 
     def no_device():
         raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")

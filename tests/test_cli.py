@@ -327,4 +327,4 @@ def test_compiling_the_numba_kernels_is_announced(tmp_path):
                      tmp_path / "run", MINIFCN_CPU_KERNELS="numba",
                      NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("compiling kernels (first run only)") == 1
+    assert result.stderr.count("compiling kernels (kept in a cache for later runs)") == 1

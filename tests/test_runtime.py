@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 
-import numpy
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -148,7 +147,7 @@ def test_compiling_is_announced_once_and_not_when_cached(tmp_path):
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                            check=False)
     assert first.stdout.strip() == "9.0"
-    assert first.stderr.count("compiling kernels (first run only)") == 1
+    assert first.stderr.count("compiling kernels (kept in a cache for later runs)") == 1
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                            check=False)
     assert again.stdout.strip() == "9.0" and "compiling" not in again.stderr
@@ -216,63 +215,67 @@ class FakeLoad:
         return self.readings.pop(0)
 
 
-def test_the_governor_rereads_at_its_interval_and_changes_blas_only_when_it_must():
-    from minifcn.runtime import BlasGovernor
-    clock, set_to = [0.0], []
-    load = FakeLoad([None, 0.1, 0.2, 1.0, 0.0])  # the first is the reading at start
-    governor = BlasGovernor(cores=2, threads=1, load=load, set_threads=set_to.append,
-                            clock=lambda: clock[0], interval=2.0, first_interval=0.25)
-    assert governor.tick() == 1 and set_to == []      # too soon to have a reading
-    clock[0] = 0.3
-    assert governor.tick() == 2 and set_to == [2]     # idle: every core
-    clock[0] = 1.0
-    assert governor.tick() == 2 and load.readings == [0.2, 1.0, 0.0]  # not re-read yet
-    clock[0] = 2.5
-    assert governor.tick() == 2 and set_to == [2]     # still idle: no call
-    clock[0] = 4.6
-    assert governor.tick() == 1 and set_to == [2, 1]  # a busy core: one thread
-    clock[0] = 7.0
-    assert governor.tick() == 2 and set_to == [2, 1, 2]
-    assert governor.changes == [(0.1, 2), (1.0, 1), (0.0, 2)]
+def test_a_load_reading_waits_for_its_least_interval():
+    from minifcn.runtime import LoadReading
+    clock, slept = [10.0], []
+    reading = LoadReading(FakeLoad([None, 0.8]), least=0.25, clock=lambda: clock[0],
+                          sleep=slept.append)
+    clock[0] = 10.1  # asked after 0.1 s: sleeps the other 0.15 s
+    assert reading.others_busy() == 0.8 and slept == [pytest.approx(0.15)]
 
 
-def test_the_environment_or_no_blas_fixes_the_count():
-    from minifcn.runtime import BlasGovernor, FixedBlas, training_blas_governor
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    try:
-        assert isinstance(training_blas_governor(1), FixedBlas)
-    finally:
-        del os.environ["OPENBLAS_NUM_THREADS"]
-    assert isinstance(training_blas_governor(None), FixedBlas)
-    assert isinstance(training_blas_governor(1), BlasGovernor)
+def blas_counts_set(monkeypatch):
+    from minifcn import runtime
+    counts = []
+    monkeypatch.setattr(runtime, "_configure_blas", counts.append)
+    for name in runtime.BLAS_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    return counts
 
 
-def test_training_ticks_the_governor_before_every_step(tmp_path, monkeypatch):
-    from minifcn import runtime, train
+def test_a_run_takes_the_free_cores_or_its_recorded_count(monkeypatch):
+    from minifcn import runtime
+    counts = blas_counts_set(monkeypatch)
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 4)
+
+    class Reading:
+        def __init__(self, busy):
+            self.busy = busy
+
+        def others_busy(self):
+            return self.busy
+
+    assert runtime.blas_threads_for_run(Reading(0.2)) == 4      # idle: every core
+    assert runtime.blas_threads_for_run(Reading(1.0)) == 3      # one core busy
+    assert runtime.blas_threads_for_run(Reading(None), fallback=1) == 1  # no /proc/stat
+    assert runtime.blas_threads_for_run(Reading(None)) == 4
+    assert runtime.blas_threads_for_run(Reading(3.0), recorded=2) == 2  # resumed: its own
+    assert runtime.blas_threads_for_run(Reading(0.0), recorded=8) == 4  # on fewer cores
+    assert counts == [4, 3, 1, 4, 2, 4]
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # the user's count stays
+    assert runtime.blas_threads_for_run(Reading(0.0)) is None and len(counts) == 6
+
+
+def test_a_run_keeps_its_blas_count_in_its_checkpoints_and_resume_restores_it(
+        tmp_path, monkeypatch):
+    from minifcn import checkpoint, runtime, train
     from tests.test_train import tiny_config
-    ticks = []
-
-    class Counting:
-        def tick(self):
-            ticks.append(len(ticks))
-
-    monkeypatch.setattr(runtime, "training_blas_governor", lambda threads: Counting())
-    train.train(tiny_config(tmp_path / "run", iterations=3, val_interval=3), log=lambda *a: None)
-    assert len(ticks) == 3
-
-
-def test_blas_thread_count_changes_no_bit_of_a_product():
-    """The governor may change BLAS's count mid-run, and a resumed run must still repeat
-    the uninterrupted one bit for bit: OpenBLAS splits a GEMM's output between its
-    threads, never a sum, so every element is summed in the same order at any count."""
-    from threadpoolctl import threadpool_limits
-    rng = numpy.random.default_rng(0)
-    for m, k, n in [(16, 27, 25600), (64, 576, 6400), (21, 4096, 64), (7, 9, 5)]:
-        a, b = (rng.standard_normal(s, numpy.float32) for s in ((m, k), (k, n)))
-        products = []
-        for threads in (1, 2, 3):
-            with threadpool_limits(threads, user_api="blas"):
-                products.append((a @ b, b.T @ a.T))  # and through transposed views
-        for other in products[1:]:
-            for got, first in zip(other, products[0]):
-                assert numpy.array_equal(got, first), (m, k, n)
+    counts = blas_counts_set(monkeypatch)
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
+    monkeypatch.setattr(runtime.LoadReading, "others_busy", lambda self: 0.0)  # idle
+    config = tiny_config(tmp_path / "run", iterations=2, val_interval=1)
+    train.train(config, log=lambda *a: None)
+    saved = checkpoint.load_checkpoint(str(tmp_path / "run" / "checkpoint.npz"))
+    assert int(saved["meta"]["meta.blas_threads"]) == 2 and counts[-1] == 2
+    # resumed on a busy machine, it computes on with the count it began with
+    monkeypatch.setattr(runtime.LoadReading, "others_busy", lambda self: 1.0)
+    train.train(tiny_config(tmp_path / "run", iterations=3, val_interval=1), resume=True,
+                log=lambda *a: None)
+    assert counts[-1] == 2
+    # a new run from its weights chooses afresh (the count is the run's, not the weights')
+    train.train(tiny_config(tmp_path / "next", iterations=1, val_interval=1,
+                            init_from=str(tmp_path / "run" / "checkpoint.npz")),
+                log=lambda *a: None)
+    assert counts[-1] == 1
+    assert int(checkpoint.load_checkpoint(str(tmp_path / "next" / "checkpoint.npz"))[
+        "meta"]["meta.blas_threads"]) == 1

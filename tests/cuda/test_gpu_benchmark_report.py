@@ -148,8 +148,8 @@ def test_without_cupy_it_says_so_in_one_line():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "python -m benchmarks.gpu_kernels: the GPU backend needs CuPy: pip install "
-        "'minifcn[cuda]' on a machine with an NVIDIA GPU and its driver"]
+        "python -m benchmarks.gpu_kernels: the GPU backend needs CuPy: pip install -e "
+        '".[cuda]" in the minifcn checkout, on a machine with an NVIDIA GPU and its driver']
 
 
 def test_fcn_shapes_are_the_reference_nets():
@@ -362,6 +362,7 @@ def test_gpu_all_runs_every_stage_and_survives_failing_ones(emulated_gpu, monkey
                               lambda log, out: "")
         return stages[:2] + [broken, stuck] + stages[2:]
     monkeypatch.setattr(gpu_all, "stages", emulated_stages)
+    monkeypatch.setattr(gpu_all, "_gpu_ready", lambda: True)  # the emulated one is
     out = tmp_path / "run"
     code = gpu_all.main(["--out", str(out), "--repeat", "1", "--net-repeat", "1", "--budget", "3000"])
     summary = (out / "summary.md").read_text()
@@ -432,3 +433,14 @@ def test_gpu_all_summaries(tmp_path):
         "NVIDIA H200, 580.159.04, 143771 MiB, 1980 MHz; python 3.12.3 numpy 2.5.2")
     assert gpu_all.summarize_env("bash: nvidia-smi: command not found\npython 3.11\n", tmp_path) == (
         "no nvidia-smi; python 3.11")
+
+
+def test_gpu_all_refuses_at_once_without_a_gpu(tmp_path, capsys):
+    """Without CuPy and a GPU (this machine, or CI) it says so, and runs no stage."""
+    if gpu_all._gpu_ready():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SystemExit) as refused:
+        gpu_all.main(["--out", str(tmp_path / "run")])
+    assert refused.value.code == 2
+    assert "needs CuPy and an NVIDIA GPU" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
