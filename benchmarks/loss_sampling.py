@@ -92,7 +92,7 @@ def line_chart(path, panels, size=(560, 380)):
     width, height = size
     picture = Image.new("RGB", (width * len(panels), height), "white")
     draw = ImageDraw.Draw(picture)
-    left, right, top, bottom = 60, 20, 30, 50
+    left, right, top, bottom = 60, 40, 30, 50
     for index, (title, x_label, series) in enumerate(panels):
         x0 = index * width + left
         x1, y0, y1 = (index + 1) * width - right, top, height - bottom
@@ -110,7 +110,7 @@ def line_chart(path, panels, size=(560, 380)):
             y = y_low + (y_high - y_low) * k / 4
             draw.text((x0 - 45, at(0, y)[1] - 6), f"{y:.2f}", fill="black", font=font)
             x = x_max * k / 4
-            draw.text((at(x, 0)[0] - 10, y1 + 5), f"{x:.3g}", fill="black", font=font)
+            draw.text((at(x, 0)[0] - 12, y1 + 5), f"{x:.4g}", fill="black", font=font)
         draw.text((x0, 8), title, fill="black", font=font)
         draw.text(((x0 + x1) / 2 - 30, y1 + 25), x_label, fill="black", font=font)
         for number, (name, (values_x, values_y)) in enumerate(series.items()):
