@@ -117,7 +117,8 @@ def kernel_lines(report):
 
 
 def gemm_lines(report):
-    lines = ["| GEMMs | precision | GFLOP | ms | TFLOP/s | large sgemm TFLOP/s | fraction |",
+    lines = ["| GEMMs | precision | GFLOP | ms | TFLOP/s | large GEMM TFLOP/s (same precision) "
+             "| fraction |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for row in report["gemm"]:
         achieved = row["seconds"] and row["flops"] / row["seconds"] / 1e12

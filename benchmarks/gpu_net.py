@@ -1,5 +1,5 @@
 """The whole-net parts of `python -m benchmarks.gpu_kernels` (its docstring says what is
-measured and how): the step's GEMMs against a large sgemm, FCN-32s and FCN-8s against
+measured and how): the step's GEMMs against a large GEMM of their precision, FCN-32s and FCN-8s against
 PyTorch at three precisions with their peak device memory, and the default run.
 
 Precisions, each set on both sides before a pass is timed:
@@ -59,22 +59,30 @@ def gemm_flops(products):
 
 
 def benchmark_gemms(cupy, repeat, size=500):
-    """The step's GEMMs (cuBLAS through cupy.matmul, row-major operands of those shapes,
-    random values) and one SGEMM_SIZE^3 sgemm, TF32 off then on: one row each."""
-    from minifcn import cuda
+    """The step's GEMMs (row-major operands of those shapes, random values) and one
+    SGEMM_SIZE^3 GEMM of the same precision: fp32 and TF32 through cupy.matmul, bf16
+    through the convolutions' own cuBLAS call (functions/conv.py's _gemm: bf16
+    operands, float32 accumulation, bf16 result). One row each."""
+    from minifcn import bfloat16, cuda
+    from minifcn.functions.conv import _gemm
     rng = cupy.random.default_rng(2)
 
-    def product_time(m, k, n):
+    def product_time(m, k, n, bf16):
         a = rng.standard_normal((m, k), dtype=cupy.float32)
         b = rng.standard_normal((k, n), dtype=cupy.float32)
-        return time_gpu(lambda: cupy.matmul(a, b), cupy_events, repeat, warmup=1)
+        if not bf16:
+            return time_gpu(lambda: cupy.matmul(a, b), cupy_events, repeat, warmup=1)
+        a, b = (bfloat16.from_float32(x)[None] for x in (a, b))
+        out = cupy.empty((1, m, n), dtype=bfloat16.DTYPE)
+        return time_gpu(lambda: _gemm(a, b, out), cupy_events, repeat, warmup=1)
 
     products, rows = step_gemms(size), []
     try:
-        for precision, tf32 in (("fp32 (TF32 off)", False), ("TF32 on", True)):
+        for precision, tf32 in (("fp32 (TF32 off)", False), ("TF32 on", True), ("bf16", False)):
             cuda.allow_tf32(tf32)
-            seconds = sum(product_time(m, k, n) for _, _, m, k, n in products)
-            sgemm = product_time(SGEMM_SIZE, SGEMM_SIZE, SGEMM_SIZE)
+            bf16 = precision == "bf16"
+            seconds = sum(product_time(m, k, n, bf16) for _, _, m, k, n in products)
+            sgemm = product_time(SGEMM_SIZE, SGEMM_SIZE, SGEMM_SIZE, bf16)
             rows.append({"what": f"FCN-32s {size}x{size} train step ({len(products)} GEMMs)",
                          "precision": precision, "flops": gemm_flops(products), "seconds": seconds,
                          "sgemm_tflops": 2 * SGEMM_SIZE**3 / sgemm / 1e12})

@@ -270,7 +270,7 @@ def test_the_whole_benchmark_runs_on_the_emulated_cupy(emulated_cupy, monkeypatc
     assert report["copy_bandwidth_bytes_per_s"] > 0
     assert [(row["precision"], row["flops"]) for row in report["gemm"]] == [
         (precision, gpu_net.gemm_flops(gpu_net.step_gemms(8))) for precision in
-        ("fp32 (TF32 off)", "TF32 on")]
+        ("fp32 (TF32 off)", "TF32 on", "bf16")]
     assert all(row["seconds"] > 0 and row["sgemm_tflops"] > 0 for row in report["gemm"])
     # every precision's row has minifcn's time, bf16's included, with the fields and the
     # precision names the report has always had
@@ -376,7 +376,7 @@ def test_gpu_all_runs_every_stage_and_survives_failing_ones(emulated_gpu, monkey
     report = json.loads(path.read_text())
     assert [note for note in report["notes"] if note.startswith("Failed")] == []
     assert {row["batch"] for row in report["kernels"]} == {1, 2}
-    assert len(report["gemm"]) == 2 and len(report["net"]) == 12 and len(report["memory"]) == 6
+    assert len(report["gemm"]) == 3 and len(report["net"]) == 12 and len(report["memory"]) == 6
     assert report["copy_bandwidth_bytes_per_s"] > 0
     assert report["default_run"]["complete"] and report["default_run"]["mean_iu"] is not None
     assert gpu_all._progress(out) == report["default_run"]  # found where a cut run leaves it
