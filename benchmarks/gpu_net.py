@@ -1,6 +1,6 @@
 """The whole-net parts of `python -m benchmarks.gpu_kernels` (its docstring says what is
-measured and how): the step's GEMMs against a large GEMM of their precision, FCN-32s and FCN-8s against
-PyTorch at three precisions with their peak device memory, and the default run.
+measured and how): the step's GEMMs against a large GEMM of their precision, FCN-32s and
+FCN-8s against PyTorch at three precisions with their peak device memory, and the default run.
 
 Precisions, each set on both sides before a pass is timed:
     fp32 (TF32 off)   minifcn: cuda.allow_tf32(False); PyTorch: matmul and cuDNN TF32 off
