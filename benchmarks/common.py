@@ -76,6 +76,18 @@ def wait_for_quiet(max_load=0.5, timeout_s=0.0, poll_s=5.0):
 
 
 # --------------------------------------------------------------------- child processes
+def add_default_run_options(parser, steps):
+    """--steps (default `steps`), --repeat and --size: the timed blocks of default-run
+    steps that benchmarks.contention and benchmarks.distributed take."""
+    from minifcn.cli import positive_int
+    parser.add_argument("--steps", type=positive_int, default=steps,
+                        help=f"training steps per timed block (default {steps})")
+    parser.add_argument("--repeat", type=positive_int, default=3,
+                        help="timed blocks per case, median reported (default 3)")
+    parser.add_argument("--size", type=positive_int, default=160,
+                        help="side of the built-in scenes (default 160, the default run's)")
+
+
 def run_child(argv, timeout_s=None, env=None):
     """Run `python argv...` from the repository root; the child prints one JSON object
     as its last stdout line. Returns that object; raises with the child's stderr if it

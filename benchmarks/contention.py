@@ -32,7 +32,6 @@ import subprocess
 import sys
 import time
 
-from minifcn.cli import positive_int
 
 from . import common
 
@@ -159,12 +158,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="minifcn bench contention",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=positive_int, default=40,
-                        help="training steps per timed block (default 40)")
-    parser.add_argument("--repeat", type=positive_int, default=3,
-                        help="timed blocks per case, median reported (default 3)")
-    parser.add_argument("--size", type=positive_int, default=160,
-                        help="side of the built-in scenes (default 160, the default run's)")
+    common.add_default_run_options(parser, steps=40)
     parser.add_argument("--policies", nargs="+", choices=POLICIES, default=list(POLICIES))
     parser.add_argument("--busy", nargs="+", choices=BUSY, default=list(BUSY),
                         help="second processes to run beside (default: spin and run)")

@@ -114,12 +114,7 @@ def markdown_report(report):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.distributed", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=positive_int, default=10,
-                        help="training steps per timed block (default 10)")
-    parser.add_argument("--repeat", type=positive_int, default=3,
-                        help="timed blocks per case, median reported (default 3)")
-    parser.add_argument("--size", type=positive_int, default=160,
-                        help="side of the built-in scenes (default 160, the default run's)")
+    common.add_default_run_options(parser, steps=10)
     parser.add_argument("--batch", type=positive_int, default=1,
                         help="images per rank per step, B (default 1)")
     parser.add_argument("--out", default=str(common.RESULTS_DIR))
