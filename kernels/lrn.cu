@@ -40,6 +40,24 @@
 
 #include "common.cuh"
 
+// The channels [first, last) of thread `thread`'s run, and where its pixel's channel 0
+// lies: start = (n, 0, h, w). Both passes map threads the same way.
+struct ChannelRun {
+    index_t first, last, start;
+};
+
+__device__ __forceinline__ ChannelRun channel_run(index_t thread, index_t channels,
+                                                  index_t pixels_per_channel, index_t run,
+                                                  index_t runs)
+{
+    const index_t run_and_image = thread / pixels_per_channel;
+    const index_t pixel = thread - run_and_image * pixels_per_channel;
+    const index_t image = run_and_image / runs;
+    const index_t first = (run_and_image - image * runs) * run;
+    return {first, min_index(first + run, channels),
+            image * channels * pixels_per_channel + pixel};
+}
+
 extern "C" __global__ void lrn_forward(
     const scalar_t* __restrict__ x, index_t images, index_t channels,
     index_t pixels_per_channel, index_t run, index_t size, acc_t alpha_over_size,
@@ -48,12 +66,8 @@ extern "C" __global__ void lrn_forward(
     const index_t runs = (channels + run - 1) / run;
     const index_t pre = (size - 1) / 2;
     GRID_STRIDE_LOOP(thread, images * runs * pixels_per_channel) {
-        const index_t run_and_image = thread / pixels_per_channel;
-        const index_t pixel = thread - run_and_image * pixels_per_channel;
-        const index_t image = run_and_image / runs;
-        const index_t first = (run_and_image - image * runs) * run;
-        const index_t last = min_index(first + run, channels);
-        const index_t start = image * channels * pixels_per_channel + pixel;  // (n, 0, h, w)
+        const ChannelRun cr = channel_run(thread, channels, pixels_per_channel, run, runs);
+        const index_t first = cr.first, last = cr.last, start = cr.start;
         const scalar_t* x_pixel = x + start;
         double sum_of_squares = 0;  // the window of `first`: [first - pre, first - pre + n)
         for (index_t c = max_index(first - pre, 0); c < min_index(first - pre + size, channels); ++c) {
@@ -88,12 +102,8 @@ extern "C" __global__ void lrn_backward(
     const index_t runs = (channels + run - 1) / run;
     const index_t pre = (size - 1) / 2, post = size - 1 - pre;
     GRID_STRIDE_LOOP(thread, images * runs * pixels_per_channel) {
-        const index_t run_and_image = thread / pixels_per_channel;
-        const index_t pixel = thread - run_and_image * pixels_per_channel;
-        const index_t image = run_and_image / runs;
-        const index_t first = (run_and_image - image * runs) * run;
-        const index_t last = min_index(first + run, channels);
-        const index_t start = image * channels * pixels_per_channel + pixel;  // (n, 0, h, w)
+        const ChannelRun cr = channel_run(thread, channels, pixels_per_channel, run, runs);
+        const index_t first = cr.first, last = cr.last, start = cr.start;
         // ratio(c') = gy y / scale at channel c'; the window of c is [c - post, c + pre]
         const auto ratio = [=](index_t c) {
             const index_t at = start + c * pixels_per_channel;
