@@ -185,6 +185,26 @@ __device__ __forceinline__ void store_four(unsigned short* p, const unsigned sho
     *(uint2*)p = make_uint2(bf16_pair(v), bf16_pair(v + 2));
 }
 
+// The run that grid-stride item t names when rows of `width` pixels are cut into runs
+// of `run` (the gather kernels: col2im, pooling backward): its row h, its first pixel
+// w_first and its length n (<= run; the last run of a row may be short).
+struct RowRun {
+    index_t h, w_first, n;
+};
+
+__device__ __forceinline__ index_t runs_per_row(index_t width, index_t run)
+{
+    return (width + run - 1) / run;
+}
+
+__device__ __forceinline__ RowRun row_run(index_t t, index_t per_row, index_t run,
+                                          index_t width)
+{
+    const index_t h = t / per_row;
+    const index_t w_first = (t - h * per_row) * run;
+    return {h, w_first, min_index(run, width - w_first)};
+}
+
 // p[0 .. n) = v[0 .. n), n <= RUN_MAX; `vector` from vector_width.
 __device__ __forceinline__ void store_run(scalar_t* p, const scalar_t* v, index_t n, int vector)
 {

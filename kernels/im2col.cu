@@ -17,7 +17,7 @@
 //           store when out_w % 4 == 0 (fc6: 16 x 16), 8/16-byte pairs when it is even
 //           (conv1_2: 698), else element by element. Neighbouring threads take
 //           neighbouring runs: a warp writes 32 * run consecutive elements of col.
-//           Divisions: one per run (t / runs_per_row), one per tap (tap / kw).
+//           Divisions: one per run (row_run), one per tap (tap / kw).
 //   col2im: grid z = channel c, grid x = grid-stride over the (h, run) pairs of the
 //           image; a run is `run` consecutive pixels w of row h. The thread GATHERS,
 //           for its pixels, the col entries that map to them: the (i, oy) pairs of row
@@ -55,7 +55,7 @@ extern "C" __global__ void im2col(
     index_t pad_h, index_t pad_w, index_t dilation_h, index_t dilation_w,
     index_t out_h, index_t out_w, index_t run, scalar_t* __restrict__ col)
 {
-    const index_t runs_per_row = (out_w + run - 1) / run;
+    const index_t per_row = runs_per_row(out_w, run);
     const index_t out_size = out_h * out_w;
     const index_t taps = kernel_h * kernel_w;
     const int vector = vector_width(col, out_w, run, (int)sizeof(scalar_t));
@@ -65,9 +65,9 @@ extern "C" __global__ void im2col(
             const index_t i = tap / kernel_w, j = tap - i * kernel_w;
             const index_t h_offset = i * dilation_h - pad_h, w_offset = j * dilation_w - pad_w;
             scalar_t* col_plane = col + (c * taps + tap) * out_size;
-            GRID_STRIDE_LOOP(t, out_h * runs_per_row) {
-                const index_t oy = t / runs_per_row;
-                const index_t ox = (t - oy * runs_per_row) * run;
+            GRID_STRIDE_LOOP(t, out_h * per_row) {
+                const RowRun r = row_run(t, per_row, run, out_w);  // output row oy, from ox
+                const index_t oy = r.h, ox = r.w_first;
                 const index_t h = oy * stride_h + h_offset;
                 const bool row_inside = h >= 0 && h < height;
                 const scalar_t* x_row = x_plane + (row_inside ? h * width : 0);
@@ -78,7 +78,7 @@ extern "C" __global__ void im2col(
                     const index_t w = w_first + e * stride_w;
                     v[e] = row_inside && e < run && w >= 0 && w < width ? x_row[w] : (scalar_t)0;
                 }
-                store_run(col_plane + oy * out_w + ox, v, min_index(run, out_w - ox), vector);
+                store_run(col_plane + oy * out_w + ox, v, r.n, vector);
             }
         }
     }
@@ -90,17 +90,16 @@ extern "C" __global__ void col2im(
     index_t pad_h, index_t pad_w, index_t dilation_h, index_t dilation_w,
     index_t out_h, index_t out_w, index_t run, scalar_t* __restrict__ x)
 {
-    const index_t runs_per_row = (width + run - 1) / run;
+    const index_t per_row = runs_per_row(width, run);
     const index_t out_size = out_h * out_w;
     const Axis rows = make_axis(kernel_h, stride_h, dilation_h, out_h);
     const Axis cols = make_axis(kernel_w, stride_w, dilation_w, out_w);
     const int vector = vector_width(x, width, run, (int)sizeof(scalar_t));
     for (index_t c = blockIdx.z; c < channels; c += gridDim.z) {
         const scalar_t* col_channel = col + c * kernel_h * kernel_w * out_size;
-        GRID_STRIDE_LOOP(t, height * runs_per_row) {
-            const index_t h = t / runs_per_row;
-            const index_t w_first = (t - h * runs_per_row) * run;
-            const index_t n = min_index(run, width - w_first);
+        GRID_STRIDE_LOOP(t, height * per_row) {
+            const RowRun r = row_run(t, per_row, run, width);
+            const index_t h = r.h, w_first = r.w_first, n = r.n;
             const Pairs row = window_pairs(rows, h + pad_h);
             Pairs column[RUN_MAX];
             acc_t total[RUN_MAX];

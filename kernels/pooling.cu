@@ -158,15 +158,14 @@ __device__ __forceinline__ void max_pool_backward_body(
     index_t stride_h, index_t stride_w, index_t pad_h, index_t pad_w,
     index_t out_h, index_t out_w, index_t run, scalar_t* __restrict__ gx)
 {
-    const index_t runs_per_row = (width + run - 1) / run;
+    const index_t per_row = runs_per_row(width, run);
     const int vector = vector_width(gx, width, run, (int)sizeof(scalar_t));
     for (index_t plane = blockIdx.z; plane < planes; plane += gridDim.z) {
         const scalar_t* gy_plane = gy + plane * out_h * out_w;
         const offset_t* argmax_plane = argmax + plane * out_h * out_w;
-        GRID_STRIDE_LOOP(t, height * runs_per_row) {
-            const index_t h = t / runs_per_row;
-            const index_t w_first = (t - h * runs_per_row) * run;
-            const index_t n = min_index(run, width - w_first);
+        GRID_STRIDE_LOOP(t, height * per_row) {
+            const RowRun r = row_run(t, per_row, run, width);
+            const index_t h = r.h, w_first = r.w_first, n = r.n;
             const Cover cover = covering_windows(h, w_first, n, kernel_h, kernel_w, stride_h,
                                                  stride_w, pad_h, pad_w, out_h, out_w);
             acc_t total[RUN_MAX];
@@ -244,14 +243,13 @@ extern "C" __global__ void avg_pool_backward(
     index_t pad_h, index_t pad_w, index_t out_h, index_t out_w, index_t run,
     scalar_t* __restrict__ gx)
 {
-    const index_t runs_per_row = (width + run - 1) / run;
+    const index_t per_row = runs_per_row(width, run);
     const int vector = vector_width(gx, width, run, (int)sizeof(scalar_t));
     for (index_t plane = blockIdx.z; plane < planes; plane += gridDim.z) {
         const scalar_t* gy_plane = gy + plane * out_h * out_w;
-        GRID_STRIDE_LOOP(t, height * runs_per_row) {
-            const index_t h = t / runs_per_row;
-            const index_t w_first = (t - h * runs_per_row) * run;
-            const index_t n = min_index(run, width - w_first);
+        GRID_STRIDE_LOOP(t, height * per_row) {
+            const RowRun r = row_run(t, per_row, run, width);
+            const index_t h = r.h, w_first = r.w_first, n = r.n;
             const Cover cover = covering_windows(h, w_first, n, kernel_h, kernel_w, stride_h,
                                                  stride_w, pad_h, pad_w, out_h, out_w);
             acc_t total[RUN_MAX];
