@@ -85,3 +85,17 @@ def test_cast_refuses_other_dtypes():
         F.cast(mf.Tensor(numpy.ones(3, numpy.float32)), numpy.int32)
     x = mf.Tensor(numpy.ones(3, numpy.float32))
     assert F.cast(x, numpy.float32) is x
+
+
+def test_cast_passes_the_float64_gradient_check():
+    """F.cast is the identity up to rounding, so its check needs points where rounding
+    is exact: multiples of 1/8 below 4 in magnitude are exact in float32 and in bf16 (8
+    significant bits), so the float64 central differences with eps = 1/8 measure the
+    Jacobian exactly (1 on the diagonal). The analytic side is the incoming gradient cast
+    to the narrow dtype and back, as the cast's backward is meant to do: exact up to one
+    rounding of that dtype (2^-8 relative for bf16, 2^-23 for float32)."""
+    from minifcn.gradcheck import check_backward
+    x = numpy.arange(-12, 12, dtype=numpy.float64).reshape(4, 6) / 4
+    for dtype, rtol in ((numpy.float32, 2.0**-23), (bfloat16.DTYPE, 2.0**-8)):
+        check_backward(lambda t, dtype=dtype: F.cast(F.cast(t, dtype), numpy.float64), [x],
+                       eps=0.125, atol=0.0, rtol=rtol)
