@@ -7,6 +7,8 @@ the CUDA compilers, and whole-benchmark or full-size-file runs. A test runs the 
 kernels when it is under tests/cpu (numba against NumPy) or is parametrized with the
 "numba" kernel set; both are marked slow here. CI runs both suites (.ci/run).
 GPU tests skip themselves on a machine without a usable GPU."""
+import signal
+
 import numpy
 import pytest
 
@@ -16,8 +18,12 @@ from minifcn import backend
 
 def pytest_configure(config):
     """The process settings `minifcn train` makes (runtime.py; import makes none), so the
-    numba kernels run on the thread pool they are written for."""
+    numba kernels run on the thread pool they are written for. Ctrl-C as at a terminal:
+    a shell that starts the tests in the background (`pytest &`, nohup) hands them
+    SIGINT ignored, and the tests of Ctrl-C would then see no KeyboardInterrupt."""
     minifcn.configure_process()
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _runs_numba(item):
